@@ -1,0 +1,86 @@
+import { z } from 'zod';
+
+/** Every stable error code a client may see. The OpenAPI document lists them. */
+export const ERROR_CODES = {
+  VALIDATION_FAILED: { status: 400, title: 'Validation failed' },
+  BAD_REQUEST: { status: 400, title: 'Bad request' },
+  UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
+  INVALID_CREDENTIALS: { status: 401, title: 'Invalid credentials' },
+  FORBIDDEN: { status: 403, title: 'Forbidden' },
+  NOT_FOUND: { status: 404, title: 'Not found' },
+  CONFLICT: { status: 409, title: 'Conflict' },
+  USERNAME_TAKEN: { status: 409, title: 'Username already exists' },
+  PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
+  RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  INTERNAL: { status: 500, title: 'Internal error' },
+  UPSTREAM_UNAVAILABLE: { status: 503, title: 'Service unavailable' },
+  UPSTREAM_TIMEOUT: { status: 504, title: 'Upstream timeout' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export const FieldErrorSchema = z.object({ field: z.string(), message: z.string() });
+export type FieldError = z.infer<typeof FieldErrorSchema>;
+
+/** The error shape that travels over NATS and is rendered as problem+json by the gateway. */
+export const ErrorPayloadSchema = z.object({
+  code: z.string(),
+  status: z.number().int(),
+  detail: z.string(),
+  retryable: z.boolean(),
+  errors: z.array(FieldErrorSchema).optional(),
+});
+export type ErrorPayload = z.infer<typeof ErrorPayloadSchema>;
+
+export class ParleyError extends Error {
+  readonly status: number;
+  readonly retryable: boolean;
+
+  constructor(
+    readonly code: ErrorCode,
+    readonly detail: string,
+    options: { retryable?: boolean; errors?: FieldError[]; cause?: unknown } = {},
+  ) {
+    super(detail, { cause: options.cause });
+    this.name = 'ParleyError';
+    this.status = ERROR_CODES[code].status;
+    this.retryable = options.retryable ?? this.status >= 500;
+    this.errors = options.errors;
+  }
+
+  readonly errors?: FieldError[];
+
+  toPayload(): ErrorPayload {
+    return {
+      code: this.code,
+      status: this.status,
+      detail: this.detail,
+      retryable: this.retryable,
+      ...(this.errors ? { errors: this.errors } : {}),
+    };
+  }
+
+  static fromPayload(payload: ErrorPayload): ParleyError {
+    const code = (payload.code in ERROR_CODES ? payload.code : 'INTERNAL') as ErrorCode;
+    return new ParleyError(code, payload.detail, { retryable: payload.retryable, errors: payload.errors });
+  }
+}
+
+export function isParleyError(value: unknown): value is ParleyError {
+  return value instanceof ParleyError;
+}
+
+/** Turns zod issues into the `errors[]` of a problem. */
+export function fieldErrors(error: z.ZodError, root?: string): FieldError[] {
+  return error.issues.map((issue) => {
+    const path = issue.path.map(String).join('.');
+    return { field: [root, path].filter(Boolean).join('.') || '(root)', message: issue.message };
+  });
+}
+
+export function validationError(error: z.ZodError, root?: string): ParleyError {
+  const errors = fieldErrors(error, root);
+  const detail = errors.map((e) => `${e.field}: ${e.message}`).join('; ');
+  return new ParleyError('VALIDATION_FAILED', detail, { errors });
+}

@@ -1,0 +1,46 @@
+import { z } from 'zod';
+
+/** Domain events, written to a service's outbox and relayed to the DOMAIN stream. */
+export const DOMAIN_STREAM = 'DOMAIN';
+export const USAGE_STREAM = 'USAGE';
+export const DOMAIN_SUBJECTS = 'evt.>';
+export const DLQ_DOMAIN = 'dlq.domain';
+export const DLQ_USAGE = 'dlq.usage';
+
+export const SessionEventSchema = z.object({
+  session_id: z.uuid(),
+  user_id: z.uuid(),
+  bot_id: z.uuid().nullable(),
+  group_ids: z.array(z.uuid()),
+  occurred_at: z.string(),
+});
+export type SessionEvent = z.infer<typeof SessionEventSchema>;
+
+export const DomainEvents = {
+  sessionCreated: { subject: 'evt.session.created', schema: SessionEventSchema },
+  sessionUpdated: { subject: 'evt.session.updated', schema: SessionEventSchema },
+  sessionDeleted: { subject: 'evt.session.deleted', schema: SessionEventSchema },
+  accessChanged: {
+    subject: 'evt.access.changed',
+    schema: z.object({
+      kind: z.enum(['user', 'membership', 'role', 'grant', 'bot', 'key']),
+      id: z.string(),
+      occurred_at: z.string(),
+    }),
+  },
+} as const;
+
+export interface DomainEventContract<S extends z.ZodType = z.ZodType> {
+  readonly subject: string;
+  readonly schema: S;
+}
+
+/** What a dead-letter subject carries. */
+export const DeadLetterSchema = z.object({
+  reason: z.string(),
+  subject: z.string(),
+  event: z.unknown(),
+  received_at: z.string(),
+  deliveries: z.number().int().optional(),
+});
+export type DeadLetter = z.infer<typeof DeadLetterSchema>;

@@ -1,0 +1,85 @@
+import { z } from 'zod';
+import { ParleyError } from './errors';
+
+export const MAX_LIMIT = 200;
+export const DEFAULT_LIMIT = 50;
+
+const intFromQuery = z.coerce.number({ error: 'must be an integer' }).int('must be an integer');
+
+/** `limit`/`cursor` or `page`/`size`, as query strings arrive. */
+export const PageQuerySchema = z
+  .object({
+    limit: intFromQuery.min(1).max(MAX_LIMIT).optional(),
+    cursor: z.string().min(1).max(512).optional(),
+    page: intFromQuery.min(1).optional(),
+    size: intFromQuery.min(1).max(MAX_LIMIT).optional(),
+  })
+  .refine((q) => !(q.cursor && (q.page !== undefined || q.size !== undefined)), {
+    message: 'use either cursor/limit or page/size',
+    path: ['cursor'],
+  });
+
+export const CursorPageRequestSchema = z.object({
+  kind: z.literal('cursor'),
+  limit: z.number().int().min(1).max(MAX_LIMIT),
+  cursor: z.string().optional(),
+});
+export const OffsetPageRequestSchema = z.object({
+  kind: z.literal('offset'),
+  page: z.number().int().min(1),
+  size: z.number().int().min(1).max(MAX_LIMIT),
+});
+export const PageRequestSchema = z.discriminatedUnion('kind', [CursorPageRequestSchema, OffsetPageRequestSchema]);
+export type PageRequest = z.infer<typeof PageRequestSchema>;
+
+export function toPageRequest(q: z.infer<typeof PageQuerySchema>): PageRequest {
+  if (q.page !== undefined || q.size !== undefined) {
+    return { kind: 'offset', page: q.page ?? 1, size: q.size ?? q.limit ?? DEFAULT_LIMIT };
+  }
+  return { kind: 'cursor', limit: q.limit ?? DEFAULT_LIMIT, cursor: q.cursor };
+}
+
+export interface CursorPage<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+export interface OffsetPage<T> {
+  items: T[];
+  total: number;
+  page: number;
+  size: number;
+}
+export type Page<T> = CursorPage<T> | OffsetPage<T>;
+
+export function cursorPageSchema<T extends z.ZodType>(item: T) {
+  return z.object({ items: z.array(item), next_cursor: z.string().nullable() });
+}
+export function offsetPageSchema<T extends z.ZodType>(item: T) {
+  return z.object({ items: z.array(item), total: z.number().int(), page: z.number().int(), size: z.number().int() });
+}
+export function pageSchema<T extends z.ZodType>(item: T) {
+  return z.union([cursorPageSchema(item), offsetPageSchema(item)]);
+}
+
+/** Opaque keyset cursor: the sort key values of the last row, base64url JSON. */
+export function encodeCursor(values: readonly (string | number)[]): string {
+  return Buffer.from(JSON.stringify(values)).toString('base64url');
+}
+
+export function decodeCursor(cursor: string, arity: number): (string | number)[] {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (
+      Array.isArray(parsed) &&
+      parsed.length === arity &&
+      parsed.every((v) => typeof v === 'string' || typeof v === 'number')
+    ) {
+      return parsed as (string | number)[];
+    }
+  } catch {
+    // fall through to the problem below
+  }
+  throw new ParleyError('VALIDATION_FAILED', 'cursor: not a cursor this list issued', {
+    errors: [{ field: 'cursor', message: 'not a cursor this list issued' }],
+  });
+}

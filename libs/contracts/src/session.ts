@@ -1,0 +1,84 @@
+import { z } from 'zod';
+import { rpc } from './rpc';
+import { PrincipalSchema } from './principal';
+import { JsonObjectSchema, TimestampSchema } from './common';
+import { cursorPageSchema, offsetPageSchema, PageRequestSchema } from './pagination';
+
+export const SESSION_STATUSES = ['active', 'archived'] as const;
+export const SENSITIVE_STATUSES = ['unchecked', 'pass', 'violation'] as const;
+export const FEEDBACK_VALUES = ['like', 'dislike'] as const;
+
+export const SessionSchema = z.object({
+  id: z.uuid(),
+  user_id: z.uuid(),
+  bot_id: z.uuid().nullable(),
+  title: z.string().nullable(),
+  status: z.enum(SESSION_STATUSES),
+  group_ids: z.array(z.uuid()),
+  metadata: JsonObjectSchema,
+  state: JsonObjectSchema,
+  message_count: z.number().int(),
+  like_count: z.number().int(),
+  dislike_count: z.number().int(),
+  copied_count: z.number().int(),
+  sensitive_status: z.enum(SENSITIVE_STATUSES),
+  last_message_at: TimestampSchema.nullable(),
+  created_at: TimestampSchema,
+  updated_at: TimestampSchema,
+});
+export type Session = z.infer<typeof SessionSchema>;
+
+const title = z.string().trim().min(1).max(500);
+
+export const CreateSessionBodySchema = z
+  .object({
+    title: title.optional(),
+    bot_id: z.uuid().optional(),
+    metadata: JsonObjectSchema.optional(),
+    state: JsonObjectSchema.optional(),
+    user_id: z.uuid().optional(),
+  })
+  .strict();
+
+export const UpdateSessionBodySchema = z
+  .object({
+    title: title.nullable().optional(),
+    status: z.enum(SESSION_STATUSES).optional(),
+    metadata: JsonObjectSchema.optional(),
+    state: JsonObjectSchema.optional(),
+  })
+  .strict()
+  .refine((b) => Object.keys(b).length > 0, { message: 'nothing to update' });
+
+const isoDate = z.iso.datetime({ offset: true, error: 'must be an RFC 3339 timestamp' });
+
+export const SessionFiltersSchema = z.object({
+  bot_id: z.uuid().optional(),
+  user_id: z.uuid().optional(),
+  status: z.enum(SESSION_STATUSES).optional(),
+  q: z.string().trim().min(1).max(200).optional(),
+  created_from: isoDate.optional(),
+  created_to: isoDate.optional(),
+  feedback: z.enum(FEEDBACK_VALUES).optional(),
+  sensitive_status: z.enum(SENSITIVE_STATUSES).optional(),
+});
+export type SessionFilters = z.infer<typeof SessionFiltersSchema>;
+
+const actor = { actor: PrincipalSchema };
+const SessionPageSchema = z.union([cursorPageSchema(SessionSchema), offsetPageSchema(SessionSchema)]);
+
+export const SessionRpc = {
+  create: rpc(
+    'session.sessions.create',
+    CreateSessionBodySchema.extend({ ...actor, group_ids: z.array(z.uuid()).default([]) }),
+    SessionSchema,
+  ),
+  get: rpc('session.sessions.get', z.object({ ...actor, id: z.uuid() }), SessionSchema),
+  list: rpc('session.sessions.list', SessionFiltersSchema.extend({ ...actor, page: PageRequestSchema }), SessionPageSchema),
+  update: rpc(
+    'session.sessions.update',
+    z.object({ ...actor, id: z.uuid(), patch: UpdateSessionBodySchema }),
+    SessionSchema,
+  ),
+  remove: rpc('session.sessions.delete', z.object({ ...actor, id: z.uuid() }), z.object({ id: z.uuid() })),
+} as const;

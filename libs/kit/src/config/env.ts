@@ -1,0 +1,63 @@
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses the environment once; a bad or missing variable stops start-up with its name. */
+export function parseEnv<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
+  const result = schema.safeParse(env);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const name = issue.path.map(String).join('.');
+    const value = env[name];
+    const shown = value === undefined ? '(unset)' : /KEY|PASSWORD|SECRET/.test(name) ? '(hidden)' : JSON.stringify(value);
+    return `${name}=${shown}: ${issue.message}`;
+  });
+  throw new ConfigError(problems);
+}
+
+export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+const url = (protocols: string[], fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .refine((v) => protocols.some((p) => v.startsWith(`${p}://`)), `must start with ${protocols.join(':// or ')}://`);
+
+/** Variables every service reads (names and defaults as API.md fixes them). */
+export const commonEnvShape = {
+  DATABASE_URL: url(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/parley'),
+  NATS_URL: z.string().default('nats://127.0.0.1:4222'),
+  NATS_SUBJECT_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]*$/, 'letters, digits, _ and - only')
+    .default(''),
+  REDIS_URL: url(['redis', 'rediss'], 'redis://127.0.0.1:6379'),
+  DB_SCHEMA_PREFIX: z
+    .string()
+    .regex(/^[a-z0-9_]*$/, 'lower-case letters, digits and _ only')
+    .default(''),
+  HTTP_HOST: z.string().default('127.0.0.1'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  NATS_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5000),
+  MIGRATE_ON_START: z
+    .enum(['true', 'false'])
+    .default('true')
+    .transform((v) => v === 'true'),
+};
+
+export const commonEnvSchema = z.object(commonEnvShape);
+export type CommonConfig = z.infer<typeof commonEnvSchema>;
+
+/** The database URL of one service: `<SERVICE>_DATABASE_URL` wins over `DATABASE_URL`. */
+export function serviceDatabaseUrl(service: string, config: CommonConfig, env: NodeJS.ProcessEnv = process.env): string {
+  return env[`${service.toUpperCase()}_DATABASE_URL`] ?? config.DATABASE_URL;
+}
+
+/** The schema a service owns, after DB_SCHEMA_PREFIX (test runs use their own). */
+export function serviceSchema(service: string, config: Pick<CommonConfig, 'DB_SCHEMA_PREFIX'>): string {
+  return `${config.DB_SCHEMA_PREFIX}${service}`;
+}

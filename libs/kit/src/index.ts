@@ -1,0 +1,5 @@
+export * from './config';
+export * from './observability';
+export * from './messaging';
+export * from './persistence';
+export * from './nest';

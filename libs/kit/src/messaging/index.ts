@@ -1,0 +1,6 @@
+export * from './nats';
+export * from './rpc';
+export * from './trace';
+export * from './jetstream';
+export * from './outbox';
+export * from './consumer';

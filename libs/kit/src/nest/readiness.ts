@@ -1,0 +1,68 @@
+import type { MikroORM } from '@mikro-orm/postgresql';
+import type { Redis } from 'ioredis';
+import type { Nats } from '../messaging/nats';
+import { pendingMigrations } from '../persistence/orm';
+
+export interface ReadinessReport {
+  ready: boolean;
+  checks: Record<string, { ok: boolean; detail?: string }>;
+}
+
+const CHECK_TIMEOUT_MS = 2000;
+
+async function within<T>(work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** What `/readyz` checks: Postgres and migrations (where the service has a database), NATS, Redis. */
+export class Readiness {
+  migrated = false;
+
+  constructor(
+    private readonly nats: Nats,
+    private readonly redis: Redis | undefined,
+    private readonly orm: MikroORM | undefined,
+  ) {}
+
+  async report(): Promise<ReadinessReport> {
+    const checks: ReadinessReport['checks'] = {};
+    const run = async (name: string, check: () => Promise<void>) => {
+      try {
+        await within(check());
+        checks[name] = { ok: true };
+      } catch (error) {
+        checks[name] = { ok: false, detail: error instanceof Error ? error.message : String(error) };
+      }
+    };
+    await Promise.all([
+      run('nats', async () => {
+        if (this.nats.connection.isClosed()) throw new Error('connection closed');
+        await this.nats.connection.flush();
+      }),
+      this.redis &&
+        run('redis', async () => {
+          await this.redis?.ping();
+        }),
+      this.orm &&
+        run('postgres', async () => {
+          await this.orm?.em.fork().execute('select 1');
+        }),
+      this.orm &&
+        run('migrations', async () => {
+          if (this.migrated || !this.orm) return;
+          const pending = await pendingMigrations(this.orm);
+          if (pending > 0) throw new Error(`${pending} migrations not applied`);
+          this.migrated = true;
+        }),
+    ]);
+    return { ready: Object.values(checks).every((c) => c.ok), checks };
+  }
+}

@@ -1,0 +1,60 @@
+import { resolve } from 'node:path';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { serviceDatabaseUrl, serviceSchema, type CommonConfig } from '../config/env';
+import { createLogger } from '../observability/logger';
+import { OutboxEntry } from '../messaging/outbox';
+import { createOrm, migrateUnderLock } from '../persistence/orm';
+import { runMain, startHttpService } from './bootstrap';
+import type { KitOptions } from './kit.module';
+
+export interface ServiceDefinition<C extends CommonConfig> {
+  service: string;
+  loadConfig(): C;
+  httpPort(config: C): number;
+  /** The root module for this configuration. */
+  module(config: C): unknown;
+  database?: KitOptions['database'];
+  configure?(app: NestFastifyApplication, config: C): void | Promise<void>;
+}
+
+/**
+ * A service's entry point. `main.js` starts it; `main.js migrate` applies migrations and
+ * exits; `main.js migration:create` writes a new migration from the entities' diff
+ * against the database (development).
+ */
+export function serviceMain<C extends CommonConfig>(definition: ServiceDefinition<C>): void {
+  runMain(async () => {
+    const config = definition.loadConfig();
+    const command = process.argv[2] ?? 'start';
+    if (command === 'migrate' || command === 'migration:create') {
+      const database = definition.database;
+      if (!database) throw new Error(`${definition.service} has no database`);
+      const url = serviceDatabaseUrl(definition.service, config);
+      const schema = serviceSchema(definition.service, config);
+      const logger = createLogger(definition.service, config.LOG_LEVEL);
+      const orm = await createOrm({
+        url,
+        schema,
+        entities: database.outbox ? [...database.entities, OutboxEntry] : database.entities,
+        migrations: database.migrations,
+        migrationsPath: database.migrationsPath ? resolve(database.migrationsPath) : undefined,
+      });
+      try {
+        await migrateUnderLock(orm, { url, schema }, logger);
+        if (command === 'migration:create') {
+          const created = await orm.migrator.create(undefined, false, database.migrations.length === 0);
+          logger.info({ file: created.fileName, changed: created.diff.up.length > 0 }, 'migration written');
+        }
+      } finally {
+        await orm.close();
+      }
+      return;
+    }
+    if (command !== 'start') throw new Error(`unknown command "${command}" (start, migrate, migration:create)`);
+    await startHttpService(definition.module(config), {
+      host: config.HTTP_HOST,
+      port: definition.httpPort(config),
+      configure: (app) => definition.configure?.(app, config),
+    });
+  });
+}

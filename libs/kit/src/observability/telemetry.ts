@@ -1,0 +1,43 @@
+/**
+ * Loaded with `node --import @parley/kit/telemetry` before the application, so that
+ * instrumentation hooks are in place before http, pg and ioredis are first loaded.
+ */
+import { register } from 'node:module';
+import { basename } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
+import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
+import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
+import { NestInstrumentation } from '@opentelemetry/instrumentation-nestjs-core';
+
+register('@opentelemetry/instrumentation/hook.mjs', pathToFileURL(__filename));
+
+const serviceName = process.env.OTEL_SERVICE_NAME ?? `parley-${basename(process.cwd())}`;
+process.env.OTEL_SERVICE_NAME = serviceName;
+
+const endpoint = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+
+const sdk = new NodeSDK({
+  serviceName,
+  traceExporter: endpoint ? new OTLPTraceExporter() : undefined,
+  instrumentations: [
+    new HttpInstrumentation({
+      ignoreIncomingRequestHook: (req) => /^\/(healthz|readyz|metrics)\b/.test(req.url ?? ''),
+    }),
+    new PgInstrumentation({ enhancedDatabaseReporting: false }),
+    new IORedisInstrumentation(),
+    new NestInstrumentation(),
+  ],
+});
+sdk.start();
+
+let stopping = false;
+async function shutdown(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  await sdk.shutdown().catch(() => undefined);
+}
+process.once('beforeExit', () => void shutdown());
+export const telemetryShutdown = shutdown;

@@ -1,0 +1,29 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { KitModule } from '@parley/kit';
+import { ACCESS_CONFIG, type AccessConfig } from './config';
+import { database } from './database';
+import { AuthHandler } from './auth/auth.handler';
+import { AuthService } from './auth/auth.service';
+import { KeysService } from './auth/keys.service';
+import { BootstrapAdmin } from './users/bootstrap-admin';
+import { UsersHandler } from './users/users.handler';
+import { UsersService } from './users/users.service';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: AccessConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [KitModule.forRoot({ service: 'access', config, database })],
+      providers: [
+        { provide: ACCESS_CONFIG, useValue: config },
+        UsersService,
+        UsersHandler,
+        KeysService,
+        AuthService,
+        AuthHandler,
+        BootstrapAdmin,
+      ],
+    };
+  }
+}

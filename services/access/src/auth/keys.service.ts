@@ -1,0 +1,80 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { MikroORM } from '@mikro-orm/postgresql';
+import { SignJWT, exportJWK, generateKeyPair, importJWK, importPKCS8, type CryptoKey, type JWK } from 'jose';
+import { createHash, createPublicKey } from 'node:crypto';
+import { ACCESS_CONFIG, type AccessConfig } from '../config';
+import { SigningKeyEntity } from './auth.entities';
+
+export const JWT_ALG = 'EdDSA';
+export const JWT_ISSUER = 'parley-access';
+export const JWT_AUDIENCE = 'parley';
+
+interface ActiveKey {
+  kid: string;
+  privateKey: CryptoKey;
+  publicJwk: JWK;
+}
+
+/**
+ * The Ed25519 key that signs access tokens. From JWT_PRIVATE_KEY when given; otherwise
+ * generated once and kept in the access schema, so every instance signs with the same key.
+ */
+@Injectable()
+export class KeysService {
+  private active: Promise<ActiveKey> | undefined;
+
+  constructor(
+    @Inject(MikroORM) private readonly orm: MikroORM,
+    @Inject(ACCESS_CONFIG) private readonly config: AccessConfig,
+  ) {}
+
+  key(): Promise<ActiveKey> {
+    this.active ??= this.load().catch((error: unknown) => {
+      this.active = undefined;
+      throw error;
+    });
+    return this.active;
+  }
+
+  private async load(): Promise<ActiveKey> {
+    if (this.config.JWT_PRIVATE_KEY) {
+      const pem = this.config.JWT_PRIVATE_KEY.replace(/\\n/g, '\n');
+      const privateKey = await importPKCS8(pem, JWT_ALG, { extractable: true });
+      const publicJwk = (await exportJWK(createPublicKey(pem))) as JWK;
+      const kid = createHash('sha256').update(JSON.stringify(publicJwk)).digest('base64url').slice(0, 16);
+      return { kid, privateKey, publicJwk: { ...publicJwk, kid, alg: JWT_ALG, use: 'sig' } };
+    }
+    const em = this.orm.em.fork();
+    let stored = await em.findOne(SigningKeyEntity, {}, { orderBy: { createdAt: 'desc' } });
+    if (!stored) {
+      const pair = await generateKeyPair(JWT_ALG, { crv: 'Ed25519', extractable: true });
+      const publicJwk = await exportJWK(pair.publicKey);
+      const kid = createHash('sha256').update(JSON.stringify(publicJwk)).digest('base64url').slice(0, 16);
+      // Instances starting together may both generate one: the first insert wins and everyone reads it back.
+      await em.execute(
+        `insert into signing_keys (kid, private_jwk, public_jwk, created_at) select ?, ?, ?, now()
+         where not exists (select 1 from signing_keys)`,
+        [kid, JSON.stringify(await exportJWK(pair.privateKey)), JSON.stringify(publicJwk)],
+      );
+      stored = await em.fork().findOneOrFail(SigningKeyEntity, {}, { orderBy: { createdAt: 'desc' } });
+    }
+    const privateKey = (await importJWK(stored.privateJwk as JWK, JWT_ALG)) as CryptoKey;
+    return { kid: stored.kid, privateKey, publicJwk: { ...(stored.publicJwk as JWK), kid: stored.kid, alg: JWT_ALG, use: 'sig' } };
+  }
+
+  async jwks(): Promise<{ keys: JWK[] }> {
+    return { keys: [(await this.key()).publicJwk] };
+  }
+
+  async sign(claims: { sub: string; adm: boolean }, ttlSeconds: number): Promise<string> {
+    const { kid, privateKey } = await this.key();
+    return new SignJWT({ adm: claims.adm })
+      .setProtectedHeader({ alg: JWT_ALG, kid, typ: 'JWT' })
+      .setSubject(claims.sub)
+      .setIssuer(JWT_ISSUER)
+      .setAudience(JWT_AUDIENCE)
+      .setIssuedAt()
+      .setExpirationTime(`${ttlSeconds}s`)
+      .sign(privateKey);
+  }
+}

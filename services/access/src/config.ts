@@ -1,0 +1,26 @@
+import { z } from 'zod';
+import { commonEnvShape, parseEnv, port } from '@parley/kit';
+
+const duration = z
+  .string()
+  .regex(/^\d+[smhd]$/, 'a number followed by s, m, h or d (e.g. 15m)')
+  .transform((v) => Number(v.slice(0, -1)) * { s: 1, m: 60, h: 3600, d: 86400 }[v.slice(-1) as 's' | 'm' | 'h' | 'd']);
+
+export const AccessConfigSchema = z
+  .object({
+    ...commonEnvShape,
+    ACCESS_HTTP_PORT: port(8081),
+    PARLEY_ADMIN_USERNAME: z.string().min(3).max(64).optional(),
+    PARLEY_ADMIN_PASSWORD: z.string().min(8, 'at least 8 characters').max(256).optional(),
+    JWT_PRIVATE_KEY: z.string().includes('PRIVATE KEY', { message: 'must be a PEM private key' }).optional(),
+    JWT_TTL: duration.default(15 * 60),
+    REFRESH_TOKEN_TTL: duration.default(30 * 86400),
+  })
+  .refine((c) => !!c.PARLEY_ADMIN_USERNAME === !!c.PARLEY_ADMIN_PASSWORD, {
+    message: 'set both PARLEY_ADMIN_USERNAME and PARLEY_ADMIN_PASSWORD, or neither',
+    path: ['PARLEY_ADMIN_PASSWORD'],
+  });
+export type AccessConfig = z.infer<typeof AccessConfigSchema>;
+
+export const loadConfig = (env: NodeJS.ProcessEnv = process.env): AccessConfig => parseEnv(AccessConfigSchema as never, env);
+export const ACCESS_CONFIG = Symbol('parley:access-config');

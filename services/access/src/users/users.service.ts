@@ -1,0 +1,134 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { MikroORM, UniqueConstraintViolationException, type EntityManager } from '@mikro-orm/postgresql';
+import * as argon2 from 'argon2';
+import { v7 as uuidv7 } from 'uuid';
+import type { z } from 'zod';
+import {
+  ParleyError,
+  decodeCursor,
+  encodeCursor,
+  type AccessRpc,
+  type Page,
+  type Principal,
+  type User as UserView,
+} from '@parley/contracts';
+import { RefreshTokenEntity } from '../auth/auth.entities';
+import { UserEntity, type User } from './user.entity';
+
+type CreateRequest = z.output<typeof AccessRpc.createUser.request>;
+type ListRequest = z.output<typeof AccessRpc.listUsers.request>;
+type UpdateRequest = z.output<typeof AccessRpc.updateUser.request>;
+
+export function toView(u: User): UserView {
+  return {
+    id: u.id,
+    username: u.username,
+    email: u.email ?? null,
+    enabled: u.enabled,
+    is_admin: u.isAdmin,
+    created_at: u.createdAt.toISOString(),
+  };
+}
+
+export const hashPassword = (password: string) => argon2.hash(password, { type: argon2.argon2id });
+
+export function requireAdmin(actor: Principal): void {
+  if (actor.type !== 'user' || !actor.is_admin) throw new ParleyError('FORBIDDEN', 'this needs an administrator');
+}
+
+@Injectable()
+export class UsersService {
+  constructor(@Inject(MikroORM) private readonly orm: MikroORM) {}
+
+  private em(): EntityManager {
+    return this.orm.em.fork();
+  }
+
+  async create(req: Omit<CreateRequest, 'actor'> & { is_admin?: boolean }): Promise<UserView> {
+    const now = new Date();
+    const em = this.em();
+    const user = em.create(UserEntity, {
+      id: uuidv7(),
+      username: req.username,
+      email: req.email ?? null,
+      passwordHash: await hashPassword(req.password),
+      enabled: true,
+      isAdmin: req.is_admin ?? false,
+      createdAt: now,
+      updatedAt: now,
+    });
+    try {
+      await em.flush();
+    } catch (error) {
+      if (error instanceof UniqueConstraintViolationException) {
+        throw new ParleyError('USERNAME_TAKEN', `username "${req.username}" already exists`);
+      }
+      throw error;
+    }
+    return toView(user);
+  }
+
+  async list(req: ListRequest): Promise<Page<UserView>> {
+    requireAdmin(req.actor);
+    const em = this.em();
+    const where: Record<string, unknown> = {};
+    if (req.q) where.username = { $ilike: `%${req.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` };
+    const { page } = req;
+    if (page.kind === 'offset') {
+      const [rows, total] = await em.findAndCount(UserEntity, where, {
+        orderBy: { id: 'asc' },
+        limit: page.size,
+        offset: (page.page - 1) * page.size,
+      });
+      return { items: rows.map(toView), total, page: page.page, size: page.size };
+    }
+    if (page.cursor) where.id = { $gt: String(decodeCursor(page.cursor, 1)[0]) };
+    const rows = await em.find(UserEntity, where, { orderBy: { id: 'asc' }, limit: page.limit + 1 });
+    const items = rows.slice(0, page.limit);
+    const last = items.at(-1);
+    return { items: items.map(toView), next_cursor: rows.length > page.limit && last ? encodeCursor([last.id]) : null };
+  }
+
+  async update(req: UpdateRequest): Promise<UserView> {
+    requireAdmin(req.actor);
+    const em = this.em();
+    const user = await em.findOne(UserEntity, { id: req.id });
+    if (!user) throw new ParleyError('NOT_FOUND', `user ${req.id} not found`);
+    const { patch } = req;
+    if (req.actor.id === user.id && (patch.enabled === false || patch.is_admin === false)) {
+      throw new ParleyError('CONFLICT', 'an administrator cannot disable or demote themself');
+    }
+    if (patch.email !== undefined) user.email = patch.email;
+    if (patch.enabled !== undefined) user.enabled = patch.enabled;
+    if (patch.is_admin !== undefined) user.isAdmin = patch.is_admin;
+    if (patch.password !== undefined) user.passwordHash = await hashPassword(patch.password);
+    user.updatedAt = new Date();
+    await em.transactional(async (tx) => {
+      tx.persist(user);
+      if (patch.enabled === false || patch.password !== undefined) {
+        await tx.nativeUpdate(RefreshTokenEntity, { userId: user.id, revokedAt: null }, { revokedAt: new Date() });
+      }
+    });
+    return toView(user);
+  }
+
+  async findByUsername(username: string): Promise<User | null> {
+    return this.em().findOne(UserEntity, { username });
+  }
+
+  async findById(id: string): Promise<User | null> {
+    return this.em().findOne(UserEntity, { id });
+  }
+
+  async anyAdmin(): Promise<boolean> {
+    return (await this.em().count(UserEntity, { isAdmin: true })) > 0;
+  }
+
+  async promote(id: string, password: string): Promise<void> {
+    await this.em().nativeUpdate(
+      UserEntity,
+      { id },
+      { isAdmin: true, enabled: true, passwordHash: await hashPassword(password), updatedAt: new Date() },
+    );
+  }
+}
