@@ -73,9 +73,13 @@ export function isParleyError(value: unknown): value is ParleyError {
 
 /** Turns zod issues into the `errors[]` of a problem. */
 export function fieldErrors(error: z.ZodError, root?: string): FieldError[] {
-  return error.issues.map((issue) => {
+  return error.issues.flatMap((issue) => {
     const path = issue.path.map(String).join('.');
-    return { field: [root, path].filter(Boolean).join('.') || '(root)', message: issue.message };
+    const field = (name: string) => [root, name].filter(Boolean).join('.') || '(root)';
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => ({ field: field([path, key].filter(Boolean).join('.')), message: 'unknown field' }));
+    }
+    return [{ field: field(path), message: issue.message }];
   });
 }
 

@@ -4,7 +4,7 @@ import { ParleyError } from './errors';
 export const MAX_LIMIT = 200;
 export const DEFAULT_LIMIT = 50;
 
-const intFromQuery = z.coerce.number({ error: 'must be an integer' }).int('must be an integer');
+const intFromQuery = z.coerce.number().int('must be an integer');
 
 /** `limit`/`cursor` or `page`/`size`, as query strings arrive. */
 export const PageQuerySchema = z

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
 import { SignJWT, exportJWK, generateKeyPair, importJWK, importPKCS8, type CryptoKey, type JWK } from 'jose';
 import { createHash, createPublicKey } from 'node:crypto';
@@ -20,13 +20,17 @@ interface ActiveKey {
  * generated once and kept in the access schema, so every instance signs with the same key.
  */
 @Injectable()
-export class KeysService {
+export class KeysService implements OnApplicationBootstrap {
   private active: Promise<ActiveKey> | undefined;
 
   constructor(
     @Inject(MikroORM) private readonly orm: MikroORM,
     @Inject(ACCESS_CONFIG) private readonly config: AccessConfig,
   ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.key();
+  }
 
   key(): Promise<ActiveKey> {
     this.active ??= this.load().catch((error: unknown) => {
@@ -45,7 +49,9 @@ export class KeysService {
       return { kid, privateKey, publicJwk: { ...publicJwk, kid, alg: JWT_ALG, use: 'sig' } };
     }
     const em = this.orm.em.fork();
-    let stored = await em.findOne(SigningKeyEntity, {}, { orderBy: { createdAt: 'desc' } });
+    const newest = async () =>
+      (await em.fork().find(SigningKeyEntity, {}, { orderBy: { createdAt: 'desc' }, limit: 1 })).at(0);
+    let stored = await newest();
     if (!stored) {
       const pair = await generateKeyPair(JWT_ALG, { crv: 'Ed25519', extractable: true });
       const publicJwk = await exportJWK(pair.publicKey);
@@ -56,7 +62,8 @@ export class KeysService {
          where not exists (select 1 from signing_keys)`,
         [kid, JSON.stringify(await exportJWK(pair.privateKey)), JSON.stringify(publicJwk)],
       );
-      stored = await em.fork().findOneOrFail(SigningKeyEntity, {}, { orderBy: { createdAt: 'desc' } });
+      stored = await newest();
+      if (!stored) throw new Error('signing key was not stored');
     }
     const privateKey = (await importJWK(stored.privateJwk as JWK, JWT_ALG)) as CryptoKey;
     return { kid: stored.kid, privateKey, publicJwk: { ...(stored.publicJwk as JWK), kid: stored.kid, alg: JWT_ALG, use: 'sig' } };

@@ -1,0 +1,28 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD, DiscoveryModule } from '@nestjs/core';
+import { KitModule } from '@parley/kit';
+import { GATEWAY_CONFIG, type GatewayConfig } from './config';
+import { AuthController } from './auth/auth.controller';
+import { AuthGuard } from './auth/auth.guard';
+import { TokenVerifier } from './auth/token-verifier';
+import { DocsController } from './docs/docs.controller';
+import { ProblemFilter } from './http/problem.filter';
+import { SessionsController } from './sessions/sessions.controller';
+import { UsersController } from './users/users.controller';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: GatewayConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [KitModule.forRoot({ service: 'gateway', config }), DiscoveryModule],
+      controllers: [AuthController, UsersController, SessionsController, DocsController],
+      providers: [
+        { provide: GATEWAY_CONFIG, useValue: config },
+        TokenVerifier,
+        { provide: APP_GUARD, useClass: AuthGuard },
+        { provide: APP_FILTER, useClass: ProblemFilter },
+      ],
+    };
+  }
+}

@@ -1,0 +1,62 @@
+import { Body, Controller, Get, HttpCode, Inject, Ip, Post } from '@nestjs/common';
+import { z } from 'zod';
+import { AccessRpc, LoginBodySchema, MeSchema, RefreshBodySchema, TokenResponseSchema, type Principal } from '@parley/contracts';
+import { RpcClient } from '@parley/kit';
+import { ApiRoute, parse } from '../http/api-route';
+import { Caller } from './principal';
+
+@Controller('api/v1')
+export class AuthController {
+  constructor(@Inject(RpcClient) private readonly rpc: RpcClient) {}
+
+  @Post('auth/login')
+  @HttpCode(200)
+  @ApiRoute({
+    summary: 'Log in with username and password',
+    tags: ['auth'],
+    body: LoginBodySchema,
+    status: 200,
+    response: TokenResponseSchema,
+    errors: ['INVALID_CREDENTIALS', 'RATE_LIMITED'],
+    public: true,
+  })
+  login(@Body() body: unknown, @Ip() ip: string) {
+    const { username, password } = parse(LoginBodySchema, body, 'body');
+    return this.rpc.call(AccessRpc.login, { username, password, client_address: ip });
+  }
+
+  @Post('auth/refresh')
+  @HttpCode(200)
+  @ApiRoute({
+    summary: 'Trade a refresh token for new tokens; the old refresh token stops working',
+    tags: ['auth'],
+    body: RefreshBodySchema,
+    status: 200,
+    response: TokenResponseSchema,
+    errors: ['INVALID_CREDENTIALS'],
+    public: true,
+  })
+  refresh(@Body() body: unknown) {
+    return this.rpc.call(AccessRpc.refresh, parse(RefreshBodySchema, body, 'body'));
+  }
+
+  @Post('auth/logout')
+  @HttpCode(204)
+  @ApiRoute({
+    summary: 'Revoke a refresh token',
+    tags: ['auth'],
+    body: RefreshBodySchema,
+    status: 204,
+    response: null,
+    public: true,
+  })
+  async logout(@Body() body: unknown) {
+    await this.rpc.call(AccessRpc.logout, parse(RefreshBodySchema, body, 'body'));
+  }
+
+  @Get('me')
+  @ApiRoute({ summary: 'Who the caller is', tags: ['auth'], status: 200, response: MeSchema })
+  me(@Caller() actor: Principal): Promise<z.infer<typeof MeSchema>> {
+    return this.rpc.call(AccessRpc.me, { actor });
+  }
+}

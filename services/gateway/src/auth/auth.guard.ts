@@ -1,0 +1,42 @@
+import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { FastifyRequest } from 'fastify';
+import { ParleyError } from '@parley/contracts';
+import { IS_PUBLIC } from '@parley/kit';
+import { API_ROUTE, type ApiRouteSpec } from '../http/api-route';
+import { TokenVerifier } from './token-verifier';
+
+/** Every route but the public ones (health, metrics, docs, login) needs credentials. */
+@Injectable()
+export class AuthGuard implements CanActivate {
+  constructor(
+    @Inject(Reflector) private readonly reflector: Reflector,
+    @Inject(TokenVerifier) private readonly tokens: TokenVerifier,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const targets = [context.getHandler(), context.getClass()];
+    const spec = this.reflector.get<ApiRouteSpec | undefined>(API_ROUTE, context.getHandler());
+    if (this.reflector.getAllAndOverride<boolean>(IS_PUBLIC, targets) || spec?.public) return true;
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    const token = bearerToken(request);
+    if (!token) {
+      if (request.headers['x-api-key']) throw new ParleyError('UNAUTHENTICATED', 'the API key is not valid');
+      throw new ParleyError('UNAUTHENTICATED', 'send Authorization: Bearer <token>');
+    }
+    request.principal = await this.tokens.verify(token);
+    if (spec?.admin && !(request.principal.type === 'user' && request.principal.is_admin)) {
+      throw new ParleyError('FORBIDDEN', 'this needs an administrator');
+    }
+    return true;
+  }
+}
+
+function bearerToken(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (header) {
+    const [scheme, value] = header.split(' ');
+    return scheme?.toLowerCase() === 'bearer' && value ? value.trim() : undefined;
+  }
+  return undefined;
+}

@@ -1,0 +1,16 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { KitModule } from '@parley/kit';
+import type { MessageConfig } from './config';
+import { database } from './database';
+import { SessionEventsConsumer } from './messages/session-events.consumer';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: MessageConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [KitModule.forRoot({ service: 'message', config, database })],
+      providers: [SessionEventsConsumer],
+    };
+  }
+}

@@ -1,0 +1,61 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { MikroORM } from '@mikro-orm/postgresql';
+import { DLQ_DOMAIN, DOMAIN_STREAM, SessionEventSchema, type SessionEvent } from '@parley/contracts';
+import { DOMAIN_STREAM_SPEC, DurableConsumer, LOGGER, Metrics, Nats, ensureStream, type DeliveryMeta, type Logger } from '@parley/kit';
+import { MessageEntity, SessionScopeEntity } from './message.entity';
+
+/**
+ * Follows the session service's events: keeps each session's read scope, and deletes a
+ * deleted session's messages. Idempotent, so a redelivery after a crash changes nothing.
+ */
+@Injectable()
+export class SessionEventsConsumer implements OnApplicationBootstrap, OnModuleDestroy {
+  private consumer: DurableConsumer<typeof SessionEventSchema> | undefined;
+
+  constructor(
+    @Inject(MikroORM) private readonly orm: MikroORM,
+    @Inject(Nats) private readonly nats: Nats,
+    @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(Metrics) private readonly metrics: Metrics,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await ensureStream(this.nats, DOMAIN_STREAM_SPEC);
+    this.consumer = new DurableConsumer(
+      this.nats,
+      {
+        stream: DOMAIN_STREAM,
+        durable: 'message-session-events',
+        filterSubject: 'evt.session.>',
+        schema: SessionEventSchema,
+        deadLetterSubject: DLQ_DOMAIN,
+      },
+      (event, meta) => this.handle(event, meta),
+      this.logger,
+      this.metrics,
+    );
+    await this.consumer.start();
+  }
+
+  async handle(event: SessionEvent, meta: DeliveryMeta): Promise<void> {
+    const em = this.orm.em.fork();
+    if (meta.subject === 'evt.session.deleted') {
+      await em.transactional(async (tx) => {
+        await tx.nativeDelete(MessageEntity, { sessionId: event.session_id });
+        await tx.nativeDelete(SessionScopeEntity, { sessionId: event.session_id });
+      });
+      return;
+    }
+    await em.upsert(SessionScopeEntity, {
+      sessionId: event.session_id,
+      userId: event.user_id,
+      botId: event.bot_id,
+      groupIds: event.group_ids,
+      updatedAt: new Date(event.occurred_at),
+    });
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.consumer?.stop();
+  }
+}

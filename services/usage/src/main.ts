@@ -1,0 +1,13 @@
+import 'reflect-metadata';
+import { serviceMain } from '@parley/kit';
+import { AppModule } from './app.module';
+import { loadConfig } from './config';
+import { database } from './database';
+
+serviceMain({
+  service: 'usage',
+  loadConfig,
+  httpPort: (config) => config.USAGE_HTTP_PORT,
+  module: (config) => AppModule.forRoot(config),
+  database,
+});

@@ -1,0 +1,5 @@
+import type { MigrationEntry } from '@parley/kit';
+import { Migration20261124010338 } from './Migration20261124010338';
+
+/** Every migration of this service, oldest first. `migration:create` writes new ones beside this file. */
+export const migrations: MigrationEntry[] = [{ name: 'Migration20261124010338', class: Migration20261124010338 }];

@@ -1,0 +1,72 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from '../support/stack';
+import { api } from '../support/http';
+
+const services = ['gateway', 'access', 'session', 'message', 'usage'];
+const port = (name: string) => process.env[`E2E_${name.toUpperCase()}_PORT`];
+
+describe('operations (e2e)', () => {
+  it.each(services)('%s answers /healthz, /readyz and /metrics without credentials', async (name) => {
+    const base = `http://127.0.0.1:${port(name)}`;
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${base}/readyz`);
+    expect(ready.status).toBe(200);
+    const report = (await ready.json()) as { checks: Record<string, { ok: boolean }> };
+    expect(report.checks.nats.ok).toBe(true);
+    expect(report.checks.redis.ok).toBe(true);
+    if (name !== 'gateway') expect(report.checks.migrations.ok).toBe(true);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toContain(`parley_http_requests_total`);
+    expect(metrics).toContain(`service="${name}"`);
+  });
+
+  it('counts gateway requests per route and NATS requests per subject', async () => {
+    await api('GET', '/api/v1/me');
+    const gateway = await (await fetch(`http://127.0.0.1:${port('gateway')}/metrics`)).text();
+    expect(gateway).toMatch(/parley_http_requests_total\{[^}]*route="\/api\/v1\/me"[^}]*status="401"/);
+    const access = await (await fetch(`http://127.0.0.1:${port('access')}/metrics`)).text();
+    expect(access).toMatch(/parley_nats_requests_total\{[^}]*subject="access.auth.login"/);
+  });
+
+  it('publishes an OpenAPI 3.1 document describing every route, and interactive docs', async () => {
+    const doc = await api('GET', '/openapi.json');
+    expect(doc.status).toBe(200);
+    expect(doc.body.openapi).toBe('3.1.0');
+    const routes = Object.entries(doc.body.paths as Record<string, Record<string, unknown>>).flatMap(([path, ops]) =>
+      Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
+    );
+    expect(routes.sort()).toEqual(
+      [
+        'POST /api/v1/auth/login',
+        'POST /api/v1/auth/refresh',
+        'POST /api/v1/auth/logout',
+        'GET /api/v1/me',
+        'POST /api/v1/users',
+        'GET /api/v1/users',
+        'PATCH /api/v1/users/{id}',
+        'POST /api/v1/sessions',
+        'GET /api/v1/sessions',
+        'GET /api/v1/sessions/{id}',
+        'PATCH /api/v1/sessions/{id}',
+        'DELETE /api/v1/sessions/{id}',
+      ].sort(),
+    );
+    const create = doc.body.paths['/api/v1/sessions'].post;
+    expect(create.requestBody.content['application/json'].schema.properties.title).toBeDefined();
+    expect(create.responses['400'].content['application/problem+json']).toBeDefined();
+    expect(doc.body.components.schemas.Problem.properties.code.enum).toContain('VALIDATION_FAILED');
+
+    const page = await fetch(`${process.env.E2E_GATEWAY_URL}/docs`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('swagger-ui-bundle.js');
+    expect((await fetch(`${process.env.E2E_GATEWAY_URL}/docs/assets/swagger-ui-bundle.js`)).status).toBe(200);
+  });
+
+  it('keeps the compose file listing the infrastructure and the five services', () => {
+    const text = readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8');
+    for (const name of ['postgres', 'nats', 'redis', ...services]) {
+      expect(text).toMatch(new RegExp(`^  ${name}:`, 'm'));
+    }
+  });
+});

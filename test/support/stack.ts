@@ -1,0 +1,154 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Client } from 'pg';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+
+export const ROOT = resolve(__dirname, '../..');
+export const SERVICES = ['access', 'session', 'message', 'usage', 'gateway'] as const;
+export type ServiceName = (typeof SERVICES)[number];
+
+const PORT_VARS: Record<ServiceName, string> = {
+  gateway: 'GATEWAY_PORT',
+  access: 'ACCESS_HTTP_PORT',
+  session: 'SESSION_HTTP_PORT',
+  message: 'MESSAGE_HTTP_PORT',
+  usage: 'USAGE_HTTP_PORT',
+};
+
+export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/parley';
+export const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+
+/** A name for this run: its schemas and NATS subjects carry it, so runs never collide. */
+export function runId(kind: string): string {
+  return `t${kind}${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+export interface RunningService {
+  name: ServiceName;
+  port: number;
+  process: ChildProcess;
+  log: string;
+}
+
+export interface Stack {
+  id: string;
+  env: NodeJS.ProcessEnv;
+  services: Map<ServiceName, RunningService>;
+}
+
+export function startService(name: ServiceName, env: NodeJS.ProcessEnv, logDir: string): RunningService {
+  const log = join(logDir, `${name}.log`);
+  const out = createWriteStream(log, { flags: 'a' });
+  const child = spawn(process.execPath, ['--enable-source-maps', '--import', '@parley/kit/telemetry', 'dist/main.js'], {
+    cwd: join(ROOT, 'services', name),
+    env: { ...env, NODE_OPTIONS: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.pipe(out);
+  child.stderr?.pipe(out);
+  return { name, port: Number(env[PORT_VARS[name]]), process: child, log };
+}
+
+export async function waitReady(service: RunningService, timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (service.process.exitCode !== null) {
+      throw new Error(`${service.name} exited with ${service.process.exitCode}:\n${tail(service.log)}`);
+    }
+    try {
+      const res = await fetch(`http://127.0.0.1:${service.port}/readyz`);
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${service.name} not ready within ${timeoutMs} ms:\n${tail(service.log)}`);
+}
+
+export function tail(file: string, lines = 30): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Starts the five services as processes with their own schemas, subjects and ports. */
+export async function startStack(id: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<Stack> {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    DATABASE_URL,
+    NATS_URL,
+    DB_SCHEMA_PREFIX: `${id}_`,
+    NATS_SUBJECT_PREFIX: id,
+    LOG_LEVEL: 'info',
+    ...extraEnv,
+  };
+  for (const name of SERVICES) env[PORT_VARS[name]] = String(await freePort());
+  const logDir = join(ROOT, '.parley', 'test-logs', id);
+  mkdirSync(logDir, { recursive: true });
+  const services = new Map<ServiceName, RunningService>();
+  for (const name of SERVICES) services.set(name, startService(name, env, logDir));
+  try {
+    await Promise.all([...services.values()].map((s) => waitReady(s)));
+  } catch (error) {
+    await stopStack({ id, env, services });
+    throw error;
+  }
+  return { id, env, services };
+}
+
+export async function stopService(service: RunningService, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  const child = service.process;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export async function stopStack(stack: Stack): Promise<void> {
+  await Promise.all([...stack.services.values()].map((s) => stopService(s)));
+}
+
+/** Drops this run's schemas and streams. */
+export async function cleanupRun(id: string): Promise<void> {
+  const pg = new Client({ connectionString: DATABASE_URL });
+  await pg.connect();
+  try {
+    const { rows } = await pg.query<{ nspname: string }>(
+      `select nspname from pg_namespace where nspname like $1`,
+      [`${id}\\_%`],
+    );
+    for (const { nspname } of rows) await pg.query(`drop schema if exists "${nspname}" cascade`);
+  } finally {
+    await pg.end();
+  }
+  const nc = await connect({ servers: NATS_URL });
+  try {
+    const jsm = await jetstreamManager(nc);
+    for await (const name of jsm.streams.names()) {
+      if (name.startsWith(`${id}_`)) await jsm.streams.delete(name);
+    }
+  } finally {
+    await nc.close();
+  }
+}
