@@ -1,0 +1,55 @@
+import { z } from 'zod';
+import { ParleyError, fieldErrors } from './errors';
+import { PageQuerySchema, decodeCursor, encodeCursor, toPageRequest } from './pagination';
+import { prefixed, prefixedStream } from './rpc';
+import { CreateSessionBodySchema } from './session';
+
+describe('pagination', () => {
+  it('round-trips a keyset cursor and refuses one it did not issue', () => {
+    const cursor = encodeCursor(['2026-11-23T10:00:00.000Z', 'abc']);
+    expect(decodeCursor(cursor, 2)).toEqual(['2026-11-23T10:00:00.000Z', 'abc']);
+    expect(() => decodeCursor(cursor, 1)).toThrow(ParleyError);
+    expect(() => decodeCursor('%%%', 2)).toThrow(/cursor/);
+    expect(() => decodeCursor(Buffer.from('{"a":1}').toString('base64url'), 1)).toThrow(ParleyError);
+  });
+
+  it('takes limit 1–200 (default 50) or page/size, never both styles', () => {
+    expect(toPageRequest(PageQuerySchema.parse({}))).toEqual({ kind: 'cursor', limit: 50, cursor: undefined });
+    expect(toPageRequest(PageQuerySchema.parse({ limit: '200' }))).toEqual({ kind: 'cursor', limit: 200, cursor: undefined });
+    expect(toPageRequest(PageQuerySchema.parse({ page: '3', size: '20' }))).toEqual({ kind: 'offset', page: 3, size: 20 });
+    expect(toPageRequest(PageQuerySchema.parse({ size: '20' }))).toEqual({ kind: 'offset', page: 1, size: 20 });
+    for (const bad of [{ limit: '0' }, { limit: '201' }, { limit: '1.5' }, { limit: 'x' }, { page: '0' }, { cursor: 'c', page: '1' }]) {
+      expect(PageQuerySchema.safeParse(bad).success).toBe(false);
+    }
+  });
+});
+
+describe('errors', () => {
+  it('names each bad field, and each unknown one', () => {
+    const result = CreateSessionBodySchema.safeParse({ title: 1, surprise: true, other: 2 });
+    expect(result.success).toBe(false);
+    if (result.success) return;
+    expect(fieldErrors(result.error).map((e) => e.field).sort()).toEqual(['other', 'surprise', 'title']);
+    const nested = z.object({ a: z.object({ b: z.number() }) }).safeParse({ a: { b: 'x' } });
+    if (nested.success) throw new Error('should fail');
+    expect(fieldErrors(nested.error, 'query')).toEqual([{ field: 'query.a.b', message: expect.any(String) }]);
+  });
+
+  it('travels as a payload and comes back as the same error', () => {
+    const error = new ParleyError('NOT_FOUND', 'session x not found');
+    expect(error.toPayload()).toEqual({ code: 'NOT_FOUND', status: 404, detail: 'session x not found', retryable: false });
+    const back = ParleyError.fromPayload(error.toPayload());
+    expect(back).toMatchObject({ code: 'NOT_FOUND', status: 404, retryable: false });
+    expect(ParleyError.fromPayload({ code: 'SOMETHING_NEW', status: 418, detail: 'd', retryable: false }).code).toBe('INTERNAL');
+    expect(new ParleyError('UPSTREAM_TIMEOUT', 'slow').retryable).toBe(true);
+  });
+});
+
+describe('subject prefixes', () => {
+  it('prefixes subjects with a dot and stream names with an underscore', () => {
+    expect(prefixed('', 'usage.events.b1')).toBe('usage.events.b1');
+    expect(prefixed('t1', 'usage.events.b1')).toBe('t1.usage.events.b1');
+    expect(prefixedStream('', 'USAGE')).toBe('USAGE');
+    expect(prefixedStream('t-1', 'USAGE')).toBe('t-1_USAGE');
+  });
+});

@@ -1,0 +1,221 @@
+import { MikroORM } from '@mikro-orm/postgresql';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import { z } from 'zod';
+import { DLQ_DOMAIN, DOMAIN_STREAM, ParleyError, rpc, type DeadLetter } from '@parley/contracts';
+import {
+  DLQ_STREAM_SPEC,
+  DOMAIN_STREAM_SPEC,
+  DurableConsumer,
+  Metrics,
+  Nats,
+  OutboxEntry,
+  OutboxRelay,
+  RpcClient,
+  RpcServer,
+  addToOutbox,
+  createLogger,
+  createOrm,
+  ensureStream,
+} from '../src';
+import { DATABASE_URL, NATS_URL, cleanupRun, runId } from '../../../test/support/stack';
+
+const logger = createLogger('kit-test', 'silent');
+const id = runId('kit');
+const schema = `${id}_kit`;
+
+const Echo = rpc('test.echo', z.object({ text: z.string().min(1) }), z.object({ text: z.string(), by: z.string() }));
+const Fail = rpc('test.fail', z.object({ kind: z.enum(['not_found', 'crash', 'slow']) }), z.object({}));
+const Nobody = rpc('test.nobody', z.object({}), z.object({}));
+
+const TestEvent = { subject: 'evt.kit.happened', schema: z.object({ n: z.number().int(), note: z.string() }) };
+
+async function eventually<T>(probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('messaging kit against real NATS and Postgres', () => {
+  let nats: Nats;
+  let metrics: Metrics;
+  let orm: MikroORM;
+  const servers: RpcServer[] = [];
+
+  beforeAll(async () => {
+    nats = await Nats.connect({ url: NATS_URL, prefix: id, name: 'kit-test', logger });
+    metrics = new Metrics('kit-test');
+    orm = await createOrm({ url: DATABASE_URL, schema, entities: [OutboxEntry], migrations: [] });
+    await orm.em.execute(`create schema if not exists "${schema}"`);
+    await orm.schema.create();
+    await ensureStream(nats, DOMAIN_STREAM_SPEC);
+    await ensureStream(nats, DLQ_STREAM_SPEC);
+  });
+
+  afterAll(async () => {
+    for (const s of servers) await s.close();
+    await nats.close();
+    await orm.close();
+    await cleanupRun(id);
+  });
+
+  describe(RpcServer.name, () => {
+    let client: RpcClient;
+
+    beforeAll(async () => {
+      for (const name of ['a', 'b']) {
+        const server = new RpcServer(nats, 'kit-test', logger, metrics);
+        server.serve(Echo, async ({ text }) => ({ text, by: name }));
+        server.serve(Fail, async ({ kind }) => {
+          if (kind === 'not_found') throw new ParleyError('NOT_FOUND', 'no such thing');
+          if (kind === 'slow') await new Promise((r) => setTimeout(r, 1500));
+          throw new Error('boom');
+        });
+        servers.push(server);
+      }
+      await nats.connection.flush();
+      client = new RpcClient(nats, 500, metrics);
+    });
+
+    it('answers a request and shares the load across a queue group', async () => {
+      const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => client.call(Echo, { text: `t${i}` })));
+      expect(answers.map((a) => a.text)).toEqual(Array.from({ length: 40 }, (_, i) => `t${i}`));
+      const by = new Set(answers.map((a) => a.by));
+      expect(by).toEqual(new Set(['a', 'b']));
+    });
+
+    it('checks the request against the contract at the handler', async () => {
+      await expect(client.call(Echo, { text: '' })).rejects.toMatchObject({
+        code: 'VALIDATION_FAILED',
+        status: 400,
+        errors: [{ field: 'text', message: expect.any(String) }],
+      });
+    });
+
+    it('carries typed errors across, and hides unexpected ones as INTERNAL', async () => {
+      await expect(client.call(Fail, { kind: 'not_found' })).rejects.toMatchObject({ code: 'NOT_FOUND', status: 404, retryable: false });
+      await expect(client.call(Fail, { kind: 'crash' })).rejects.toMatchObject({ code: 'INTERNAL', status: 500, detail: 'internal error' });
+    });
+
+    it('times out, and tells a missing service apart', async () => {
+      await expect(client.call(Fail, { kind: 'slow' })).rejects.toMatchObject({ code: 'UPSTREAM_TIMEOUT', retryable: true });
+      await expect(client.call(Nobody, {})).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE', retryable: true });
+    });
+
+    it('answers a payload that is not JSON with BAD_REQUEST', async () => {
+      const reply = await nats.connection.request(nats.subject(Echo.subject), '{nope', { timeout: 2000 });
+      expect(reply.headers?.get('Parley-Error')).toBe('BAD_REQUEST');
+    });
+  });
+
+  describe(OutboxRelay.name, () => {
+    it('relays committed events once, with the row id as Nats-Msg-Id, and drops a re-publish', async () => {
+      const em = orm.em.fork();
+      await em.transactional(async (tx) => {
+        addToOutbox(tx, TestEvent, { n: 1, note: 'first' });
+        addToOutbox(tx, TestEvent, { n: 2, note: 'second' });
+      });
+      await expect(
+        orm.em.fork().transactional(async (tx) => {
+          addToOutbox(tx, TestEvent, { n: 3, note: 'rolled back' });
+          throw new Error('abort');
+        }),
+      ).rejects.toThrow('abort');
+
+      const relay = new OutboxRelay(orm, nats, logger, metrics, { pollMs: 50 });
+      expect(await relay.backlog()).toBe(2);
+      expect(await relay.relayBatch()).toBe(2);
+      expect(await relay.backlog()).toBe(0);
+
+      // A crash between publish and mark would publish again: the stream's duplicate window drops it.
+      await orm.em.fork().execute('update outbox set published_at = null');
+      expect(await relay.relayBatch()).toBe(2);
+
+      const jsm = await jetstreamManager(nats.connection);
+      const info = await jsm.streams.info(nats.stream(DOMAIN_STREAM));
+      const last = await jsm.streams.getMessage(nats.stream(DOMAIN_STREAM), { last_by_subj: nats.subject(TestEvent.subject) });
+      expect(last.json()).toEqual({ n: 2, note: 'second' });
+      const rows = await orm.em.fork().execute<{ id: string }[]>('select id from outbox order by id');
+      expect(last.header.get('Nats-Msg-Id')).toBe(rows[1].id);
+      expect(info.state.messages).toBe(2);
+      await relay.stop();
+    });
+  });
+
+  describe(DurableConsumer.name, () => {
+    it('acks handled events, redelivers failures, and dead-letters what can never succeed', async () => {
+      const js = jetstream(nats.connection);
+      const subject = nats.subject('evt.kit.consumed');
+      const seen: { n: number; deliveries: number }[] = [];
+      let flaky = 0;
+      const consumer = new DurableConsumer(
+        nats,
+        {
+          stream: DOMAIN_STREAM,
+          durable: 'kit-test',
+          filterSubject: 'evt.kit.consumed',
+          schema: TestEvent.schema,
+          deadLetterSubject: DLQ_DOMAIN,
+          maxDeliver: 3,
+          backoffMs: [100],
+        },
+        async (event, meta) => {
+          if (event.note === 'flaky' && ++flaky < 3) throw new Error('not yet');
+          if (event.note === 'always') throw new Error('never works');
+          if (event.note === 'rejected') throw new ParleyError('VALIDATION_FAILED', 'names an unknown thing');
+          seen.push({ n: event.n, deliveries: meta.deliveryCount });
+        },
+        logger,
+        metrics,
+      );
+      await consumer.start();
+
+      await js.publish(subject, JSON.stringify({ n: 1, note: 'ok' }));
+      await js.publish(subject, '{not json');
+      await js.publish(subject, JSON.stringify({ n: 'two', note: 'bad schema' }));
+      await js.publish(subject, JSON.stringify({ n: 3, note: 'flaky' }));
+      await js.publish(subject, JSON.stringify({ n: 4, note: 'always' }));
+      await js.publish(subject, JSON.stringify({ n: 5, note: 'rejected' }));
+      await js.publish(subject, JSON.stringify({ n: 6, note: 'ok' }), { headers: natsHeaders() });
+
+      await eventually(() => (seen.length === 3 ? true : undefined));
+      expect(seen).toHaveLength(3);
+      expect(seen).toEqual(
+        expect.arrayContaining([
+          { n: 1, deliveries: 1 },
+          { n: 6, deliveries: 1 },
+          { n: 3, deliveries: 3 },
+        ]),
+      );
+
+      const jsm = await jetstreamManager(nats.connection);
+      const letters = await eventually(async () => {
+        const info = await jsm.streams.info(nats.stream('DLQ'));
+        if (info.state.messages < 4) return undefined;
+        const out: DeadLetter[] = [];
+        for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+          out.push((await jsm.streams.getMessage(nats.stream('DLQ'), { seq })).json<DeadLetter>());
+        }
+        return out;
+      });
+      const reasons = letters.map((l) => l.reason);
+      expect(reasons).toEqual(
+        expect.arrayContaining([
+          'payload is not JSON',
+          expect.stringMatching(/^invalid event: n: /),
+          expect.stringMatching(/^failed after 3 deliveries: never works/),
+          'VALIDATION_FAILED: names an unknown thing',
+        ]),
+      );
+      expect(letters.every((l) => l.subject === 'evt.kit.consumed')).toBe(true);
+      expect(letters.find((l) => l.reason.startsWith('invalid event'))?.event).toEqual({ n: 'two', note: 'bad schema' });
+      const text = await metrics.registry.getSingleMetricAsString('parley_dead_letters_total');
+      expect(text).toMatch(/parley_dead_letters_total\{[^}]*subject="dlq.domain"[^}]*\} 4/);
+      await consumer.stop();
+    });
+  });
+});

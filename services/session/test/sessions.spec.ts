@@ -1,0 +1,106 @@
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import type { INestApplicationContext } from '@nestjs/common';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { DOMAIN_STREAM, SessionRpc, type Principal } from '@parley/contracts';
+import { Nats, RpcClient } from '@parley/kit';
+import { AppModule } from '../src/app.module';
+import { loadConfig } from '../src/config';
+import { SessionsService } from '../src/sessions/sessions.service';
+import { DATABASE_URL, NATS_URL, cleanupRun, runId } from '../../../test/support/stack';
+
+const id = runId('ses');
+const alice: Principal = { type: 'user', id: '01900000-0000-7000-8000-00000000000a', is_admin: false };
+const bob: Principal = { type: 'user', id: '01900000-0000-7000-8000-00000000000b', is_admin: false };
+const admin: Principal = { type: 'user', id: '01900000-0000-7000-8000-0000000000ad', is_admin: true };
+const bot: Principal = { type: 'bot', id: '01900000-0000-7000-8000-0000000000b0' };
+
+describe(SessionsService.name, () => {
+  let app: INestApplicationContext;
+  let rpc: RpcClient;
+
+  beforeAll(async () => {
+    const config = loadConfig({
+      DATABASE_URL,
+      NATS_URL,
+      DB_SCHEMA_PREFIX: `${id}_`,
+      NATS_SUBJECT_PREFIX: id,
+      LOG_LEVEL: 'silent',
+    });
+    app = await NestFactory.createApplicationContext(AppModule.forRoot(config), { logger: false });
+    await app.init();
+    rpc = app.get(RpcClient);
+  });
+
+  afterAll(async () => {
+    await app.close();
+    await cleanupRun(id);
+  });
+
+  it('creates a session for its owner and announces it through the outbox', async () => {
+    const s = await rpc.call(SessionRpc.create, { actor: alice, title: 'hello', group_ids: [] });
+    expect(s).toMatchObject({ user_id: alice.id, title: 'hello', status: 'active', message_count: 0 });
+    const nats = app.get(Nats);
+    const jsm = await jetstreamManager(nats.connection);
+    const last = await (async () => {
+      for (let i = 0; i < 50; i++) {
+        const found = await jsm.streams
+          .getMessage(nats.stream(DOMAIN_STREAM), { last_by_subj: nats.subject('evt.session.created') })
+          .catch(() => null);
+        if (found) return found;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error('no evt.session.created in the stream');
+    })();
+    expect(last.json()).toMatchObject({ session_id: s.id, user_id: alice.id, bot_id: null, group_ids: [] });
+  });
+
+  it('lets owners and admins read and change, hides sessions from others', async () => {
+    const s = await rpc.call(SessionRpc.create, { actor: alice, title: 'mine', group_ids: [] });
+    await expect(rpc.call(SessionRpc.get, { actor: bob, id: s.id })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(rpc.call(SessionRpc.update, { actor: bob, id: s.id, patch: { title: 'x' } })).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
+    await expect(rpc.call(SessionRpc.remove, { actor: bob, id: s.id })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect((await rpc.call(SessionRpc.get, { actor: admin, id: s.id })).title).toBe('mine');
+    const changed = await rpc.call(SessionRpc.update, { actor: admin, id: s.id, patch: { metadata: { k: 'v' } } });
+    expect(changed.metadata).toEqual({ k: 'v' });
+    await expect(
+      rpc.call(SessionRpc.list, { actor: bob, user_id: alice.id, page: { kind: 'cursor', limit: 10 } }),
+    ).rejects.toMatchObject({ code: 'FORBIDDEN' });
+  });
+
+  it('lets a bot open sessions for a user of its own and nothing else', async () => {
+    await expect(rpc.call(SessionRpc.create, { actor: bot, title: 'no user', group_ids: [] })).rejects.toMatchObject({
+      code: 'VALIDATION_FAILED',
+    });
+    const s = await rpc.call(SessionRpc.create, { actor: bot, user_id: bob.id, group_ids: [] });
+    expect(s).toMatchObject({ user_id: bob.id, bot_id: bot.id });
+    expect((await rpc.call(SessionRpc.get, { actor: bot, id: s.id })).id).toBe(s.id);
+    expect((await rpc.call(SessionRpc.get, { actor: bob, id: s.id })).id).toBe(s.id);
+    await expect(rpc.call(SessionRpc.remove, { actor: bot, id: s.id })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+  });
+
+  it('filters and pages with a stable keyset cursor', async () => {
+    const carol: Principal = { type: 'user', id: '01900000-0000-7000-8000-00000000000c', is_admin: false };
+    const made = [];
+    for (let i = 0; i < 7; i++) made.push(await rpc.call(SessionRpc.create, { actor: carol, title: `t${i % 2}-${i}`, group_ids: [] }));
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    for (;;) {
+      const page = await rpc.call(SessionRpc.list, { actor: carol, page: { kind: 'cursor', limit: 3, cursor } });
+      if (!('next_cursor' in page)) throw new Error('expected a cursor page');
+      seen.push(...page.items.map((s) => s.id));
+      if (!page.next_cursor) break;
+      cursor = page.next_cursor;
+    }
+    expect(seen).toEqual(made.map((s) => s.id).reverse());
+    const odd = await rpc.call(SessionRpc.list, { actor: carol, q: 't1-', page: { kind: 'offset', page: 1, size: 10 } });
+    expect(odd).toMatchObject({ total: 3, page: 1, size: 10 });
+    const pct = await rpc.call(SessionRpc.list, { actor: carol, q: '%', page: { kind: 'cursor', limit: 10 } });
+    expect(pct.items).toHaveLength(0);
+    await expect(
+      rpc.call(SessionRpc.list, { actor: carol, page: { kind: 'cursor', limit: 3, cursor: 'bm90LWEtY3Vyc29y' } }),
+    ).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
+  });
+});
