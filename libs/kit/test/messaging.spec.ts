@@ -138,6 +138,7 @@ describe('messaging kit against real NATS and Postgres', () => {
       const jsm = await jetstreamManager(nats.connection);
       const info = await jsm.streams.info(nats.stream(DOMAIN_STREAM));
       const last = await jsm.streams.getMessage(nats.stream(DOMAIN_STREAM), { last_by_subj: nats.subject(TestEvent.subject) });
+      if (!last) throw new Error('no event in the stream');
       expect(last.json()).toEqual({ n: 2, note: 'second' });
       const rows = await orm.em.fork().execute<{ id: string }[]>('select id from outbox order by id');
       expect(last.header.get('Nats-Msg-Id')).toBe(rows[1].id);
@@ -198,7 +199,8 @@ describe('messaging kit against real NATS and Postgres', () => {
         if (info.state.messages < 4) return undefined;
         const out: DeadLetter[] = [];
         for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
-          out.push((await jsm.streams.getMessage(nats.stream('DLQ'), { seq })).json<DeadLetter>());
+          const letter = await jsm.streams.getMessage(nats.stream('DLQ'), { seq });
+          if (letter) out.push(letter.json<DeadLetter>());
         }
         return out;
       });

@@ -121,7 +121,7 @@ export class KitModule {
       },
       KitLifecycle,
     ];
-    const exported: (symbol | Function)[] = [LOGGER, Metrics, Nats, RpcClient, Readiness, KIT_OPTIONS];
+    const exported: (symbol | (abstract new (...args: never[]) => unknown))[] = [LOGGER, Metrics, Nats, RpcClient, Readiness, KIT_OPTIONS];
 
     if (options.redis !== false) {
       providers.push({
