@@ -107,12 +107,14 @@ export class KitModule {
       {
         provide: RpcClient,
         inject: [Nats, Metrics],
-        useFactory: (nats: Nats, metrics: Metrics) => new RpcClient(nats, options.config.NATS_REQUEST_TIMEOUT_MS, metrics),
+        useFactory: (nats: Nats, metrics: Metrics) =>
+          new RpcClient(nats, options.config.NATS_REQUEST_TIMEOUT_MS, metrics),
       },
       {
         provide: RpcServer,
         inject: [Nats, LOGGER, Metrics],
-        useFactory: (nats: Nats, logger: Logger, metrics: Metrics) => new RpcServer(nats, options.service, logger, metrics),
+        useFactory: (nats: Nats, logger: Logger, metrics: Metrics) =>
+          new RpcServer(nats, options.service, logger, metrics),
       },
       {
         provide: Readiness,
@@ -121,7 +123,7 @@ export class KitModule {
       },
       KitLifecycle,
     ];
-    const exported: (symbol | (abstract new (...args: never[]) => unknown))[] = [LOGGER, Metrics, Nats, RpcClient, Readiness, KIT_OPTIONS];
+    const exported: NonNullable<DynamicModule['exports']> = [LOGGER, Metrics, Nats, RpcClient, Readiness, KIT_OPTIONS];
 
     if (options.redis !== false) {
       providers.push({
