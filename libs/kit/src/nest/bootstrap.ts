@@ -9,11 +9,15 @@ import { LOGGER } from './tokens';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
 
+/** Start-up chatter (every module and route) that belongs at debug level. */
+const QUIET_CONTEXTS = new Set(['InstanceLoader', 'RoutesResolver', 'RouterExplorer', 'NestFactory']);
+
 /** Nest's own messages go through the same pino logger as everything else. */
 export class PinoNestLogger implements LoggerService {
   constructor(private readonly logger: Logger) {}
   log(message: unknown, context?: string) {
-    this.logger.info({ context }, String(message));
+    if (context && QUIET_CONTEXTS.has(context)) this.logger.debug({ context }, String(message));
+    else this.logger.info({ context }, String(message));
   }
   error(message: unknown, trace?: string, context?: string) {
     this.logger.error({ context, stack: trace }, String(message));
