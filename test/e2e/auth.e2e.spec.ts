@@ -17,7 +17,8 @@ describe('auth and users (e2e)', () => {
     expect(res.body.refresh_token.length).toBeGreaterThanOrEqual(40);
     const me = await api('GET', '/api/v1/me', { token: res.body.access_token });
     expect(me.status).toBe(200);
-    expect(me.body).toMatchObject({ type: 'user', username: 'admin', is_admin: true, roles: [], groups: [] });
+    expect(me.body).toMatchObject({ type: 'user', username: 'admin', is_admin: true, roles: [] });
+    expect(me.body.groups).toEqual([{ id: expect.any(String), name: 'default', is_group_admin: false }]);
   });
 
   it('answers a wrong password with 401 problem+json', async () => {

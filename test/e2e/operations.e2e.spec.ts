@@ -23,6 +23,7 @@ describe('operations (e2e)', () => {
 
   it('counts gateway requests per route and NATS requests per subject', async () => {
     await api('GET', '/api/v1/me');
+    await api('POST', '/api/v1/auth/login', { body: { username: 'nobody-here', password: 'wrong-password' } });
     const gateway = await (await fetch(`http://127.0.0.1:${port('gateway')}/metrics`)).text();
     expect(gateway).toMatch(/parley_http_requests_total\{[^}]*route="\/api\/v1\/me"[^}]*status="401"/);
     const access = await (await fetch(`http://127.0.0.1:${port('access')}/metrics`)).text();
@@ -50,6 +51,29 @@ describe('operations (e2e)', () => {
         'GET /api/v1/sessions/{id}',
         'PATCH /api/v1/sessions/{id}',
         'DELETE /api/v1/sessions/{id}',
+        'PUT /api/v1/me/password',
+        'DELETE /api/v1/users/{id}',
+        'PUT /api/v1/users/{id}/roles/{role_id}',
+        'DELETE /api/v1/users/{id}/roles/{role_id}',
+        'POST /api/v1/groups',
+        'GET /api/v1/groups',
+        'PATCH /api/v1/groups/{id}',
+        'DELETE /api/v1/groups/{id}',
+        'GET /api/v1/groups/{id}/members',
+        'PUT /api/v1/groups/{id}/members/{user_id}',
+        'DELETE /api/v1/groups/{id}/members/{user_id}',
+        'POST /api/v1/roles',
+        'GET /api/v1/roles',
+        'GET /api/v1/roles/{id}/grants',
+        'PUT /api/v1/roles/{id}/grants',
+        'POST /api/v1/bots',
+        'GET /api/v1/bots',
+        'GET /api/v1/bots/{id}',
+        'PATCH /api/v1/bots/{id}',
+        'DELETE /api/v1/bots/{id}',
+        'POST /api/v1/bots/{id}/keys',
+        'GET /api/v1/bots/{id}/keys',
+        'DELETE /api/v1/bots/{id}/keys/{key_id}',
       ].sort(),
     );
     const create = doc.body.paths['/api/v1/sessions'].post;

@@ -23,7 +23,6 @@ describe('sessions (e2e)', () => {
       bot_id: null,
       title: 'Trip to Kyoto',
       status: 'active',
-      group_ids: [],
       metadata: { channel: 'web' },
       state: { step: 1 },
       message_count: 0,
@@ -34,6 +33,10 @@ describe('sessions (e2e)', () => {
       last_message_at: null,
     });
     expect(Date.parse(s.created_at)).not.toBeNaN();
+    // The owner's groups at creation: every user is in the default group.
+    const me = await api('GET', '/api/v1/me', { token: owner.token });
+    expect(s.group_ids).toEqual(me.body.groups.map((g: { id: string }) => g.id));
+    expect(s.group_ids).toHaveLength(1);
 
     const read = await api('GET', `/api/v1/sessions/${s.id}`, { token: owner.token });
     expect(read.status).toBe(200);

@@ -30,6 +30,8 @@ export const ErrorPayloadSchema = z.object({
   detail: z.string(),
   retryable: z.boolean(),
   errors: z.array(FieldErrorSchema).optional(),
+  /** Seconds to wait before retrying (429). */
+  retry_after: z.number().int().optional(),
 });
 export type ErrorPayload = z.infer<typeof ErrorPayloadSchema>;
 
@@ -40,16 +42,18 @@ export class ParleyError extends Error {
   constructor(
     readonly code: ErrorCode,
     readonly detail: string,
-    options: { retryable?: boolean; errors?: FieldError[]; cause?: unknown } = {},
+    options: { retryable?: boolean; errors?: FieldError[]; cause?: unknown; retryAfter?: number } = {},
   ) {
     super(detail, { cause: options.cause });
     this.name = 'ParleyError';
     this.status = ERROR_CODES[code].status;
     this.retryable = options.retryable ?? this.status >= 500;
     this.errors = options.errors;
+    this.retryAfter = options.retryAfter;
   }
 
   readonly errors?: FieldError[];
+  readonly retryAfter?: number;
 
   toPayload(): ErrorPayload {
     return {
@@ -58,12 +62,17 @@ export class ParleyError extends Error {
       detail: this.detail,
       retryable: this.retryable,
       ...(this.errors ? { errors: this.errors } : {}),
+      ...(this.retryAfter !== undefined ? { retry_after: this.retryAfter } : {}),
     };
   }
 
   static fromPayload(payload: ErrorPayload): ParleyError {
     const code = (payload.code in ERROR_CODES ? payload.code : 'INTERNAL') as ErrorCode;
-    return new ParleyError(code, payload.detail, { retryable: payload.retryable, errors: payload.errors });
+    return new ParleyError(code, payload.detail, {
+      retryable: payload.retryable,
+      errors: payload.errors,
+      retryAfter: payload.retry_after,
+    });
   }
 }
 

@@ -6,3 +6,4 @@ export * from './common';
 export * from './access';
 export * from './session';
 export * from './events';
+export * from './access-control';

@@ -68,11 +68,7 @@ const actor = { actor: PrincipalSchema };
 const SessionPageSchema = z.union([cursorPageSchema(SessionSchema), offsetPageSchema(SessionSchema)]);
 
 export const SessionRpc = {
-  create: rpc(
-    'session.sessions.create',
-    CreateSessionBodySchema.extend({ ...actor, group_ids: z.array(z.uuid()).default([]) }),
-    SessionSchema,
-  ),
+  create: rpc('session.sessions.create', CreateSessionBodySchema.extend(actor), SessionSchema),
   get: rpc('session.sessions.get', z.object({ ...actor, id: z.uuid() }), SessionSchema),
   list: rpc('session.sessions.list', SessionFiltersSchema.extend({ ...actor, page: PageRequestSchema }), SessionPageSchema),
   update: rpc(

@@ -6,6 +6,12 @@ import { AuthHandler } from './auth/auth.handler';
 import { AuthService } from './auth/auth.service';
 import { KeysService } from './auth/keys.service';
 import { BootstrapAdmin } from './users/bootstrap-admin';
+import { AccessChanges } from './changes';
+import { BotsService } from './bots/bots.service';
+import { GroupsService } from './groups/groups.service';
+import { AccessControlHandler } from './permissions/access-control.handler';
+import { PermissionsService } from './permissions/permissions.service';
+import { RolesService } from './roles/roles.service';
 import { UsersHandler } from './users/users.handler';
 import { UsersService } from './users/users.service';
 
@@ -23,6 +29,12 @@ export class AppModule {
         AuthService,
         AuthHandler,
         BootstrapAdmin,
+        AccessChanges,
+        GroupsService,
+        RolesService,
+        BotsService,
+        PermissionsService,
+        AccessControlHandler,
       ],
     };
   }

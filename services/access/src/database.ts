@@ -1,10 +1,24 @@
 import { RefreshTokenEntity, SigningKeyEntity } from './auth/auth.entities';
+import { ApiKeyEntity, BotEntity } from './bots/bot.entities';
+import { GroupEntity, MembershipEntity } from './groups/group.entities';
+import { RoleEntity, RoleGrantEntity, UserRoleEntity } from './roles/role.entities';
 import { UserEntity } from './users/user.entity';
 import { migrations } from './migrations';
 
 export const database = {
-  entities: [UserEntity, SigningKeyEntity, RefreshTokenEntity],
+  entities: [
+    UserEntity,
+    SigningKeyEntity,
+    RefreshTokenEntity,
+    GroupEntity,
+    MembershipEntity,
+    RoleEntity,
+    UserRoleEntity,
+    RoleGrantEntity,
+    BotEntity,
+    ApiKeyEntity,
+  ],
   migrations,
   migrationsPath: 'src/migrations',
-  outbox: false,
+  outbox: true,
 };

@@ -9,6 +9,11 @@ import { DocsController } from './docs/docs.controller';
 import { ProblemFilter } from './http/problem.filter';
 import { SessionsController } from './sessions/sessions.controller';
 import { UsersController } from './users/users.controller';
+import { BotsController } from './bots/bots.controller';
+import { GroupsController } from './groups/groups.controller';
+import { RolesController } from './roles/roles.controller';
+import { KeyVerifier } from './auth/key-verifier';
+import { RateLimiter } from './auth/rate-limiter';
 
 @Module({})
 export class AppModule {
@@ -16,10 +21,20 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [KitModule.forRoot({ service: 'gateway', config }), DiscoveryModule],
-      controllers: [AuthController, UsersController, SessionsController, DocsController],
+      controllers: [
+        AuthController,
+        UsersController,
+        GroupsController,
+        RolesController,
+        BotsController,
+        SessionsController,
+        DocsController,
+      ],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: config },
         TokenVerifier,
+        KeyVerifier,
+        RateLimiter,
         { provide: APP_GUARD, useClass: AuthGuard },
         { provide: APP_FILTER, useClass: ProblemFilter },
       ],

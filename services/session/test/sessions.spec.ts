@@ -2,43 +2,81 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import type { INestApplicationContext } from '@nestjs/common';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { DOMAIN_STREAM, SessionRpc, type Principal } from '@parley/contracts';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { AccessControlRpc, AccessRpc, DOMAIN_STREAM, SessionRpc, type Principal } from '@parley/contracts';
 import { Nats, RpcClient } from '@parley/kit';
 import { AppModule } from '../src/app.module';
 import { loadConfig } from '../src/config';
 import { SessionsService } from '../src/sessions/sessions.service';
-import { DATABASE_URL, NATS_URL, cleanupRun, runId } from '../../../test/support/stack';
+import {
+  DATABASE_URL,
+  NATS_URL,
+  ROOT,
+  cleanupRun,
+  freePort,
+  runId,
+  startService,
+  stopService,
+  waitReady,
+  type RunningService,
+} from '../../../test/support/stack';
 
 const id = runId('ses');
-const alice: Principal = { type: 'user', id: '01900000-0000-7000-8000-00000000000a', is_admin: false };
-const bob: Principal = { type: 'user', id: '01900000-0000-7000-8000-00000000000b', is_admin: false };
-const admin: Principal = { type: 'user', id: '01900000-0000-7000-8000-0000000000ad', is_admin: true };
-const bot: Principal = { type: 'bot', id: '01900000-0000-7000-8000-0000000000b0' };
+// Filled in once the access service (a real one, as a process) knows them.
+let alice: Principal;
+let bob: Principal;
+let carol: Principal;
+let admin: Principal;
+let bot: Principal;
 
 describe(SessionsService.name, () => {
   let app: INestApplicationContext;
   let rpc: RpcClient;
+  let access: RunningService;
 
   beforeAll(async () => {
-    const config = loadConfig({
+    const env = {
+      ...process.env,
       DATABASE_URL,
       NATS_URL,
       DB_SCHEMA_PREFIX: `${id}_`,
       NATS_SUBJECT_PREFIX: id,
-      LOG_LEVEL: 'silent',
-    });
+      LOG_LEVEL: 'warn',
+      PARLEY_ADMIN_USERNAME: 'root',
+      PARLEY_ADMIN_PASSWORD: 'root-password-1',
+      ACCESS_HTTP_PORT: String(await freePort()),
+    };
+    const logDir = join(ROOT, '.parley', 'test-logs', id);
+    mkdirSync(logDir, { recursive: true });
+    access = startService('access', env, logDir);
+    await waitReady(access);
+
+    const config = loadConfig({ ...env, LOG_LEVEL: 'silent' });
     app = await NestFactory.createApplicationContext(AppModule.forRoot(config), { logger: false });
     await app.init();
     rpc = app.get(RpcClient);
+
+    const login = await rpc.call(AccessRpc.login, { username: 'root', password: 'root-password-1' });
+    const rootId = JSON.parse(Buffer.from(login.access_token.split('.')[1], 'base64url').toString()).sub as string;
+    admin = { type: 'user', id: rootId, is_admin: true };
+    const user = async (name: string): Promise<Principal> => {
+      const u = await rpc.call(AccessRpc.createUser, { actor: admin, username: `${name}-${id}`, password: 'password-1234' });
+      return { type: 'user', id: u.id, is_admin: false };
+    };
+    [alice, bob, carol] = [await user('alice'), await user('bob'), await user('carol')];
+    const created = await rpc.call(AccessControlRpc.createBot, { actor: alice, name: 'helper' });
+    bot = { type: 'bot', id: created.id };
   });
 
   afterAll(async () => {
-    await app.close();
+    await app?.close();
+    if (access) await stopService(access);
     await cleanupRun(id);
   });
 
   it('creates a session for its owner and announces it through the outbox', async () => {
-    const s = await rpc.call(SessionRpc.create, { actor: alice, title: 'hello', group_ids: [] });
+    const s = await rpc.call(SessionRpc.create, { actor: alice, title: 'hello' });
     expect(s).toMatchObject({ user_id: alice.id, title: 'hello', status: 'active', message_count: 0 });
     const nats = app.get(Nats);
     const jsm = await jetstreamManager(nats.connection);
@@ -52,11 +90,11 @@ describe(SessionsService.name, () => {
       }
       throw new Error('no evt.session.created in the stream');
     })();
-    expect(last.json()).toMatchObject({ session_id: s.id, user_id: alice.id, bot_id: null, group_ids: [] });
+    expect(last.json()).toMatchObject({ session_id: s.id, user_id: alice.id, bot_id: null });
   });
 
   it('lets owners and admins read and change, hides sessions from others', async () => {
-    const s = await rpc.call(SessionRpc.create, { actor: alice, title: 'mine', group_ids: [] });
+    const s = await rpc.call(SessionRpc.create, { actor: alice, title: 'mine' });
     await expect(rpc.call(SessionRpc.get, { actor: bob, id: s.id })).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(rpc.call(SessionRpc.update, { actor: bob, id: s.id, patch: { title: 'x' } })).rejects.toMatchObject({
       code: 'NOT_FOUND',
@@ -71,20 +109,25 @@ describe(SessionsService.name, () => {
   });
 
   it('lets a bot open sessions for a user of its own and nothing else', async () => {
-    await expect(rpc.call(SessionRpc.create, { actor: bot, title: 'no user', group_ids: [] })).rejects.toMatchObject({
+    await expect(rpc.call(SessionRpc.create, { actor: bot, title: 'no user' })).rejects.toMatchObject({
       code: 'VALIDATION_FAILED',
     });
-    const s = await rpc.call(SessionRpc.create, { actor: bot, user_id: bob.id, group_ids: [] });
+    const s = await rpc.call(SessionRpc.create, { actor: bot, user_id: bob.id });
     expect(s).toMatchObject({ user_id: bob.id, bot_id: bot.id });
     expect((await rpc.call(SessionRpc.get, { actor: bot, id: s.id })).id).toBe(s.id);
     expect((await rpc.call(SessionRpc.get, { actor: bob, id: s.id })).id).toBe(s.id);
     await expect(rpc.call(SessionRpc.remove, { actor: bot, id: s.id })).rejects.toMatchObject({ code: 'FORBIDDEN' });
   });
 
+  it('refuses a bot the caller may not read with 404, and accepts its owner\'s', async () => {
+    await expect(rpc.call(SessionRpc.create, { actor: bob, bot_id: bot.id })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    const s = await rpc.call(SessionRpc.create, { actor: alice, bot_id: bot.id });
+    expect(s.bot_id).toBe(bot.id);
+  });
+
   it('filters and pages with a stable keyset cursor', async () => {
-    const carol: Principal = { type: 'user', id: '01900000-0000-7000-8000-00000000000c', is_admin: false };
     const made = [];
-    for (let i = 0; i < 7; i++) made.push(await rpc.call(SessionRpc.create, { actor: carol, title: `t${i % 2}-${i}`, group_ids: [] }));
+    for (let i = 0; i < 7; i++) made.push(await rpc.call(SessionRpc.create, { actor: carol, title: `t${i % 2}-${i}` }));
     const seen: string[] = [];
     let cursor: string | undefined;
     for (;;) {

@@ -3,7 +3,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { serviceDatabaseUrl, serviceSchema, type CommonConfig } from '../config/env';
 import { createLogger } from '../observability/logger';
 import { OutboxEntry } from '../messaging/outbox';
-import { createOrm, migrateUnderLock } from '../persistence/orm';
+import { createOrm, migrateUnderLock, withScratchDatabase } from '../persistence/orm';
 import { runMain, startHttpService } from './bootstrap';
 import type { KitOptions } from './kit.module';
 
@@ -29,25 +29,28 @@ export function serviceMain<C extends CommonConfig>(definition: ServiceDefinitio
     if (command === 'migrate' || command === 'migration:create') {
       const database = definition.database;
       if (!database) throw new Error(`${definition.service} has no database`);
-      const url = serviceDatabaseUrl(definition.service, config);
-      const schema = serviceSchema(definition.service, config);
       const logger = createLogger(definition.service, config.LOG_LEVEL);
-      const orm = await createOrm({
-        url,
-        schema,
-        entities: database.outbox ? [...database.entities, OutboxEntry] : database.entities,
-        migrations: database.migrations,
-        migrationsPath: database.migrationsPath ? resolve(database.migrationsPath) : undefined,
-      });
-      try {
-        await migrateUnderLock(orm, { url, schema }, logger);
-        if (command === 'migration:create') {
+      const url = serviceDatabaseUrl(definition.service, config);
+      const entities = database.outbox ? [...database.entities, OutboxEntry] : database.entities;
+      const migrationsPath = database.migrationsPath ? resolve(database.migrationsPath) : undefined;
+      if (command === 'migrate') {
+        const schema = serviceSchema(definition.service, config);
+        const orm = await createOrm({ url, schema, entities, migrations: database.migrations, migrationsPath });
+        await migrateUnderLock(orm, { url, schema }, logger).finally(() => orm.close());
+        return;
+      }
+      // The diff is taken in a scratch database holding only this service's tables, in the
+      // default schema, so the migration comes out unqualified and sees no other service.
+      await withScratchDatabase(url, `parley_migrations_${definition.service}`, async (scratchUrl) => {
+        const orm = await createOrm({ url: scratchUrl, schema: 'public', entities, migrations: database.migrations, migrationsPath });
+        try {
+          await migrateUnderLock(orm, { url: scratchUrl, schema: 'public' }, logger);
           const created = await orm.migrator.create(undefined, false, database.migrations.length === 0);
           logger.info({ file: created.fileName, changed: created.diff.up.length > 0 }, 'migration written');
+        } finally {
+          await orm.close();
         }
-      } finally {
-        await orm.close();
-      }
+      });
       return;
     }
     if (command !== 'start') throw new Error(`unknown command "${command}" (start, migrate, migration:create)`);

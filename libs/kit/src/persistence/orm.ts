@@ -90,3 +90,19 @@ export async function dropSchema(url: string, schema: string): Promise<void> {
     await client.end();
   }
 }
+
+/** Runs `work` against a new, empty database next to `url`'s, dropped afterwards. */
+export async function withScratchDatabase(url: string, name: string, work: (scratchUrl: string) => Promise<void>): Promise<void> {
+  const admin = new Client({ connectionString: url });
+  await admin.connect();
+  const database = `${name}_${Date.now().toString(36)}`;
+  await admin.query(`create database ${quoteIdent(database)}`);
+  try {
+    const scratch = new URL(url);
+    scratch.pathname = `/${database}`;
+    await work(scratch.toString());
+  } finally {
+    await admin.query(`drop database if exists ${quoteIdent(database)} with (force)`);
+    await admin.end();
+  }
+}

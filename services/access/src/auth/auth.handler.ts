@@ -1,6 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { z } from 'zod';
 import { AccessRpc, ParleyError } from '@parley/contracts';
+import { BotsService } from '../bots/bots.service';
+import { GroupsService } from '../groups/groups.service';
+import { RolesService } from '../roles/roles.service';
 import { RpcHandler } from '@parley/kit';
 import { UsersService } from '../users/users.service';
 import { AuthService } from './auth.service';
@@ -14,11 +17,14 @@ export class AuthHandler {
     @Inject(AuthService) private readonly auth: AuthService,
     @Inject(KeysService) private readonly keys: KeysService,
     @Inject(UsersService) private readonly users: UsersService,
+    @Inject(GroupsService) private readonly groups: GroupsService,
+    @Inject(RolesService) private readonly roles: RolesService,
+    @Inject(BotsService) private readonly bots: BotsService,
   ) {}
 
   @RpcHandler(AccessRpc.login)
   login(req: Req<'login'>) {
-    return this.auth.login(req.username, req.password);
+    return this.auth.login(req.username, req.password, req.client_address);
   }
 
   @RpcHandler(AccessRpc.refresh)
@@ -45,17 +51,22 @@ export class AuthHandler {
 
   @RpcHandler(AccessRpc.me)
   async me(req: Req<'me'>) {
-    if (req.actor.type === 'bot') throw new ParleyError('NOT_FOUND', 'bot principals arrive with the access-control issue');
+    if (req.actor.type === 'bot') {
+      const name = await this.bots.botName(req.actor.id);
+      if (!name) throw new ParleyError('UNAUTHENTICATED', 'the bot no longer exists');
+      return { type: 'bot' as const, id: req.actor.id, name };
+    }
     const user = await this.users.findById(req.actor.id);
     if (!user) throw new ParleyError('UNAUTHENTICATED', 'the user no longer exists');
+    const [roles, groups] = await Promise.all([this.roles.roleNamesOf(user.id), this.groups.groupsOf(user.id)]);
     return {
       type: 'user' as const,
       id: user.id,
       username: user.username,
       email: user.email ?? null,
       is_admin: user.isAdmin,
-      roles: [],
-      groups: [],
+      roles,
+      groups,
     };
   }
 }

@@ -1,5 +1,9 @@
 import type { MigrationEntry } from '@parley/kit';
 import { Migration20261124010046 } from './Migration20261124010046';
+import { Migration20261124011617 } from './Migration20261124011617';
 
 /** Every migration of this service, oldest first. `migration:create` writes new ones beside this file. */
-export const migrations: MigrationEntry[] = [{ name: 'Migration20261124010046', class: Migration20261124010046 }];
+export const migrations: MigrationEntry[] = [
+  { name: 'Migration20261124010046', class: Migration20261124010046 },
+  { name: 'Migration20261124011617', class: Migration20261124011617 },
+];

@@ -3,6 +3,7 @@ import { LOGGER, type Logger } from '@parley/kit';
 import { ParleyError } from '@parley/contracts';
 import { ACCESS_CONFIG, type AccessConfig } from '../config';
 import { UsersService } from './users.service';
+import { GroupsService } from '../groups/groups.service';
 
 export class NoAdministratorError extends Error {}
 
@@ -11,11 +12,13 @@ export class NoAdministratorError extends Error {}
 export class BootstrapAdmin implements OnApplicationBootstrap {
   constructor(
     @Inject(UsersService) private readonly users: UsersService,
+    @Inject(GroupsService) private readonly groups: GroupsService,
     @Inject(ACCESS_CONFIG) private readonly config: AccessConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
+    await this.groups.ensureDefault();
     if (await this.users.anyAdmin()) return;
     const username = this.config.PARLEY_ADMIN_USERNAME;
     const password = this.config.PARLEY_ADMIN_PASSWORD;

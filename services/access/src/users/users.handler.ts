@@ -2,7 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { z } from 'zod';
 import { AccessRpc } from '@parley/contracts';
 import { RpcHandler } from '@parley/kit';
-import { UsersService, requireAdmin } from './users.service';
+import { requireAdmin } from '../require-admin';
+import { UsersService } from './users.service';
 
 type Req<K extends keyof typeof AccessRpc> = z.output<(typeof AccessRpc)[K]['request']>;
 

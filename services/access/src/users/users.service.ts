@@ -12,8 +12,14 @@ import {
   type Principal,
   type User as UserView,
 } from '@parley/contracts';
+import { randomBytes } from 'node:crypto';
 import { RefreshTokenEntity } from '../auth/auth.entities';
+import { AccessChanges } from '../changes';
+import { GroupsService } from '../groups/groups.service';
+import { MembershipEntity } from '../groups/group.entities';
+import { UserRoleEntity } from '../roles/role.entities';
 import { UserEntity, type User } from './user.entity';
+import { requireAdmin } from '../require-admin';
 
 type CreateRequest = z.output<typeof AccessRpc.createUser.request>;
 type ListRequest = z.output<typeof AccessRpc.listUsers.request>;
@@ -32,39 +38,49 @@ export function toView(u: User): UserView {
 
 export const hashPassword = (password: string) => argon2.hash(password, { type: argon2.argon2id });
 
-export function requireAdmin(actor: Principal): void {
-  if (actor.type !== 'user' || !actor.is_admin) throw new ParleyError('FORBIDDEN', 'this needs an administrator');
-}
 
 @Injectable()
 export class UsersService {
-  constructor(@Inject(MikroORM) private readonly orm: MikroORM) {}
+  constructor(
+    @Inject(MikroORM) private readonly orm: MikroORM,
+    @Inject(GroupsService) private readonly groups: GroupsService,
+    @Inject(AccessChanges) private readonly changes: AccessChanges,
+  ) {}
 
   private em(): EntityManager {
     return this.orm.em.fork();
   }
 
+  /** A new user, who joins the default group. */
   async create(req: Omit<CreateRequest, 'actor'> & { is_admin?: boolean }): Promise<UserView> {
     const now = new Date();
+    const passwordHash = await hashPassword(req.password);
+    const defaultGroup = await this.groups.ensureDefault();
     const em = this.em();
-    const user = em.create(UserEntity, {
-      id: uuidv7(),
-      username: req.username,
-      email: req.email ?? null,
-      passwordHash: await hashPassword(req.password),
-      enabled: true,
-      isAdmin: req.is_admin ?? false,
-      createdAt: now,
-      updatedAt: now,
-    });
+    let user: User;
     try {
-      await em.flush();
+      user = await em.transactional(async (tx) => {
+        const created = tx.create(UserEntity, {
+          id: uuidv7(),
+          username: req.username,
+          email: req.email ?? null,
+          passwordHash,
+          enabled: true,
+          isAdmin: req.is_admin ?? false,
+          createdAt: now,
+          updatedAt: now,
+        });
+        tx.create(MembershipEntity, { groupId: defaultGroup.id, userId: created.id, isGroupAdmin: false, createdAt: now });
+        this.changes.record(tx, 'user', created.id);
+        return created;
+      });
     } catch (error) {
       if (error instanceof UniqueConstraintViolationException) {
         throw new ParleyError('USERNAME_TAKEN', `username "${req.username}" already exists`);
       }
       throw error;
     }
+    await this.changes.committed();
     return toView(user);
   }
 
@@ -108,8 +124,51 @@ export class UsersService {
       if (patch.enabled === false || patch.password !== undefined) {
         await tx.nativeUpdate(RefreshTokenEntity, { userId: user.id, revokedAt: null }, { revokedAt: new Date() });
       }
+      this.changes.record(tx, 'user', user.id);
     });
+    await this.changes.committed();
     return toView(user);
+  }
+
+  /** Disables and anonymises the user; their sessions stay (readable by admins). */
+  async remove(actor: Principal, id: string): Promise<void> {
+    requireAdmin(actor);
+    if (actor.id === id) throw new ParleyError('CONFLICT', 'an administrator cannot delete themself');
+    const em = this.em();
+    const hash = await hashPassword(randomBytes(32).toString('hex'));
+    await em.transactional(async (tx) => {
+      const user = await tx.findOne(UserEntity, { id });
+      if (!user) throw new ParleyError('NOT_FOUND', `user ${id} not found`);
+      user.username = `deleted-${id}`.slice(0, 64);
+      user.email = null;
+      user.passwordHash = hash;
+      user.enabled = false;
+      user.isAdmin = false;
+      user.updatedAt = new Date();
+      await tx.nativeUpdate(RefreshTokenEntity, { userId: id, revokedAt: null }, { revokedAt: new Date() });
+      await tx.nativeDelete(MembershipEntity, { userId: id });
+      await tx.nativeDelete(UserRoleEntity, { userId: id });
+      this.changes.record(tx, 'user', id);
+    });
+    await this.changes.committed();
+  }
+
+  async changePassword(actor: Principal, current: string, next: string): Promise<void> {
+    if (actor.type !== 'user') throw new ParleyError('FORBIDDEN', 'bots have no password');
+    const em = this.em();
+    const user = await em.findOne(UserEntity, { id: actor.id });
+    if (!user) throw new ParleyError('UNAUTHENTICATED', 'the user no longer exists');
+    if (!(await argon2.verify(user.passwordHash, current))) {
+      throw new ParleyError('VALIDATION_FAILED', 'current_password: does not match', {
+        errors: [{ field: 'current_password', message: 'does not match' }],
+      });
+    }
+    user.passwordHash = await hashPassword(next);
+    user.updatedAt = new Date();
+    await em.transactional(async (tx) => {
+      tx.persist(user);
+      await tx.nativeUpdate(RefreshTokenEntity, { userId: user.id, revokedAt: null }, { revokedAt: new Date() });
+    });
   }
 
   async findByUsername(username: string): Promise<User | null> {

@@ -1,6 +1,6 @@
-import { Body, Controller, Get, HttpCode, Inject, Ip, Post } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Inject, Ip, Post, Put } from '@nestjs/common';
 import { z } from 'zod';
-import { AccessRpc, LoginBodySchema, MeSchema, RefreshBodySchema, TokenResponseSchema, type Principal } from '@parley/contracts';
+import { AccessControlRpc, AccessRpc, ChangePasswordBodySchema, LoginBodySchema, MeSchema, RefreshBodySchema, TokenResponseSchema, type Principal } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
 import { ApiRoute, parse } from '../http/api-route';
 import { Caller } from './principal';
@@ -58,5 +58,19 @@ export class AuthController {
   @ApiRoute({ summary: 'Who the caller is', tags: ['auth'], status: 200, response: MeSchema })
   me(@Caller() actor: Principal): Promise<z.infer<typeof MeSchema>> {
     return this.rpc.call(AccessRpc.me, { actor });
+  }
+
+  @Put('me/password')
+  @HttpCode(204)
+  @ApiRoute({
+    summary: 'Change the caller\'s password; their refresh tokens stop working',
+    tags: ['auth'],
+    body: ChangePasswordBodySchema,
+    status: 204,
+    response: null,
+    errors: ['FORBIDDEN'],
+  })
+  async changePassword(@Caller() actor: Principal, @Body() body: unknown) {
+    await this.rpc.call(AccessControlRpc.changePassword, { actor, ...parse(ChangePasswordBodySchema, body, 'body') });
   }
 }

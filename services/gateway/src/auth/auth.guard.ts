@@ -4,6 +4,8 @@ import type { FastifyRequest } from 'fastify';
 import { ParleyError } from '@parley/contracts';
 import { IS_PUBLIC } from '@parley/kit';
 import { API_ROUTE, type ApiRouteSpec } from '../http/api-route';
+import { KeyVerifier } from './key-verifier';
+import { RateLimiter } from './rate-limiter';
 import { TokenVerifier } from './token-verifier';
 
 /** Every route but the public ones (health, metrics, docs, login) needs credentials. */
@@ -12,6 +14,8 @@ export class AuthGuard implements CanActivate {
   constructor(
     @Inject(Reflector) private readonly reflector: Reflector,
     @Inject(TokenVerifier) private readonly tokens: TokenVerifier,
+    @Inject(KeyVerifier) private readonly keys: KeyVerifier,
+    @Inject(RateLimiter) private readonly limiter: RateLimiter,
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
@@ -19,12 +23,17 @@ export class AuthGuard implements CanActivate {
     const spec = this.reflector.get<ApiRouteSpec | undefined>(API_ROUTE, context.getHandler());
     if (this.reflector.getAllAndOverride<boolean>(IS_PUBLIC, targets) || spec?.public) return true;
     const request = context.switchToHttp().getRequest<FastifyRequest>();
-    const token = bearerToken(request);
-    if (!token) {
-      if (request.headers['x-api-key']) throw new ParleyError('UNAUTHENTICATED', 'the API key is not valid');
-      throw new ParleyError('UNAUTHENTICATED', 'send Authorization: Bearer <token>');
+    const token = bearerToken(request) ?? (spec?.queryToken ? queryToken(request) : undefined);
+    const apiKey = request.headers['x-api-key'];
+    if (token) {
+      request.principal = await this.tokens.verify(token);
+    } else if (typeof apiKey === 'string' && apiKey) {
+      const bot = await this.keys.verify(apiKey);
+      request.principal = { type: 'bot', id: bot.bot_id };
+    } else {
+      throw new ParleyError('UNAUTHENTICATED', 'send Authorization: Bearer <token> or X-API-Key: <key>');
     }
-    request.principal = await this.tokens.verify(token);
+    await this.limiter.take(request.principal);
     if (spec?.admin && !(request.principal.type === 'user' && request.principal.is_admin)) {
       throw new ParleyError('FORBIDDEN', 'this needs an administrator');
     }
@@ -39,4 +48,10 @@ function bearerToken(request: FastifyRequest): string | undefined {
     return scheme?.toLowerCase() === 'bearer' && value ? value.trim() : undefined;
   }
   return undefined;
+}
+
+/** Browsers cannot set headers on EventSource: stream routes also take `?access_token=`. */
+function queryToken(request: FastifyRequest): string | undefined {
+  const value = (request.query as Record<string, unknown> | undefined)?.access_token;
+  return typeof value === 'string' && value ? value : undefined;
 }

@@ -15,6 +15,8 @@ export interface ApiRouteSpec {
   errors?: ErrorCode[];
   public?: boolean;
   admin?: boolean;
+  /** The route also accepts `?access_token=` (server-sent events from browsers). */
+  queryToken?: boolean;
 }
 
 export const API_ROUTE = 'parley:api-route';

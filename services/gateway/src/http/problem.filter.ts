@@ -28,6 +28,7 @@ export async function sendProblem(reply: FastifyReply, request: FastifyRequest, 
   if (problem.code === 'UNAUTHENTICATED' || problem.code === 'INVALID_CREDENTIALS') {
     void reply.header('www-authenticate', 'Bearer');
   }
+  if (problem.retryAfter !== undefined) void reply.header('retry-after', String(problem.retryAfter));
   await reply
     .status(problem.status)
     .header('content-type', 'application/problem+json')

@@ -31,7 +31,7 @@ export class SessionsController {
     errors: ['NOT_FOUND'],
   })
   create(@Caller() actor: Principal, @Body() body: unknown) {
-    return this.rpc.call(SessionRpc.create, { actor, ...parse(CreateSessionBodySchema, body, 'body'), group_ids: [] });
+    return this.rpc.call(SessionRpc.create, { actor, ...parse(CreateSessionBodySchema, body, 'body') });
   }
 
   @Get()

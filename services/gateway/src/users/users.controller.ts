@@ -1,5 +1,6 @@
-import { Body, Controller, Get, Inject, Param, Patch, Post, Query } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Patch, Post, Put, Query } from '@nestjs/common';
 import {
+  AccessControlRpc,
   AccessRpc,
   CreateUserBodySchema,
   IdParamSchema,
@@ -16,6 +17,7 @@ import { RpcClient } from '@parley/kit';
 import { z } from 'zod';
 import { Caller } from '../auth/principal';
 import { ApiRoute, parse } from '../http/api-route';
+import { UserRoleParamsSchema } from '../http/params';
 
 @Controller('api/v1/users')
 export class UsersController {
@@ -64,5 +66,51 @@ export class UsersController {
   update(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
     const { id } = parse(IdParamSchema, params, 'path');
     return this.rpc.call(AccessRpc.updateUser, { actor, id, patch: parse(UpdateUserBodySchema, body, 'body') });
+  }
+
+  @Delete(':id')
+  @HttpCode(204)
+  @ApiRoute({
+    summary: 'Delete a user (admin): disabled and anonymised; their sessions stay, readable by admins',
+    tags: ['users'],
+    params: IdParamSchema,
+    status: 204,
+    response: null,
+    errors: ['NOT_FOUND', 'CONFLICT'],
+    admin: true,
+  })
+  async remove(@Caller() actor: Principal, @Param() params: unknown) {
+    await this.rpc.call(AccessControlRpc.deleteUser, { actor, ...parse(IdParamSchema, params, 'path') });
+  }
+
+  @Put(':id/roles/:role_id')
+  @ApiRoute({
+    summary: 'Give a user a role (admin)',
+    tags: ['users'],
+    params: UserRoleParamsSchema,
+    status: 200,
+    response: z.object({ user_id: z.uuid(), role_id: z.uuid() }),
+    errors: ['NOT_FOUND'],
+    admin: true,
+  })
+  assignRole(@Caller() actor: Principal, @Param() params: unknown) {
+    const { id, role_id } = parse(UserRoleParamsSchema, params, 'path');
+    return this.rpc.call(AccessControlRpc.putUserRole, { actor, user_id: id, role_id });
+  }
+
+  @Delete(':id/roles/:role_id')
+  @HttpCode(204)
+  @ApiRoute({
+    summary: 'Take a role from a user (admin)',
+    tags: ['users'],
+    params: UserRoleParamsSchema,
+    status: 204,
+    response: null,
+    errors: ['NOT_FOUND'],
+    admin: true,
+  })
+  async unassignRole(@Caller() actor: Principal, @Param() params: unknown) {
+    const { id, role_id } = parse(UserRoleParamsSchema, params, 'path');
+    await this.rpc.call(AccessControlRpc.deleteUserRole, { actor, user_id: id, role_id });
   }
 }

@@ -12,7 +12,8 @@ import {
   type Session as SessionView,
   type SessionRpc,
 } from '@parley/contracts';
-import { OutboxRelay, addToOutbox } from '@parley/kit';
+import { AccessControlRpc, type Permission } from '@parley/contracts';
+import { OutboxRelay, RpcClient, addToOutbox } from '@parley/kit';
 import { SessionEntity, type Session } from './session.entity';
 
 type CreateRequest = z.output<typeof SessionRpc.create.request>;
@@ -20,6 +21,8 @@ type ListRequest = z.output<typeof SessionRpc.list.request>;
 type UpdateRequest = z.output<typeof SessionRpc.update.request>;
 
 type Action = 'read' | 'write' | 'delete';
+
+const PERMISSION_OF: Record<Action, Permission> = { read: 'read', write: 'write', delete: 'manage' };
 
 export function toView(s: Session): SessionView {
   return {
@@ -42,10 +45,13 @@ export function toView(s: Session): SessionView {
   };
 }
 
-/** What a principal may do with a session: its owner and admins everything, a bot its own bot's sessions. */
-export function allowed(actor: Principal, session: Session, action: Action): boolean {
-  if (actor.type === 'user') return actor.is_admin || session.userId === actor.id;
-  return session.botId === actor.id && action !== 'delete';
+/**
+ * The rights that need no question to the access service: owners and admins may do
+ * everything, a bot key writes its own bot's sessions. `undefined`: ask access.
+ */
+export function allowedLocally(actor: Principal, session: Session, action: Action): boolean | undefined {
+  if (actor.type === 'user') return actor.is_admin || session.userId === actor.id ? true : undefined;
+  return session.botId === actor.id && action !== 'delete' ? true : undefined;
 }
 
 function escapeLike(text: string): string {
@@ -57,7 +63,25 @@ export class SessionsService {
   constructor(
     @Inject(MikroORM) private readonly orm: MikroORM,
     @Inject(OutboxRelay) private readonly outbox: OutboxRelay,
+    @Inject(RpcClient) private readonly rpc: RpcClient,
   ) {}
+
+  private async may(actor: Principal, session: Session, action: Action): Promise<boolean> {
+    const local = allowedLocally(actor, session, action);
+    if (local !== undefined) return local;
+    const decision = await this.rpc.call(AccessControlRpc.check, {
+      subject: actor,
+      action: PERMISSION_OF[action],
+      resource: {
+        type: 'session',
+        id: session.id,
+        user_id: session.userId,
+        bot_id: session.botId ?? null,
+        group_ids: session.groupIds ?? [],
+      },
+    });
+    return decision.allowed;
+  }
 
   private em(): EntityManager {
     return this.orm.em.fork();
@@ -91,7 +115,17 @@ export class SessionsService {
         throw new ParleyError('FORBIDDEN', 'only a bot key or an admin may create a session for another user');
       }
       userId = req.user_id ?? actor.id;
+      if (botId) {
+        const visible = await this.rpc.call(AccessControlRpc.check, {
+          subject: actor,
+          action: 'read',
+          resource: { type: 'bot', id: botId },
+        });
+        if (!visible.allowed) throw new ParleyError('NOT_FOUND', `bot ${botId} not found`);
+      }
     }
+    // The owner's groups at creation decide which group admins may read the session.
+    const { group_ids: groupIds } = await this.rpc.call(AccessControlRpc.userGroups, { user_id: userId });
     const now = new Date();
     const em = this.em();
     const session = await em.transactional(async (tx) => {
@@ -101,7 +135,7 @@ export class SessionsService {
         botId,
         title: req.title ?? null,
         status: 'active',
-        groupIds: req.group_ids,
+        groupIds,
         metadata: req.metadata ?? {},
         state: req.state ?? {},
         messageCount: 0,
@@ -121,10 +155,13 @@ export class SessionsService {
     return toView(session);
   }
 
+  /** The session if the actor may `action` it: unknown or unreadable is 404, readable but not enough is 403. */
   private async load(em: EntityManager, actor: Principal, id: string, action: Action): Promise<Session> {
     const session = await em.findOne(SessionEntity, { id });
-    if (!session || !allowed(actor, session, 'read')) throw new ParleyError('NOT_FOUND', `session ${id} not found`);
-    if (!allowed(actor, session, action)) throw new ParleyError('FORBIDDEN', `you may not ${action} session ${id}`);
+    if (!session || !(await this.may(actor, session, 'read'))) throw new ParleyError('NOT_FOUND', `session ${id} not found`);
+    if (action !== 'read' && !(await this.may(actor, session, action))) {
+      throw new ParleyError('FORBIDDEN', `you may not ${action} session ${id}`);
+    }
     return session;
   }
 
@@ -162,24 +199,34 @@ export class SessionsService {
     return { id };
   }
 
-  private scope(req: ListRequest): FilterQuery<Session> {
+  /**
+   * Which sessions a list may show. Without user_id or bot_id: the caller's own (a bot key:
+   * its bot's). With them: that user's or bot's sessions as far as the caller may read them,
+   * all or only those in the groups the caller administers; nothing readable is 403.
+   */
+  private async scope(req: ListRequest): Promise<FilterQuery<Session>> {
     const { actor } = req;
     if (actor.type === 'bot') {
       if (req.bot_id && req.bot_id !== actor.id) throw new ParleyError('FORBIDDEN', 'a bot may list only its own sessions');
       return { botId: actor.id, ...(req.user_id ? { userId: req.user_id } : {}) };
     }
-    if (req.user_id && req.user_id !== actor.id && !actor.is_admin) {
-      throw new ParleyError('FORBIDDEN', `you may not list the sessions of user ${req.user_id}`);
-    }
-    const where: FilterQuery<Session> = {};
+    if (!req.user_id && !req.bot_id) return { userId: actor.id };
+    const where: Record<string, unknown> = {};
     if (req.user_id) where.userId = req.user_id;
-    else if (!req.bot_id || !actor.is_admin) where.userId = actor.id;
     if (req.bot_id) where.botId = req.bot_id;
-    return where;
+    if (actor.is_admin || req.user_id === actor.id) return where as FilterQuery<Session>;
+    const scope = await this.rpc.call(AccessControlRpc.listScope, { subject: actor, user_id: req.user_id, bot_id: req.bot_id });
+    if (scope.all) return where as FilterQuery<Session>;
+    if (scope.group_ids.length === 0) {
+      const named = req.user_id ? `user ${req.user_id}` : `bot ${req.bot_id}`;
+      throw new ParleyError('FORBIDDEN', `you may not list the sessions of ${named}`);
+    }
+    where.groupIds = { $overlap: scope.group_ids };
+    return where as FilterQuery<Session>;
   }
 
   async list(req: ListRequest): Promise<Page<SessionView>> {
-    const where: Record<string, unknown> = { ...(this.scope(req) as object) };
+    const where: Record<string, unknown> = { ...((await this.scope(req)) as object) };
     if (req.status) where.status = req.status;
     if (req.sensitive_status) where.sensitiveStatus = req.sensitive_status;
     if (req.feedback === 'like') where.likeCount = { $gt: 0 };

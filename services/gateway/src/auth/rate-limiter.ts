@@ -1,0 +1,37 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import { ParleyError, type Principal } from '@parley/contracts';
+import { KIT_OPTIONS, LOGGER, REDIS, type KitOptions, type Logger } from '@parley/kit';
+import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
+
+/**
+ * Requests per principal per minute (fixed one-minute windows in Redis), shared by every
+ * gateway instance. Over the limit: 429 with Retry-After. Redis away: requests pass.
+ */
+@Injectable()
+export class RateLimiter {
+  constructor(
+    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
+    @Inject(KIT_OPTIONS) private readonly options: KitOptions,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async take(principal: Principal): Promise<void> {
+    const limit = principal.type === 'bot' ? this.config.BOT_RATE_LIMIT_PER_MINUTE : this.config.RATE_LIMIT_PER_MINUTE;
+    const window = Math.floor(Date.now() / 60_000);
+    const key = `parley:${this.options.config.NATS_SUBJECT_PREFIX}:rate:${principal.type}:${principal.id}:${window}`;
+    let count: number;
+    try {
+      const result = await this.redis.multi().incr(key).expire(key, 120, 'NX').exec();
+      count = Number(result?.[0]?.[1] ?? 0);
+    } catch (error) {
+      this.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'rate limiting unavailable');
+      return;
+    }
+    if (count > limit) {
+      const retryAfter = Math.max(1, Math.ceil(((window + 1) * 60_000 - Date.now()) / 1000));
+      throw new ParleyError('RATE_LIMITED', `more than ${limit} requests a minute`, { retryable: true, retryAfter });
+    }
+  }
+}
