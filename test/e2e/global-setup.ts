@@ -12,6 +12,8 @@ export default async function globalSetup(): Promise<void> {
     PARLEY_ADMIN_PASSWORD: adminPassword,
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
     OTEL_BSP_SCHEDULE_DELAY: '200',
+    // Low enough that a test can cross it; every other suite stays far below.
+    RATE_LIMIT_PER_MINUTE: '300',
   });
   const gateway = stack.services.get('gateway');
   process.env.E2E_RUN_ID = id;
