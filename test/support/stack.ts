@@ -1,13 +1,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 
-export const ROOT = resolve(__dirname, '../..');
+/** The workspace root: the nearest folder up from here or the working directory with pnpm-workspace.yaml. */
+function findRoot(start: string): string {
+  for (let dir = resolve(start); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'pnpm-workspace.yaml'))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no pnpm-workspace.yaml above ${start}`);
+  }
+}
+export const ROOT = findRoot(typeof __dirname === 'string' ? __dirname : process.cwd());
 export const SERVICES = ['access', 'session', 'message', 'usage', 'gateway'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
