@@ -2,7 +2,18 @@ import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', '.toolchain/**', '.parley/**', 'coverage/**', '**/*.js', '**/*.mjs', '**/*.cjs'] },
+  {
+    ignores: [
+      '**/dist/**',
+      '**/node_modules/**',
+      '.toolchain/**',
+      '.parley/**',
+      'coverage/**',
+      '**/*.js',
+      '**/*.mjs',
+      '**/*.cjs',
+    ],
+  },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -16,7 +27,14 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['@parley/*/src/*', '@parley/*/dist/*'], message: 'import a workspace package from its entry point' }] },
+        {
+          patterns: [
+            {
+              group: ['@parley/*/src/*', '@parley/*/dist/*'],
+              message: 'import a workspace package from its entry point',
+            },
+          ],
+        },
       ],
     },
   },

@@ -31,8 +31,12 @@ async function seed(schema: string): Promise<void> {
              select gen_random_uuid(), 'bench-' || i, null, 'x', true, false, now(), now() from generate_series(1, ${USERS}) i`);
     await q(`insert into $S.groups (id, name, remark, is_default, created_at)
              select gen_random_uuid(), 'bench-group-' || i, null, false, now() from generate_series(1, ${GROUPS}) i`);
-    await q(`create temp table u as select id, row_number() over (order by id) as n from $S.users where username like 'bench-%'`);
-    await q(`create temp table g as select id, row_number() over (order by id) as n from $S.groups where name like 'bench-group-%'`);
+    await q(
+      `create temp table u as select id, row_number() over (order by id) as n from $S.users where username like 'bench-%'`,
+    );
+    await q(
+      `create temp table g as select id, row_number() over (order by id) as n from $S.groups where name like 'bench-group-%'`,
+    );
     // Every user in two groups; the first member of each group administers it.
     await q(`insert into $S.memberships (group_id, user_id, is_group_admin, created_at)
              select g.id, u.id, u.n <= ${GROUPS}, now() from u join g on g.n = (u.n % ${GROUPS}) + 1
@@ -42,10 +46,18 @@ async function seed(schema: string): Promise<void> {
     await q(`insert into $S.bots (id, name, description, enabled, owner_id, created_at, updated_at)
              select gen_random_uuid(), 'bench-bot-' || i, null, true, (select id from u where n = (i % ${USERS}) + 1), now(), now()
              from generate_series(1, ${BOTS}) i`);
-    await q(`insert into $S.roles (id, name, created_at) select gen_random_uuid(), 'bench-role-' || i, now() from generate_series(1, ${ROLES}) i`);
-    await q(`create temp table r as select id, row_number() over (order by id) as n from $S.roles where name like 'bench-role-%'`);
-    await q(`create temp table b as select id, row_number() over (order by id) as n from $S.bots where name like 'bench-bot-%'`);
-    await q(`insert into $S.user_roles (user_id, role_id, created_at) select u.id, r.id, now() from u join r on r.n = (u.n % ${ROLES}) + 1`);
+    await q(
+      `insert into $S.roles (id, name, created_at) select gen_random_uuid(), 'bench-role-' || i, now() from generate_series(1, ${ROLES}) i`,
+    );
+    await q(
+      `create temp table r as select id, row_number() over (order by id) as n from $S.roles where name like 'bench-role-%'`,
+    );
+    await q(
+      `create temp table b as select id, row_number() over (order by id) as n from $S.bots where name like 'bench-bot-%'`,
+    );
+    await q(
+      `insert into $S.user_roles (user_id, role_id, created_at) select u.id, r.id, now() from u join r on r.n = (u.n % ${ROLES}) + 1`,
+    );
     // Grants: half on bots, half on sessions that do not exist here (sessions live in the session service).
     await q(`insert into $S.role_grants (role_id, resource_type, resource_id, permission)
              select r.id, case when i % 2 = 0 then 'bot' else 'session' end,
@@ -82,9 +94,15 @@ async function main(): Promise<void> {
                 (select count(*) from "${schema}".role_grants)::int as grants, (select count(*) from "${schema}".memberships)::int as memberships`,
       )
     ).rows[0];
-    const users = (await pg.query(`select id from "${schema}".users where username like 'bench-%' order by random() limit 500`)).rows.map((r) => r.id as string);
-    const groups = (await pg.query(`select id from "${schema}".groups where name like 'bench-group-%' order by random() limit 500`)).rows.map((r) => r.id as string);
-    const bots = (await pg.query(`select id from "${schema}".bots order by random() limit 500`)).rows.map((r) => r.id as string);
+    const users = (
+      await pg.query(`select id from "${schema}".users where username like 'bench-%' order by random() limit 500`)
+    ).rows.map((r) => r.id as string);
+    const groups = (
+      await pg.query(`select id from "${schema}".groups where name like 'bench-group-%' order by random() limit 500`)
+    ).rows.map((r) => r.id as string);
+    const bots = (await pg.query(`select id from "${schema}".bots order by random() limit 500`)).rows.map(
+      (r) => r.id as string,
+    );
     await pg.end();
     print({ result: 'seeded', ...counts, seconds: Math.round((Date.now() - seeded) / 100) / 10, machine: machine() });
 
@@ -121,7 +139,12 @@ async function main(): Promise<void> {
     await sequential('cold (first time asked, decision computed in Postgres)');
     await sequential('warm (decision cached in Redis)');
     const warmLoad = await load(CHECKS * 2, CONCURRENCY, ask);
-    print({ result: 'permissions.check warm', concurrency: CONCURRENCY, per_second: warmLoad.per_second, ...summarize(warmLoad.samples) });
+    print({
+      result: 'permissions.check warm',
+      concurrency: CONCURRENCY,
+      per_second: warmLoad.per_second,
+      ...summarize(warmLoad.samples),
+    });
     await nc.close();
 
     // Through the gateway: the owner, a group admin of the owner's group, a reader by role grant.
@@ -129,14 +152,18 @@ async function main(): Promise<void> {
     const call = async (method: string, path: string, token?: string, body?: unknown) => {
       const res = await fetch(`${gateway}${path}`, {
         method,
-        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body ? { 'content-type': 'application/json' } : {}) },
+        headers: {
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...(body ? { 'content-type': 'application/json' } : {}),
+        },
         body: body ? JSON.stringify(body) : undefined,
       });
       const text = await res.text();
       if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${text}`);
       return text ? JSON.parse(text) : undefined;
     };
-    const loginAs = async (username: string, pw: string) => (await call('POST', '/api/v1/auth/login', undefined, { username, password: pw })).access_token as string;
+    const loginAs = async (username: string, pw: string) =>
+      (await call('POST', '/api/v1/auth/login', undefined, { username, password: pw })).access_token as string;
     const admin = await loginAs('admin', password);
     const user = async (name: string) => {
       const u = await call('POST', '/api/v1/users', admin, { username: name, password: 'bench-password' });
@@ -150,7 +177,9 @@ async function main(): Promise<void> {
     await call('PUT', `/api/v1/groups/${group.id}/members/${owner.id}`, admin, { is_group_admin: false });
     const session = await call('POST', '/api/v1/sessions', owner.token, { title: 'bench' });
     const role = await call('POST', '/api/v1/roles', admin, { name: 'bench-session-reader' });
-    await call('PUT', `/api/v1/roles/${role.id}/grants`, admin, { grants: [{ resource_type: 'session', resource_id: session.id, permission: 'read' }] });
+    await call('PUT', `/api/v1/roles/${role.id}/grants`, admin, {
+      grants: [{ resource_type: 'session', resource_id: session.id, permission: 'read' }],
+    });
     await call('PUT', `/api/v1/users/${reader.id}/roles/${role.id}`, admin);
 
     for (const [who, token] of [
@@ -162,7 +191,12 @@ async function main(): Promise<void> {
       const run = await load(REQUESTS, CONCURRENCY, async () => {
         await call('GET', `/api/v1/sessions/${session.id}`, token);
       });
-      print({ result: `GET /sessions/{id} as ${who}`, concurrency: CONCURRENCY, per_second: run.per_second, ...summarize(run.samples) });
+      print({
+        result: `GET /sessions/{id} as ${who}`,
+        concurrency: CONCURRENCY,
+        per_second: run.per_second,
+        ...summarize(run.samples),
+      });
     }
   } finally {
     await stopStack(stack);

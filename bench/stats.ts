@@ -1,3 +1,5 @@
+import os from 'node:os';
+
 /** Latency summary of a list of samples in milliseconds. */
 export function summarize(samples: number[]): { n: number; p50_ms: number; p99_ms: number; mean_ms: number } {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -31,7 +33,10 @@ export async function load(total: number, concurrency: number, task: (i: number)
 }
 
 export function machine() {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const os = require('node:os') as typeof import('node:os');
-  return { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memory_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version };
+  return {
+    cpus: os.cpus().length,
+    cpu: os.cpus()[0]?.model,
+    memory_gib: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+  };
 }

@@ -10,7 +10,9 @@ async function expiredToken(sub: string): Promise<string> {
   const pg = new Client({ connectionString: DATABASE_URL });
   await pg.connect();
   try {
-    const { rows } = await pg.query(`select kid, private_jwk from "${process.env.E2E_RUN_ID}_access".signing_keys limit 1`);
+    const { rows } = await pg.query(
+      `select kid, private_jwk from "${process.env.E2E_RUN_ID}_access".signing_keys limit 1`,
+    );
     const key = await importJWK(rows[0].private_jwk as JWK, 'EdDSA');
     const past = Math.floor(Date.now() / 1000) - 3600;
     return new SignJWT({ adm: true })
@@ -37,19 +39,33 @@ describe('access control (e2e)', () => {
     const name = `team-${Date.now().toString(36)}`;
     const g = await api('POST', '/api/v1/groups', { token: admin, body: { name, remark: 'support team' } });
     expect(g.status).toBe(201);
-    expect(g.body).toEqual({ id: expect.any(String), name, remark: 'support team', is_default: false, created_at: expect.any(String) });
+    expect(g.body).toEqual({
+      id: expect.any(String),
+      name,
+      remark: 'support team',
+      is_default: false,
+      created_at: expect.any(String),
+    });
     expect((await api('POST', '/api/v1/groups', { token: admin, body: { name } })).status).toBe(409);
 
     const lead = await newUser(admin, 'lead');
     const member = await newUser(admin, 'member');
     const outsider = await newUser(admin, 'outsider');
-    const put = await api('PUT', `/api/v1/groups/${g.body.id}/members/${lead.id}`, { token: admin, body: { is_group_admin: true } });
+    const put = await api('PUT', `/api/v1/groups/${g.body.id}/members/${lead.id}`, {
+      token: admin,
+      body: { is_group_admin: true },
+    });
     expect(put.status).toBe(200);
     expect(put.body).toEqual({ user_id: lead.id, username: lead.username, is_group_admin: true });
 
     // The group's admin manages members; others are refused with 403.
-    expect((await api('PUT', `/api/v1/groups/${g.body.id}/members/${member.id}`, { token: lead.token, body: {} })).status).toBe(200);
-    expect((await api('PUT', `/api/v1/groups/${g.body.id}/members/${outsider.id}`, { token: outsider.token, body: {} })).status).toBe(403);
+    expect(
+      (await api('PUT', `/api/v1/groups/${g.body.id}/members/${member.id}`, { token: lead.token, body: {} })).status,
+    ).toBe(200);
+    expect(
+      (await api('PUT', `/api/v1/groups/${g.body.id}/members/${outsider.id}`, { token: outsider.token, body: {} }))
+        .status,
+    ).toBe(403);
     const members = await api('GET', `/api/v1/groups/${g.body.id}/members`, { token: lead.token });
     expect(members.status).toBe(200);
     expect(members.body.items.map((m: { user_id: string }) => m.user_id).sort()).toEqual([lead.id, member.id].sort());
@@ -59,14 +75,18 @@ describe('access control (e2e)', () => {
     const s = (await api('POST', '/api/v1/sessions', { token: member.token, body: { title: 'team chat' } })).body;
     expect(s.group_ids).toContain(g.body.id);
     expect((await api('GET', `/api/v1/sessions/${s.id}`, { token: lead.token })).status).toBe(200);
-    expect((await api('PATCH', `/api/v1/sessions/${s.id}`, { token: lead.token, body: { title: 'x' } })).status).toBe(403);
+    expect((await api('PATCH', `/api/v1/sessions/${s.id}`, { token: lead.token, body: { title: 'x' } })).status).toBe(
+      403,
+    );
     expect((await api('GET', `/api/v1/sessions/${s.id}`, { token: outsider.token })).status).toBe(404);
     const listed = await api('GET', `/api/v1/sessions?user_id=${member.id}`, { token: lead.token });
     expect(listed.status).toBe(200);
     expect(listed.body.items.map((x: { id: string }) => x.id)).toContain(s.id);
     expect((await api('GET', `/api/v1/sessions?user_id=${member.id}`, { token: outsider.token })).status).toBe(403);
 
-    expect((await api('DELETE', `/api/v1/groups/${g.body.id}/members/${member.id}`, { token: lead.token })).status).toBe(204);
+    expect(
+      (await api('DELETE', `/api/v1/groups/${g.body.id}/members/${member.id}`, { token: lead.token })).status,
+    ).toBe(204);
     const renamed = await api('PATCH', `/api/v1/groups/${g.body.id}`, { token: admin, body: { remark: null } });
     expect(renamed.body.remark).toBeNull();
     const all = await api('GET', '/api/v1/groups', { token: admin });
@@ -80,35 +100,53 @@ describe('access control (e2e)', () => {
   it('grants rights through roles, and takes them away at once', async () => {
     const owner = await newUser(admin, 'botowner');
     const reader = await newUser(admin, 'reader');
-    const bot = (await api('POST', '/api/v1/bots', { token: owner.token, body: { name: 'helper', description: 'answers' } })).body;
-    const role = await api('POST', '/api/v1/roles', { token: admin, body: { name: `readers-${Date.now().toString(36)}` } });
+    const bot = (
+      await api('POST', '/api/v1/bots', { token: owner.token, body: { name: 'helper', description: 'answers' } })
+    ).body;
+    const role = await api('POST', '/api/v1/roles', {
+      token: admin,
+      body: { name: `readers-${Date.now().toString(36)}` },
+    });
     expect(role.status).toBe(201);
     const grants = { grants: [{ resource_type: 'bot', resource_id: bot.id, permission: 'read' }] };
     const put = await api('PUT', `/api/v1/roles/${role.body.id}/grants`, { token: admin, body: grants });
     expect(put.status).toBe(200);
     expect(put.body.grants).toEqual(grants.grants);
-    expect((await api('GET', `/api/v1/roles/${role.body.id}/grants`, { token: admin })).body.grants).toEqual(grants.grants);
-    expect((await api('GET', '/api/v1/roles', { token: admin })).body.items.map((r: { id: string }) => r.id)).toContain(role.body.id);
+    expect((await api('GET', `/api/v1/roles/${role.body.id}/grants`, { token: admin })).body.grants).toEqual(
+      grants.grants,
+    );
+    expect((await api('GET', '/api/v1/roles', { token: admin })).body.items.map((r: { id: string }) => r.id)).toContain(
+      role.body.id,
+    );
 
     expect((await api('GET', `/api/v1/bots/${bot.id}`, { token: reader.token })).status).toBe(404);
     expect((await api('PUT', `/api/v1/users/${reader.id}/roles/${role.body.id}`, { token: admin })).status).toBe(200);
     const me = await api('GET', '/api/v1/me', { token: reader.token });
     expect(me.body.roles).toEqual([role.body.name]);
     expect((await api('GET', `/api/v1/bots/${bot.id}`, { token: reader.token })).status).toBe(200);
-    expect((await api('GET', '/api/v1/bots', { token: reader.token })).body.items.map((b: { id: string }) => b.id)).toEqual([bot.id]);
-    expect((await api('PATCH', `/api/v1/bots/${bot.id}`, { token: reader.token, body: { name: 'mine' } })).status).toBe(403);
+    expect(
+      (await api('GET', '/api/v1/bots', { token: reader.token })).body.items.map((b: { id: string }) => b.id),
+    ).toEqual([bot.id]);
+    expect((await api('PATCH', `/api/v1/bots/${bot.id}`, { token: reader.token, body: { name: 'mine' } })).status).toBe(
+      403,
+    );
     expect((await api('GET', `/api/v1/bots/${bot.id}/keys`, { token: reader.token })).status).toBe(403);
 
     // The bot's sessions: readable through the grant, listable by bot_id.
     const botKey = bot.api_key as string;
-    const s = await api('POST', '/api/v1/sessions', { headers: { 'x-api-key': botKey }, body: { user_id: owner.id, title: 'from the bot' } });
+    const s = await api('POST', '/api/v1/sessions', {
+      headers: { 'x-api-key': botKey },
+      body: { user_id: owner.id, title: 'from the bot' },
+    });
     expect(s.status).toBe(201);
     expect(s.body).toMatchObject({ bot_id: bot.id, user_id: owner.id });
     expect((await api('GET', `/api/v1/sessions/${s.body.id}`, { token: reader.token })).status).toBe(200);
     const byBot = await api('GET', `/api/v1/sessions?bot_id=${bot.id}`, { token: reader.token });
     expect(byBot.body.items.map((x: { id: string }) => x.id)).toContain(s.body.id);
 
-    expect((await api('DELETE', `/api/v1/users/${reader.id}/roles/${role.body.id}`, { token: admin })).status).toBe(204);
+    expect((await api('DELETE', `/api/v1/users/${reader.id}/roles/${role.body.id}`, { token: admin })).status).toBe(
+      204,
+    );
     expect((await api('GET', `/api/v1/bots/${bot.id}`, { token: reader.token })).status).toBe(404);
     expect((await api('GET', `/api/v1/sessions/${s.body.id}`, { token: reader.token })).status).toBe(404);
     expect((await api('GET', `/api/v1/sessions?bot_id=${bot.id}`, { token: reader.token })).status).toBe(403);
@@ -140,15 +178,28 @@ describe('access control (e2e)', () => {
       revoked: false,
     });
 
-    expect((await api('DELETE', `/api/v1/bots/${created.body.id}/keys/${created.body.api_key_id}`, { token: owner.token })).status).toBe(204);
+    expect(
+      (await api('DELETE', `/api/v1/bots/${created.body.id}/keys/${created.body.api_key_id}`, { token: owner.token }))
+        .status,
+    ).toBe(204);
     const started = Date.now();
-    await eventually(async () => ((await api('GET', '/api/v1/me', { headers: { 'x-api-key': key } })).status === 401 ? true : undefined), 5000);
+    await eventually(
+      async () =>
+        (await api('GET', '/api/v1/me', { headers: { 'x-api-key': key } })).status === 401 ? true : undefined,
+      5000,
+    );
     expect(Date.now() - started).toBeLessThan(5000);
     expect((await api('GET', '/api/v1/me', { headers: { 'x-api-key': second.body.api_key } })).status).toBe(200);
 
     // Deleting the bot disables it and revokes every key.
     expect((await api('DELETE', `/api/v1/bots/${created.body.id}`, { token: owner.token })).status).toBe(204);
-    await eventually(async () => ((await api('GET', '/api/v1/me', { headers: { 'x-api-key': second.body.api_key } })).status === 401 ? true : undefined), 5000);
+    await eventually(
+      async () =>
+        (await api('GET', '/api/v1/me', { headers: { 'x-api-key': second.body.api_key } })).status === 401
+          ? true
+          : undefined,
+      5000,
+    );
     expect((await api('GET', `/api/v1/bots/${created.body.id}`, { token: owner.token })).body.enabled).toBe(false);
   });
 
@@ -156,8 +207,10 @@ describe('access control (e2e)', () => {
     const stranger = await newUser(admin, 'stranger');
     const owner = await newUser(admin, 'owner2');
     const bot = (await api('POST', '/api/v1/bots', { token: owner.token, body: { name: 'private' } })).body;
-    const g = (await api('POST', '/api/v1/groups', { token: admin, body: { name: `g-${Date.now().toString(36)}` } })).body;
-    const role = (await api('POST', '/api/v1/roles', { token: admin, body: { name: `r-${Date.now().toString(36)}` } })).body;
+    const g = (await api('POST', '/api/v1/groups', { token: admin, body: { name: `g-${Date.now().toString(36)}` } }))
+      .body;
+    const role = (await api('POST', '/api/v1/roles', { token: admin, body: { name: `r-${Date.now().toString(36)}` } }))
+      .body;
 
     const routes: [string, string, unknown, number][] = [
       ['POST', '/api/v1/users', { username: 'zzz-new', password: 'password-1234' }, 403],
@@ -189,8 +242,14 @@ describe('access control (e2e)', () => {
       const label = `${method} ${path}`;
       expect([label, (await api(method, path, { body })).status]).toEqual([label, 401]);
       expect([label, (await api(method, path, { body, token: expired })).status]).toEqual([label, 401]);
-      expect([label, (await api(method, path, { body, headers: { 'x-api-key': 'prl_deadbeef_nope' } })).status]).toEqual([label, 401]);
-      expect([label, (await api(method, path, { body, token: stranger.token })).status]).toEqual([label, strangerStatus]);
+      expect([
+        label,
+        (await api(method, path, { body, headers: { 'x-api-key': 'prl_deadbeef_nope' } })).status,
+      ]).toEqual([label, 401]);
+      expect([label, (await api(method, path, { body, token: stranger.token })).status]).toEqual([
+        label,
+        strangerStatus,
+      ]);
     }
     const expiredAnswer = await api('GET', '/api/v1/me', { token: expired });
     expect(expiredAnswer.body.detail).toContain('expired');
@@ -202,32 +261,43 @@ describe('access control (e2e)', () => {
 
   it('changes a password and deletes a user by anonymising them', async () => {
     const u = await newUser(admin, 'pw');
-    const wrong = await api('PUT', '/api/v1/me/password', { token: u.token, body: { current_password: 'nope-nope', new_password: 'another-secret-1' } });
+    const wrong = await api('PUT', '/api/v1/me/password', {
+      token: u.token,
+      body: { current_password: 'nope-nope', new_password: 'another-secret-1' },
+    });
     expect(wrong.status).toBe(400);
     const ok = await api('PUT', '/api/v1/me/password', {
       token: u.token,
       body: { current_password: 'correct-horse-battery', new_password: 'another-secret-1' },
     });
     expect(ok.status).toBe(204);
-    expect((await api('POST', '/api/v1/auth/login', { body: { username: u.username, password: 'correct-horse-battery' } })).status).toBe(401);
+    expect(
+      (await api('POST', '/api/v1/auth/login', { body: { username: u.username, password: 'correct-horse-battery' } }))
+        .status,
+    ).toBe(401);
     const token = await login(u.username, 'another-secret-1');
     const s = (await api('POST', '/api/v1/sessions', { token, body: { title: 'kept' } })).body;
 
     expect((await api('DELETE', `/api/v1/users/${u.id}`, { token: admin })).status).toBe(204);
     await eventually(async () => ((await api('GET', '/api/v1/me', { token })).status === 401 ? true : undefined), 5000);
     const listed = await api('GET', `/api/v1/users?q=${u.id}`, { token: admin });
-    expect(listed.body.items).toEqual([expect.objectContaining({ id: u.id, enabled: false, email: null, username: `deleted-${u.id}` })]);
+    expect(listed.body.items).toEqual([
+      expect.objectContaining({ id: u.id, enabled: false, email: null, username: `deleted-${u.id}` }),
+    ]);
     expect((await api('GET', `/api/v1/sessions/${s.id}`, { token: admin })).status).toBe(200);
   });
 
   it('throttles repeated failed logins with 429 and Retry-After', async () => {
     const u = await newUser(admin, 'throttled');
-    let status = 0;
     for (let i = 0; i < 10; i++) {
-      status = (await api('POST', '/api/v1/auth/login', { body: { username: u.username, password: 'wrong-wrong' } })).status;
-      expect(status).toBe(401);
+      const failed = await api('POST', '/api/v1/auth/login', {
+        body: { username: u.username, password: 'wrong-wrong' },
+      });
+      expect(failed.status).toBe(401);
     }
-    const blocked = await api('POST', '/api/v1/auth/login', { body: { username: u.username, password: 'correct-horse-battery' } });
+    const blocked = await api('POST', '/api/v1/auth/login', {
+      body: { username: u.username, password: 'correct-horse-battery' },
+    });
     expect(blocked.status).toBe(429);
     expect(blocked.body.code).toBe('RATE_LIMITED');
     expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThan(0);

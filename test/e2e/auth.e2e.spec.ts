@@ -36,7 +36,9 @@ describe('auth and users (e2e)', () => {
     expect((await api('GET', '/api/v1/me', { token: 'a.b.c' })).status).toBe(401);
     const [header, payload, signature] = admin.split('.');
     const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
-    const forged = Buffer.from(JSON.stringify({ ...claims, sub: '01900000-0000-7000-8000-000000000000' })).toString('base64url');
+    const forged = Buffer.from(JSON.stringify({ ...claims, sub: '01900000-0000-7000-8000-000000000000' })).toString(
+      'base64url',
+    );
     const res = await api('GET', '/api/v1/me', { token: `${header}.${forged}.${signature}` });
     expect(res.status).toBe(401);
     expect(res.body.code).toBe('UNAUTHENTICATED');
@@ -62,14 +64,22 @@ describe('auth and users (e2e)', () => {
     expect(again.body.code).toBe('USERNAME_TAKEN');
 
     const alice = await login(username, 'long-enough-pw');
-    const denied = await api('POST', '/api/v1/users', { token: alice, body: { username: `x${username}`, password: 'long-enough-pw' } });
+    const denied = await api('POST', '/api/v1/users', {
+      token: alice,
+      body: { username: `x${username}`, password: 'long-enough-pw' },
+    });
     expect(denied.status).toBe(403);
     expect((await api('GET', '/api/v1/users', { token: alice })).status).toBe(403);
-    expect((await api('PATCH', `/api/v1/users/${created.body.id}`, { token: alice, body: { email: null } })).status).toBe(403);
+    expect(
+      (await api('PATCH', `/api/v1/users/${created.body.id}`, { token: alice, body: { email: null } })).status,
+    ).toBe(403);
   });
 
   it('validates user bodies field by field', async () => {
-    const res = await api('POST', '/api/v1/users', { token: admin, body: { username: 'x', password: 'short', extra: 1 } });
+    const res = await api('POST', '/api/v1/users', {
+      token: admin,
+      body: { username: 'x', password: 'short', extra: 1 },
+    });
     expect(res.status).toBe(400);
     expect(res.body.code).toBe('VALIDATION_FAILED');
     const fields = res.body.errors.map((e: { field: string }) => e.field).sort();
@@ -82,7 +92,9 @@ describe('auth and users (e2e)', () => {
     expect(first.status).toBe(200);
     expect(first.body.items).toHaveLength(2);
     expect(first.body.next_cursor).toEqual(expect.any(String));
-    const second = await api('GET', `/api/v1/users?limit=2&q=lister&cursor=${first.body.next_cursor}`, { token: admin });
+    const second = await api('GET', `/api/v1/users?limit=2&q=lister&cursor=${first.body.next_cursor}`, {
+      token: admin,
+    });
     expect(second.body.items.length).toBeGreaterThanOrEqual(1);
     const ids = [...first.body.items, ...second.body.items].map((u: { id: string }) => u.id);
     expect(new Set(ids).size).toBe(ids.length);
@@ -100,21 +112,32 @@ describe('auth and users (e2e)', () => {
     const patched = await api('PATCH', `/api/v1/users/${bob.id}`, { token: admin, body: { enabled: false } });
     expect(patched.status).toBe(200);
     expect(patched.body.enabled).toBe(false);
-    await eventually(async () => ((await api('GET', '/api/v1/me', { token: bob.token })).status === 401 ? true : undefined), 5000);
-    const relog = await api('POST', '/api/v1/auth/login', { body: { username: bob.username, password: 'correct-horse-battery' } });
+    await eventually(
+      async () => ((await api('GET', '/api/v1/me', { token: bob.token })).status === 401 ? true : undefined),
+      5000,
+    );
+    const relog = await api('POST', '/api/v1/auth/login', {
+      body: { username: bob.username, password: 'correct-horse-battery' },
+    });
     expect(relog.status).toBe(401);
   });
 
   it('rotates refresh tokens: the old one stops working, logout revokes', async () => {
     const u = await newUser(admin, 'refresher');
-    const first = await api('POST', '/api/v1/auth/login', { body: { username: u.username, password: 'correct-horse-battery' } });
+    const first = await api('POST', '/api/v1/auth/login', {
+      body: { username: u.username, password: 'correct-horse-battery' },
+    });
     const rotated = await api('POST', '/api/v1/auth/refresh', { body: { refresh_token: first.body.refresh_token } });
     expect(rotated.status).toBe(200);
     expect(rotated.body.refresh_token).not.toBe(first.body.refresh_token);
     expect((await api('GET', '/api/v1/me', { token: rotated.body.access_token })).status).toBe(200);
     const reused = await api('POST', '/api/v1/auth/refresh', { body: { refresh_token: first.body.refresh_token } });
     expect(reused.status).toBe(401);
-    expect((await api('POST', '/api/v1/auth/logout', { body: { refresh_token: rotated.body.refresh_token } })).status).toBe(204);
-    expect((await api('POST', '/api/v1/auth/refresh', { body: { refresh_token: rotated.body.refresh_token } })).status).toBe(401);
+    expect(
+      (await api('POST', '/api/v1/auth/logout', { body: { refresh_token: rotated.body.refresh_token } })).status,
+    ).toBe(204);
+    expect(
+      (await api('POST', '/api/v1/auth/refresh', { body: { refresh_token: rotated.body.refresh_token } })).status,
+    ).toBe(401);
   });
 });

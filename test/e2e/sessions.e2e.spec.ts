@@ -51,7 +51,12 @@ describe('sessions (e2e)', () => {
       body: { title: 'Trip to Osaka', status: 'archived', state: { step: 2 } },
     });
     expect(patched.status).toBe(200);
-    expect(patched.body).toMatchObject({ title: 'Trip to Osaka', status: 'archived', state: { step: 2 }, metadata: { channel: 'web' } });
+    expect(patched.body).toMatchObject({
+      title: 'Trip to Osaka',
+      status: 'archived',
+      state: { step: 2 },
+      metadata: { channel: 'web' },
+    });
 
     const archived = await api('GET', '/api/v1/sessions?status=archived', { token: owner.token });
     expect(archived.body.items.map((x: { id: string }) => x.id)).toEqual([s.id]);
@@ -111,7 +116,10 @@ describe('sessions (e2e)', () => {
   });
 
   it('answers bad bodies and queries with 400 and field errors', async () => {
-    const bad = await api('POST', '/api/v1/sessions', { token: owner.token, body: { title: 42, metadata: 'x', nope: true } });
+    const bad = await api('POST', '/api/v1/sessions', {
+      token: owner.token,
+      body: { title: 42, metadata: 'x', nope: true },
+    });
     expect(bad.status).toBe(400);
     expect(bad.body.code).toBe('VALIDATION_FAILED');
     expect(bad.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(['metadata', 'nope', 'title']);
@@ -120,10 +128,15 @@ describe('sessions (e2e)', () => {
     expect(notJson.status).toBe(400);
     expect(notJson.headers.get('content-type')).toContain('application/problem+json');
 
-    expect((await api('PATCH', '/api/v1/sessions/not-a-uuid', { token: owner.token, body: { title: 'x' } })).status).toBe(400);
+    expect(
+      (await api('PATCH', '/api/v1/sessions/not-a-uuid', { token: owner.token, body: { title: 'x' } })).status,
+    ).toBe(400);
     expect((await api('GET', '/api/v1/sessions?limit=500', { token: owner.token })).status).toBe(400);
     expect((await api('GET', '/api/v1/sessions?status=deleted', { token: owner.token })).status).toBe(400);
-    const empty = await api('PATCH', `/api/v1/sessions/01900000-0000-7000-8000-000000000000`, { token: owner.token, body: {} });
+    const empty = await api('PATCH', `/api/v1/sessions/01900000-0000-7000-8000-000000000000`, {
+      token: owner.token,
+      body: {},
+    });
     expect(empty.status).toBe(400);
   });
 
@@ -146,7 +159,9 @@ describe('sessions (e2e)', () => {
       ['DELETE', `/api/v1/sessions/${id}`],
       ['GET', '/api/v1/users'],
     ]) {
-      const res = await api(method, path, { body: method === 'POST' || method === 'PATCH' ? { title: 't' } : undefined });
+      const res = await api(method, path, {
+        body: method === 'POST' || method === 'PATCH' ? { title: 't' } : undefined,
+      });
       expect(res.status).toBe(401);
     }
   });

@@ -47,7 +47,10 @@ describe('tracing (e2e)', () => {
       cursor = cursor.parentSpanId ? byId.get(cursor.parentSpanId) : undefined;
     }
     expect(chain).toEqual(
-      expect.arrayContaining(['parley-session:session.sessions.get process', 'parley-gateway:session.sessions.get request']),
+      expect.arrayContaining([
+        'parley-session:session.sessions.get process',
+        'parley-gateway:session.sessions.get request',
+      ]),
     );
     expect(chain.at(-1)?.startsWith('parley-gateway:')).toBe(true);
   });

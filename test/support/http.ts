@@ -47,7 +47,10 @@ export const adminLogin = () => login(process.env.E2E_ADMIN_USERNAME ?? 'admin',
 
 let counter = 0;
 /** Creates a user through the admin API and logs them in. */
-export async function newUser(adminToken: string, name = 'user'): Promise<{ id: string; token: string; username: string }> {
+export async function newUser(
+  adminToken: string,
+  name = 'user',
+): Promise<{ id: string; token: string; username: string }> {
   const username = `${name}-${Date.now().toString(36)}-${counter++}`;
   const password = 'correct-horse-battery';
   const res = await api('POST', '/api/v1/users', { token: adminToken, body: { username, password } });

@@ -141,10 +141,9 @@ export async function cleanupRun(id: string): Promise<void> {
   const pg = new Client({ connectionString: DATABASE_URL });
   await pg.connect();
   try {
-    const { rows } = await pg.query<{ nspname: string }>(
-      `select nspname from pg_namespace where nspname like $1`,
-      [`${id}\\_%`],
-    );
+    const { rows } = await pg.query<{ nspname: string }>(`select nspname from pg_namespace where nspname like $1`, [
+      `${id}\\_%`,
+    ]);
     for (const { nspname } of rows) await pg.query(`drop schema if exists "${nspname}" cascade`);
   } finally {
     await pg.end();

@@ -52,12 +52,14 @@ export const BotSchema = z.object({
   created_at: TimestampSchema,
 });
 export type Bot = z.infer<typeof BotSchema>;
-export const CreateBotBodySchema = z
-  .object({ name, description: z.string().max(2000).optional() })
-  .strict();
+export const CreateBotBodySchema = z.object({ name, description: z.string().max(2000).optional() }).strict();
 export const BotCreatedSchema = BotSchema.extend({ api_key: z.string(), api_key_id: z.uuid() });
 export const UpdateBotBodySchema = z
-  .object({ name: name.optional(), description: z.string().max(2000).nullable().optional(), enabled: z.boolean().optional() })
+  .object({
+    name: name.optional(),
+    description: z.string().max(2000).nullable().optional(),
+    enabled: z.boolean().optional(),
+  })
   .strict()
   .refine((b) => Object.keys(b).length > 0, { message: 'nothing to update' });
 
@@ -100,7 +102,11 @@ export const ResourceSchema = z.discriminatedUnion('type', [
 ]);
 export type Resource = z.infer<typeof ResourceSchema>;
 
-export const CheckSchema = z.object({ subject: PrincipalSchema, action: z.enum(PERMISSIONS), resource: ResourceSchema });
+export const CheckSchema = z.object({
+  subject: PrincipalSchema,
+  action: z.enum(PERMISSIONS),
+  resource: ResourceSchema,
+});
 export type Check = z.infer<typeof CheckSchema>;
 export const DecisionSchema = z.object({ allowed: z.boolean(), reason: z.string() });
 export type Decision = z.infer<typeof DecisionSchema>;
@@ -145,9 +151,17 @@ export const AccessControlRpc = {
 
   createGroup: rpc('access.groups.create', CreateGroupBodySchema.extend(actor), GroupSchema),
   listGroups: rpc('access.groups.list', z.object({ ...actor, ...page }), pageOf(GroupSchema)),
-  updateGroup: rpc('access.groups.update', z.object({ ...actor, id: z.uuid(), patch: UpdateGroupBodySchema }), GroupSchema),
+  updateGroup: rpc(
+    'access.groups.update',
+    z.object({ ...actor, id: z.uuid(), patch: UpdateGroupBodySchema }),
+    GroupSchema,
+  ),
   deleteGroup: rpc('access.groups.delete', idReq, ok),
-  listMembers: rpc('access.groups.members.list', z.object({ ...actor, id: z.uuid(), ...page }), pageOf(MembershipSchema)),
+  listMembers: rpc(
+    'access.groups.members.list',
+    z.object({ ...actor, id: z.uuid(), ...page }),
+    pageOf(MembershipSchema),
+  ),
   putMember: rpc(
     'access.groups.members.put',
     z.object({ ...actor, id: z.uuid(), user_id: z.uuid(), is_group_admin: z.boolean() }),
@@ -158,7 +172,11 @@ export const AccessControlRpc = {
   createRole: rpc('access.roles.create', CreateRoleBodySchema.extend(actor), RoleSchema),
   listRoles: rpc('access.roles.list', z.object({ ...actor, ...page }), pageOf(RoleSchema)),
   getGrants: rpc('access.roles.grants.get', idReq, GrantsSchema),
-  putGrants: rpc('access.roles.grants.put', z.object({ ...actor, id: z.uuid(), grants: z.array(GrantSchema).max(1000) }), GrantsSchema),
+  putGrants: rpc(
+    'access.roles.grants.put',
+    z.object({ ...actor, id: z.uuid(), grants: z.array(GrantSchema).max(1000) }),
+    GrantsSchema,
+  ),
   putUserRole: rpc(
     'access.users.roles.put',
     z.object({ ...actor, user_id: z.uuid(), role_id: z.uuid() }),

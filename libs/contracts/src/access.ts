@@ -38,7 +38,9 @@ export const UpdateUserBodySchema = z
   .strict();
 export const ListUsersQuerySchema = z.object({ q: z.string().max(100).optional() });
 
-export const LoginBodySchema = z.object({ username: z.string().min(1).max(64), password: z.string().min(1).max(256) }).strict();
+export const LoginBodySchema = z
+  .object({ username: z.string().min(1).max(64), password: z.string().min(1).max(256) })
+  .strict();
 export const RefreshBodySchema = z.object({ refresh_token: z.string().min(1).max(200) }).strict();
 export const TokenResponseSchema = z.object({
   access_token: z.string(),
@@ -70,7 +72,11 @@ export const JwksSchema = z.object({ keys: z.array(z.record(z.string(), z.unknow
 const actor = { actor: PrincipalSchema };
 
 export const AccessRpc = {
-  login: rpc('access.auth.login', LoginBodySchema.extend({ client_address: z.string().max(100).optional() }), TokenResponseSchema),
+  login: rpc(
+    'access.auth.login',
+    LoginBodySchema.extend({ client_address: z.string().max(100).optional() }),
+    TokenResponseSchema,
+  ),
   refresh: rpc('access.auth.refresh', RefreshBodySchema, TokenResponseSchema),
   logout: rpc('access.auth.logout', RefreshBodySchema, z.object({ ok: z.literal(true) })),
   jwks: rpc('access.keys.jwks', z.object({}), JwksSchema),

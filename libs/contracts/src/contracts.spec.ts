@@ -15,10 +15,25 @@ describe('pagination', () => {
 
   it('takes limit 1–200 (default 50) or page/size, never both styles', () => {
     expect(toPageRequest(PageQuerySchema.parse({}))).toEqual({ kind: 'cursor', limit: 50, cursor: undefined });
-    expect(toPageRequest(PageQuerySchema.parse({ limit: '200' }))).toEqual({ kind: 'cursor', limit: 200, cursor: undefined });
-    expect(toPageRequest(PageQuerySchema.parse({ page: '3', size: '20' }))).toEqual({ kind: 'offset', page: 3, size: 20 });
+    expect(toPageRequest(PageQuerySchema.parse({ limit: '200' }))).toEqual({
+      kind: 'cursor',
+      limit: 200,
+      cursor: undefined,
+    });
+    expect(toPageRequest(PageQuerySchema.parse({ page: '3', size: '20' }))).toEqual({
+      kind: 'offset',
+      page: 3,
+      size: 20,
+    });
     expect(toPageRequest(PageQuerySchema.parse({ size: '20' }))).toEqual({ kind: 'offset', page: 1, size: 20 });
-    for (const bad of [{ limit: '0' }, { limit: '201' }, { limit: '1.5' }, { limit: 'x' }, { page: '0' }, { cursor: 'c', page: '1' }]) {
+    for (const bad of [
+      { limit: '0' },
+      { limit: '201' },
+      { limit: '1.5' },
+      { limit: 'x' },
+      { page: '0' },
+      { cursor: 'c', page: '1' },
+    ]) {
       expect(PageQuerySchema.safeParse(bad).success).toBe(false);
     }
   });
@@ -29,7 +44,11 @@ describe('errors', () => {
     const result = CreateSessionBodySchema.safeParse({ title: 1, surprise: true, other: 2 });
     expect(result.success).toBe(false);
     if (result.success) return;
-    expect(fieldErrors(result.error).map((e) => e.field).sort()).toEqual(['other', 'surprise', 'title']);
+    expect(
+      fieldErrors(result.error)
+        .map((e) => e.field)
+        .sort(),
+    ).toEqual(['other', 'surprise', 'title']);
     const nested = z.object({ a: z.object({ b: z.number() }) }).safeParse({ a: { b: 'x' } });
     if (nested.success) throw new Error('should fail');
     expect(fieldErrors(nested.error, 'query')).toEqual([{ field: 'query.a.b', message: expect.any(String) }]);
@@ -37,10 +56,17 @@ describe('errors', () => {
 
   it('travels as a payload and comes back as the same error', () => {
     const error = new ParleyError('NOT_FOUND', 'session x not found');
-    expect(error.toPayload()).toEqual({ code: 'NOT_FOUND', status: 404, detail: 'session x not found', retryable: false });
+    expect(error.toPayload()).toEqual({
+      code: 'NOT_FOUND',
+      status: 404,
+      detail: 'session x not found',
+      retryable: false,
+    });
     const back = ParleyError.fromPayload(error.toPayload());
     expect(back).toMatchObject({ code: 'NOT_FOUND', status: 404, retryable: false });
-    expect(ParleyError.fromPayload({ code: 'SOMETHING_NEW', status: 418, detail: 'd', retryable: false }).code).toBe('INTERNAL');
+    expect(ParleyError.fromPayload({ code: 'SOMETHING_NEW', status: 418, detail: 'd', retryable: false }).code).toBe(
+      'INTERNAL',
+    );
     expect(new ParleyError('UPSTREAM_TIMEOUT', 'slow').retryable).toBe(true);
   });
 });

@@ -86,7 +86,10 @@ export function fieldErrors(error: z.ZodError, root?: string): FieldError[] {
     const path = issue.path.map(String).join('.');
     const field = (name: string) => [root, name].filter(Boolean).join('.') || '(root)';
     if (issue.code === 'unrecognized_keys') {
-      return issue.keys.map((key) => ({ field: field([path, key].filter(Boolean).join('.')), message: 'unknown field' }));
+      return issue.keys.map((key) => ({
+        field: field([path, key].filter(Boolean).join('.')),
+        message: 'unknown field',
+      }));
     }
     return [{ field: field(path), message: issue.message }];
   });

@@ -70,7 +70,11 @@ const SessionPageSchema = z.union([cursorPageSchema(SessionSchema), offsetPageSc
 export const SessionRpc = {
   create: rpc('session.sessions.create', CreateSessionBodySchema.extend(actor), SessionSchema),
   get: rpc('session.sessions.get', z.object({ ...actor, id: z.uuid() }), SessionSchema),
-  list: rpc('session.sessions.list', SessionFiltersSchema.extend({ ...actor, page: PageRequestSchema }), SessionPageSchema),
+  list: rpc(
+    'session.sessions.list',
+    SessionFiltersSchema.extend({ ...actor, page: PageRequestSchema }),
+    SessionPageSchema,
+  ),
   update: rpc(
     'session.sessions.update',
     z.object({ ...actor, id: z.uuid(), patch: UpdateSessionBodySchema }),

@@ -97,12 +97,23 @@ describe('messaging kit against real NATS and Postgres', () => {
     });
 
     it('carries typed errors across, and hides unexpected ones as INTERNAL', async () => {
-      await expect(client.call(Fail, { kind: 'not_found' })).rejects.toMatchObject({ code: 'NOT_FOUND', status: 404, retryable: false });
-      await expect(client.call(Fail, { kind: 'crash' })).rejects.toMatchObject({ code: 'INTERNAL', status: 500, detail: 'internal error' });
+      await expect(client.call(Fail, { kind: 'not_found' })).rejects.toMatchObject({
+        code: 'NOT_FOUND',
+        status: 404,
+        retryable: false,
+      });
+      await expect(client.call(Fail, { kind: 'crash' })).rejects.toMatchObject({
+        code: 'INTERNAL',
+        status: 500,
+        detail: 'internal error',
+      });
     });
 
     it('times out, and tells a missing service apart', async () => {
-      await expect(client.call(Fail, { kind: 'slow' })).rejects.toMatchObject({ code: 'UPSTREAM_TIMEOUT', retryable: true });
+      await expect(client.call(Fail, { kind: 'slow' })).rejects.toMatchObject({
+        code: 'UPSTREAM_TIMEOUT',
+        retryable: true,
+      });
       await expect(client.call(Nobody, {})).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE', retryable: true });
     });
 
@@ -137,7 +148,9 @@ describe('messaging kit against real NATS and Postgres', () => {
 
       const jsm = await jetstreamManager(nats.connection);
       const info = await jsm.streams.info(nats.stream(DOMAIN_STREAM));
-      const last = await jsm.streams.getMessage(nats.stream(DOMAIN_STREAM), { last_by_subj: nats.subject(TestEvent.subject) });
+      const last = await jsm.streams.getMessage(nats.stream(DOMAIN_STREAM), {
+        last_by_subj: nats.subject(TestEvent.subject),
+      });
       if (!last) throw new Error('no event in the stream');
       expect(last.json()).toEqual({ n: 2, note: 'second' });
       const rows = await orm.em.fork().execute<{ id: string }[]>('select id from outbox order by id');
@@ -214,7 +227,10 @@ describe('messaging kit against real NATS and Postgres', () => {
         ]),
       );
       expect(letters.every((l) => l.subject === 'evt.kit.consumed')).toBe(true);
-      expect(letters.find((l) => l.reason.startsWith('invalid event'))?.event).toEqual({ n: 'two', note: 'bad schema' });
+      expect(letters.find((l) => l.reason.startsWith('invalid event'))?.event).toEqual({
+        n: 'two',
+        note: 'bad schema',
+      });
       const text = await metrics.registry.getSingleMetricAsString('parley_dead_letters_total');
       expect(text).toMatch(/parley_dead_letters_total\{[^}]*subject="dlq.domain"[^}]*\} 4/);
       await consumer.stop();

@@ -51,7 +51,9 @@ describe(migrateUnderLock.name, () => {
       expect(rows).toEqual([{ name: 'sprocket' }]);
       const tracked = await pg.query(`select count(*)::int as n from "${schema}".mikro_orm_migrations`);
       expect(tracked.rows[0].n).toBe(1);
-      const stray = await pg.query(`select count(*)::int as n from information_schema.tables where table_schema = 'public' and table_name = 'widgets'`);
+      const stray = await pg.query(
+        `select count(*)::int as n from information_schema.tables where table_schema = 'public' and table_name = 'widgets'`,
+      );
       expect(stray.rows[0].n).toBe(0);
     } finally {
       await pg.end();

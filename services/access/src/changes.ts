@@ -38,7 +38,10 @@ export class AccessChanges {
       await this.redis.incr(epochKey(this.options.config.NATS_SUBJECT_PREFIX));
     } catch (error) {
       // Cached entries expire on their own (seconds); a missed bump only delays, never widens, a revocation.
-      this.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'could not bump the access epoch');
+      this.logger.warn(
+        { err: error instanceof Error ? error.message : String(error) },
+        'could not bump the access epoch',
+      );
     }
   }
 }

@@ -22,5 +22,6 @@ export const AccessConfigSchema = z
   });
 export type AccessConfig = z.infer<typeof AccessConfigSchema>;
 
-export const loadConfig = (env: NodeJS.ProcessEnv = process.env): AccessConfig => parseEnv(AccessConfigSchema as never, env);
+export const loadConfig = (env: NodeJS.ProcessEnv = process.env): AccessConfig =>
+  parseEnv(AccessConfigSchema as never, env);
 export const ACCESS_CONFIG = Symbol('parley:access-config');

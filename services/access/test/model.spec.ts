@@ -20,7 +20,10 @@ interface Model {
     groups: Record<string, { admins: string[]; members: string[] }>;
     bots: Record<string, { owner: string }>;
     keys: Record<string, { bot: string; expires_in_ms?: number }>;
-    roles: Record<string, { users: string[]; grants: { type: 'bot' | 'session'; id: string; permission: Permission }[] }>;
+    roles: Record<
+      string,
+      { users: string[]; grants: { type: 'bot' | 'session'; id: string; permission: Permission }[] }
+    >;
     sessions: Record<string, { owner: string; bot?: string; groups: string[] }>;
   };
   phases: {
@@ -77,14 +80,30 @@ describe(`${PermissionsService.name} model (model.yaml)`, () => {
 
     const f = model.fixtures;
     for (const name of f.users) {
-      const u = await rpc.call(AccessRpc.createUser, { actor: root, username: `${name}-${id}`, password: 'password-1234' });
+      const u = await rpc.call(AccessRpc.createUser, {
+        actor: root,
+        username: `${name}-${id}`,
+        password: 'password-1234',
+      });
       users.set(name, u.id);
     }
     for (const [name, g] of Object.entries(f.groups)) {
       const group = await rpc.call(AccessControlRpc.createGroup, { actor: root, name: `${name}-${id}` });
       groups.set(name, group.id);
-      for (const u of g.admins) await rpc.call(AccessControlRpc.putMember, { actor: root, id: group.id, user_id: users.get(u) ?? '', is_group_admin: true });
-      for (const u of g.members) await rpc.call(AccessControlRpc.putMember, { actor: root, id: group.id, user_id: users.get(u) ?? '', is_group_admin: false });
+      for (const u of g.admins)
+        await rpc.call(AccessControlRpc.putMember, {
+          actor: root,
+          id: group.id,
+          user_id: users.get(u) ?? '',
+          is_group_admin: true,
+        });
+      for (const u of g.members)
+        await rpc.call(AccessControlRpc.putMember, {
+          actor: root,
+          id: group.id,
+          user_id: users.get(u) ?? '',
+          is_group_admin: false,
+        });
     }
     for (const [name, b] of Object.entries(f.bots)) {
       const bot = await rpc.call(AccessControlRpc.createBot, { actor: principal(b.owner), name });
@@ -107,9 +126,14 @@ describe(`${PermissionsService.name} model (model.yaml)`, () => {
     for (const [name, r] of Object.entries(f.roles)) {
       const role = await rpc.call(AccessControlRpc.createRole, { actor: root, name: `${name}-${id}` });
       roles.set(name, role.id);
-      const grants = r.grants.map((g) => ({ resource_type: g.type, resource_id: resourceId(g.type, g.id), permission: g.permission }));
+      const grants = r.grants.map((g) => ({
+        resource_type: g.type,
+        resource_id: resourceId(g.type, g.id),
+        permission: g.permission,
+      }));
       await rpc.call(AccessControlRpc.putGrants, { actor: root, id: role.id, grants });
-      for (const u of r.users) await rpc.call(AccessControlRpc.putUserRole, { actor: root, user_id: users.get(u) ?? '', role_id: role.id });
+      for (const u of r.users)
+        await rpc.call(AccessControlRpc.putUserRole, { actor: root, user_id: users.get(u) ?? '', role_id: role.id });
     }
   });
 
@@ -124,14 +148,22 @@ describe(`${PermissionsService.name} model (model.yaml)`, () => {
       case 'revoke-grants':
         return rpc.call(AccessControlRpc.putGrants, { actor: root, id: roles.get(a) ?? '', grants: [] });
       case 'remove-member':
-        return rpc.call(AccessControlRpc.deleteMember, { actor: root, id: groups.get(a) ?? '', user_id: users.get(b) ?? '' });
+        return rpc.call(AccessControlRpc.deleteMember, {
+          actor: root,
+          id: groups.get(a) ?? '',
+          user_id: users.get(b) ?? '',
+        });
       case 'disable-user':
         return rpc.call(AccessRpc.updateUser, { actor: root, id: users.get(a) ?? '', patch: { enabled: false } });
       case 'disable-bot':
         return rpc.call(AccessControlRpc.updateBot, { actor: root, id: bots.get(a) ?? '', patch: { enabled: false } });
       case 'revoke-key': {
         const key = keys.get(a);
-        return rpc.call(AccessControlRpc.deleteKey, { actor: root, id: bots.get(key?.bot ?? '') ?? '', key_id: key?.id ?? '' });
+        return rpc.call(AccessControlRpc.deleteKey, {
+          actor: root,
+          id: bots.get(key?.bot ?? '') ?? '',
+          key_id: key?.id ?? '',
+        });
       }
       case 'wait':
         return new Promise((r) => setTimeout(r, Number(a)));
@@ -146,18 +178,29 @@ describe(`${PermissionsService.name} model (model.yaml)`, () => {
         for (const step of phase.do ?? []) await change(step);
       });
 
-      it.each(phase.cases.map((c) => [`${c.who} ${c.can} ${c.on}: ${c.expect} (${c.why})`, c] as const))('%s', async (_, c) => {
-        const decision = await rpc.call(AccessControlRpc.check, { subject: principal(c.who), action: c.can, resource: resource(c.on) });
-        expect(decision.allowed ? 'allow' : 'deny').toBe(c.expect);
-      });
+      it.each(phase.cases.map((c) => [`${c.who} ${c.can} ${c.on}: ${c.expect} (${c.why})`, c] as const))(
+        '%s',
+        async (_, c) => {
+          const decision = await rpc.call(AccessControlRpc.check, {
+            subject: principal(c.who),
+            action: c.can,
+            resource: resource(c.on),
+          });
+          expect(decision.allowed ? 'allow' : 'deny').toBe(c.expect);
+        },
+      );
 
       if (phase.keys?.length) {
-        it.each(phase.keys.map((k) => [`key ${k.key}: ${k.expect}${k.why ? ` (${k.why})` : ''}`, k] as const))('%s', async (_, k) => {
-          const secret = keys.get(k.key)?.secret ?? 'prl_00000000_forgedforgedforgedforgedforgedforgedfor';
-          const answer = rpc.call(AccessControlRpc.verifyKey, { api_key: secret });
-          if (k.expect === 'valid') await expect(answer).resolves.toMatchObject({ bot_id: bots.get(keys.get(k.key)?.bot ?? '') });
-          else await expect(answer).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
-        });
+        it.each(phase.keys.map((k) => [`key ${k.key}: ${k.expect}${k.why ? ` (${k.why})` : ''}`, k] as const))(
+          '%s',
+          async (_, k) => {
+            const secret = keys.get(k.key)?.secret ?? 'prl_00000000_forgedforgedforgedforgedforgedforgedfor';
+            const answer = rpc.call(AccessControlRpc.verifyKey, { api_key: secret });
+            if (k.expect === 'valid')
+              await expect(answer).resolves.toMatchObject({ bot_id: bots.get(keys.get(k.key)?.bot ?? '') });
+            else await expect(answer).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
+          },
+        );
       }
 
       it('answers a batch exactly as one check at a time', async () => {

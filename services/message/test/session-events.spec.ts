@@ -27,7 +27,13 @@ describe(SessionEventsConsumer.name, () => {
   let nats: Nats;
 
   beforeAll(async () => {
-    const config = loadConfig({ DATABASE_URL, NATS_URL, DB_SCHEMA_PREFIX: `${id}_`, NATS_SUBJECT_PREFIX: id, LOG_LEVEL: 'silent' });
+    const config = loadConfig({
+      DATABASE_URL,
+      NATS_URL,
+      DB_SCHEMA_PREFIX: `${id}_`,
+      NATS_SUBJECT_PREFIX: id,
+      LOG_LEVEL: 'silent',
+    });
     app = await NestFactory.createApplicationContext(AppModule.forRoot(config), { logger: false });
     await app.init();
     orm = app.get(MikroORM);
@@ -54,7 +60,11 @@ describe(SessionEventsConsumer.name, () => {
     await eventually(async () => (await orm.em.fork().count(SessionScopeEntity, { sessionId })) === 1);
 
     const em = orm.em.fork();
-    for (const [sid, seq] of [[sessionId, 1], [sessionId, 2], [other, 1]] as const) {
+    for (const [sid, seq] of [
+      [sessionId, 1],
+      [sessionId, 2],
+      [other, 1],
+    ] as const) {
       em.create(MessageEntity, {
         id: uuidv7(),
         sessionId: sid,

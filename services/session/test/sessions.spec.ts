@@ -61,7 +61,11 @@ describe(SessionsService.name, () => {
     const rootId = JSON.parse(Buffer.from(login.access_token.split('.')[1], 'base64url').toString()).sub as string;
     admin = { type: 'user', id: rootId, is_admin: true };
     const user = async (name: string): Promise<Principal> => {
-      const u = await rpc.call(AccessRpc.createUser, { actor: admin, username: `${name}-${id}`, password: 'password-1234' });
+      const u = await rpc.call(AccessRpc.createUser, {
+        actor: admin,
+        username: `${name}-${id}`,
+        password: 'password-1234',
+      });
       return { type: 'user', id: u.id, is_admin: false };
     };
     [alice, bob, carol] = [await user('alice'), await user('bob'), await user('carol')];
@@ -119,8 +123,10 @@ describe(SessionsService.name, () => {
     await expect(rpc.call(SessionRpc.remove, { actor: bot, id: s.id })).rejects.toMatchObject({ code: 'FORBIDDEN' });
   });
 
-  it('refuses a bot the caller may not read with 404, and accepts its owner\'s', async () => {
-    await expect(rpc.call(SessionRpc.create, { actor: bob, bot_id: bot.id })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  it("refuses a bot the caller may not read with 404, and accepts its owner's", async () => {
+    await expect(rpc.call(SessionRpc.create, { actor: bob, bot_id: bot.id })).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
     const s = await rpc.call(SessionRpc.create, { actor: alice, bot_id: bot.id });
     expect(s.bot_id).toBe(bot.id);
   });
@@ -138,7 +144,11 @@ describe(SessionsService.name, () => {
       cursor = page.next_cursor;
     }
     expect(seen).toEqual(made.map((s) => s.id).reverse());
-    const odd = await rpc.call(SessionRpc.list, { actor: carol, q: 't1-', page: { kind: 'offset', page: 1, size: 10 } });
+    const odd = await rpc.call(SessionRpc.list, {
+      actor: carol,
+      q: 't1-',
+      page: { kind: 'offset', page: 1, size: 10 },
+    });
     expect(odd).toMatchObject({ total: 3, page: 1, size: 10 });
     const pct = await rpc.call(SessionRpc.list, { actor: carol, q: '%', page: { kind: 'cursor', limit: 10 } });
     expect(pct.items).toHaveLength(0);

@@ -19,7 +19,12 @@ describe(parseEnv.name, () => {
   it('lists every bad variable by name, hiding secrets', () => {
     let caught: unknown;
     try {
-      parseEnv(schema, { SOME_HTTP_PORT: 'eighty', DATABASE_URL: 'mysql://x', NATS_SUBJECT_PREFIX: 'a.b', SECRET_KEY: 'short' });
+      parseEnv(schema, {
+        SOME_HTTP_PORT: 'eighty',
+        DATABASE_URL: 'mysql://x',
+        NATS_SUBJECT_PREFIX: 'a.b',
+        SECRET_KEY: 'short',
+      });
     } catch (error) {
       caught = error;
     }
@@ -34,7 +39,9 @@ describe(parseEnv.name, () => {
 
   it('lets a service override the database and prefixes its schema', () => {
     const config = parseEnv(schema, { DB_SCHEMA_PREFIX: 't1_' });
-    expect(serviceDatabaseUrl('session', config, { SESSION_DATABASE_URL: 'postgres://other/db' })).toBe('postgres://other/db');
+    expect(serviceDatabaseUrl('session', config, { SESSION_DATABASE_URL: 'postgres://other/db' })).toBe(
+      'postgres://other/db',
+    );
     expect(serviceDatabaseUrl('session', config, {})).toBe(config.DATABASE_URL);
     expect(serviceSchema('session', config)).toBe('t1_session');
   });

@@ -14,7 +14,8 @@ export function parseEnv<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEn
   const problems = result.error.issues.map((issue) => {
     const name = issue.path.map(String).join('.');
     const value = env[name];
-    const shown = value === undefined ? '(unset)' : /KEY|PASSWORD|SECRET/.test(name) ? '(hidden)' : JSON.stringify(value);
+    const shown =
+      value === undefined ? '(unset)' : /KEY|PASSWORD|SECRET/.test(name) ? '(hidden)' : JSON.stringify(value);
     return `${name}=${shown}: ${issue.message}`;
   });
   throw new ConfigError(problems);
@@ -53,7 +54,11 @@ export const commonEnvSchema = z.object(commonEnvShape);
 export type CommonConfig = z.infer<typeof commonEnvSchema>;
 
 /** The database URL of one service: `<SERVICE>_DATABASE_URL` wins over `DATABASE_URL`. */
-export function serviceDatabaseUrl(service: string, config: CommonConfig, env: NodeJS.ProcessEnv = process.env): string {
+export function serviceDatabaseUrl(
+  service: string,
+  config: CommonConfig,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
   return env[`${service.toUpperCase()}_DATABASE_URL`] ?? config.DATABASE_URL;
 }
 

@@ -91,14 +91,16 @@ export class OutboxRelay {
     if (this.stopped) return;
     clearTimeout(this.timer);
     // Relay passes belong to no request's trace; each row's publish continues the trace that wrote it.
-    this.timer = context.with(ROOT_CONTEXT, () => setTimeout(() => {
-      this.running = this.pass().finally(() => {
-        this.running = undefined;
-        const more = this.again;
-        this.again = false;
-        this.schedule(more ? 0 : (this.options.pollMs ?? 500));
-      });
-    }, delay));
+    this.timer = context.with(ROOT_CONTEXT, () =>
+      setTimeout(() => {
+        this.running = this.pass().finally(() => {
+          this.running = undefined;
+          const more = this.again;
+          this.again = false;
+          this.schedule(more ? 0 : (this.options.pollMs ?? 500));
+        });
+      }, delay),
+    );
   }
 
   private async pass(): Promise<void> {
@@ -109,7 +111,10 @@ export class OutboxRelay {
       } while (relayed === (this.options.batchSize ?? 100) && !this.stopped);
       await this.purge();
     } catch (error) {
-      this.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'outbox relay pass failed; will retry');
+      this.logger.warn(
+        { err: error instanceof Error ? error.message : String(error) },
+        'outbox relay pass failed; will retry',
+      );
     }
   }
 
@@ -135,7 +140,10 @@ export class OutboxRelay {
       try {
         const h = natsHeaders();
         propagation.inject(context.active(), h, { set: (c, k, v) => c.set(k, v) });
-        await this.js.publish(this.nats.subject(row.subject), JSON.stringify(row.payload), { msgID: row.id, headers: h });
+        await this.js.publish(this.nats.subject(row.subject), JSON.stringify(row.payload), {
+          msgID: row.id,
+          headers: h,
+        });
       } catch (error) {
         recordError(span, error);
         throw error;

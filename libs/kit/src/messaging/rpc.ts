@@ -1,13 +1,7 @@
 import { Injectable, SetMetadata } from '@nestjs/common';
 import { SpanKind, SpanStatusCode, context, trace, type Span } from '@opentelemetry/api';
 import { errors as natsErrors, headers as natsHeaders, type Msg, type Subscription } from '@nats-io/transport-node';
-import {
-  ParleyError,
-  validationError,
-  type RpcContract,
-  type RpcRequest,
-  type RpcResponse,
-} from '@parley/contracts';
+import { ParleyError, validationError, type RpcContract, type RpcRequest, type RpcResponse } from '@parley/contracts';
 import type { z } from 'zod';
 import type { Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
@@ -57,7 +51,10 @@ export class RpcServer {
     const parent = contextFromHeaders(msg.headers);
     await tracer.startActiveSpan(
       `${contract.subject} process`,
-      { kind: SpanKind.SERVER, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': contract.subject } },
+      {
+        kind: SpanKind.SERVER,
+        attributes: { 'messaging.system': 'nats', 'messaging.destination.name': contract.subject },
+      },
       parent,
       async (span) => {
         let outcome = 'ok';
@@ -112,7 +109,10 @@ export class RpcClient {
   ): Promise<RpcResponse<C>> {
     return tracer.startActiveSpan(
       `${contract.subject} request`,
-      { kind: SpanKind.CLIENT, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': contract.subject } },
+      {
+        kind: SpanKind.CLIENT,
+        attributes: { 'messaging.system': 'nats', 'messaging.destination.name': contract.subject },
+      },
       async (span) => {
         let outcome = 'ok';
         try {

@@ -21,7 +21,9 @@ export class HealthController {
   @Get('readyz')
   async readyz(@Res() reply: FastifyReply) {
     const report = await this.readiness.report();
-    await reply.status(report.ready ? 200 : 503).send({ status: report.ready ? 'ready' : 'not_ready', checks: report.checks });
+    await reply
+      .status(report.ready ? 200 : 503)
+      .send({ status: report.ready ? 'ready' : 'not_ready', checks: report.checks });
   }
 
   @Get('metrics')

@@ -42,7 +42,13 @@ export function serviceMain<C extends CommonConfig>(definition: ServiceDefinitio
       // The diff is taken in a scratch database holding only this service's tables, in the
       // default schema, so the migration comes out unqualified and sees no other service.
       await withScratchDatabase(url, `parley_migrations_${definition.service}`, async (scratchUrl) => {
-        const orm = await createOrm({ url: scratchUrl, schema: 'public', entities, migrations: database.migrations, migrationsPath });
+        const orm = await createOrm({
+          url: scratchUrl,
+          schema: 'public',
+          entities,
+          migrations: database.migrations,
+          migrationsPath,
+        });
         try {
           await migrateUnderLock(orm, { url: scratchUrl, schema: 'public' }, logger);
           const created = await orm.migrator.create(undefined, false, database.migrations.length === 0);

@@ -92,7 +92,11 @@ export async function dropSchema(url: string, schema: string): Promise<void> {
 }
 
 /** Runs `work` against a new, empty database next to `url`'s, dropped afterwards. */
-export async function withScratchDatabase(url: string, name: string, work: (scratchUrl: string) => Promise<void>): Promise<void> {
+export async function withScratchDatabase(
+  url: string,
+  name: string,
+  work: (scratchUrl: string) => Promise<void>,
+): Promise<void> {
   const admin = new Client({ connectionString: url });
   await admin.connect();
   const database = `${name}_${Date.now().toString(36)}`;

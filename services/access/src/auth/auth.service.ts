@@ -42,7 +42,8 @@ export class AuthService {
     const keys = this.throttleKeys(username, address);
     try {
       const counts = (await this.redis.mget(...keys)).map((v) => Number(v ?? 0));
-      const limited = counts[0] >= LOGIN_LIMITS.perUser ? keys[0] : (counts[1] ?? 0) >= LOGIN_LIMITS.perAddress ? keys[1] : undefined;
+      const limited =
+        counts[0] >= LOGIN_LIMITS.perUser ? keys[0] : (counts[1] ?? 0) >= LOGIN_LIMITS.perAddress ? keys[1] : undefined;
       if (limited) {
         const ttl = await this.redis.ttl(limited);
         throw new ParleyError('RATE_LIMITED', 'too many failed logins; try again later', {
@@ -79,7 +80,11 @@ export class AuthService {
   async refresh(refreshToken: string): Promise<TokenResponse> {
     const em = this.orm.em.fork();
     const user = await em.transactional(async (tx) => {
-      const token = await tx.findOne(RefreshTokenEntity, { tokenHash: sha256(refreshToken) }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+      const token = await tx.findOne(
+        RefreshTokenEntity,
+        { tokenHash: sha256(refreshToken) },
+        { lockMode: LockMode.PESSIMISTIC_WRITE },
+      );
       if (!token || token.revokedAt || token.expiresAt.getTime() < Date.now()) {
         throw new ParleyError('INVALID_CREDENTIALS', 'refresh token is invalid, expired or already used');
       }
@@ -93,7 +98,11 @@ export class AuthService {
   async logout(refreshToken: string): Promise<void> {
     await this.orm.em
       .fork()
-      .nativeUpdate(RefreshTokenEntity, { tokenHash: sha256(refreshToken), revokedAt: null }, { revokedAt: new Date() });
+      .nativeUpdate(
+        RefreshTokenEntity,
+        { tokenHash: sha256(refreshToken), revokedAt: null },
+        { revokedAt: new Date() },
+      );
   }
 
   private async issue(user: User): Promise<TokenResponse> {

@@ -66,7 +66,11 @@ export class KeysService implements OnApplicationBootstrap {
       if (!stored) throw new Error('signing key was not stored');
     }
     const privateKey = (await importJWK(stored.privateJwk as JWK, JWT_ALG)) as CryptoKey;
-    return { kid: stored.kid, privateKey, publicJwk: { ...(stored.publicJwk as JWK), kid: stored.kid, alg: JWT_ALG, use: 'sig' } };
+    return {
+      kid: stored.kid,
+      privateKey,
+      publicJwk: { ...(stored.publicJwk as JWK), kid: stored.kid, alg: JWT_ALG, use: 'sig' },
+    };
   }
 
   async jwks(): Promise<{ keys: JWK[] }> {

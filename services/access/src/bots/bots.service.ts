@@ -72,7 +72,11 @@ export class BotsService {
     return { entity, secret };
   }
 
-  async create(actor: Principal, name: string, description?: string): Promise<BotView & { api_key: string; api_key_id: string }> {
+  async create(
+    actor: Principal,
+    name: string,
+    description?: string,
+  ): Promise<BotView & { api_key: string; api_key_id: string }> {
     if (actor.type !== 'user') throw new ParleyError('FORBIDDEN', 'a bot cannot create bots');
     const em = this.orm.em.fork();
     const now = new Date();
@@ -97,7 +101,8 @@ export class BotsService {
   /** The bot if the actor may do `action` on it: unknown or unreadable is 404, readable but not enough is 403. */
   private async authorized(actor: Principal, id: string, action: Permission): Promise<Bot> {
     const bot = await this.orm.em.fork().findOne(BotEntity, { id });
-    const read = bot && (await this.permissions.check({ subject: actor, action: 'read', resource: { type: 'bot', id } }));
+    const read =
+      bot && (await this.permissions.check({ subject: actor, action: 'read', resource: { type: 'bot', id } }));
     if (!bot || !read?.allowed) throw new ParleyError('NOT_FOUND', `bot ${id} not found`);
     if (action !== 'read') {
       const decision = await this.permissions.check({ subject: actor, action, resource: { type: 'bot', id } });
@@ -127,7 +132,11 @@ export class BotsService {
     return pageByKey(em, BotEntity, where, 'id', page, botView);
   }
 
-  async update(actor: Principal, id: string, patch: { name?: string; description?: string | null; enabled?: boolean }): Promise<BotView> {
+  async update(
+    actor: Principal,
+    id: string,
+    patch: { name?: string; description?: string | null; enabled?: boolean },
+  ): Promise<BotView> {
     await this.authorized(actor, id, 'manage');
     const em = this.orm.em.fork();
     const bot = await em.transactional(async (tx) => {
@@ -193,13 +202,26 @@ export class BotsService {
   async verifyKey(secret: string): Promise<BotInfo> {
     const em = this.orm.em.fork();
     const [row] = await em.execute<
-      { id: string; bot_id: string; name: string; enabled: boolean; expires_at: Date | null; revoked_at: Date | null; last_used_at: Date | null }[]
+      {
+        id: string;
+        bot_id: string;
+        name: string;
+        enabled: boolean;
+        expires_at: Date | null;
+        revoked_at: Date | null;
+        last_used_at: Date | null;
+      }[]
     >(
       `select k.id, k.bot_id, b.name, b.enabled, k.expires_at, k.revoked_at, k.last_used_at
        from api_keys k join bots b on b.id = k.bot_id where k.key_hash = ?`,
       [hashKey(secret)],
     );
-    if (!row || row.revoked_at || !row.enabled || (row.expires_at && new Date(row.expires_at).getTime() <= Date.now())) {
+    if (
+      !row ||
+      row.revoked_at ||
+      !row.enabled ||
+      (row.expires_at && new Date(row.expires_at).getTime() <= Date.now())
+    ) {
       throw new ParleyError('UNAUTHENTICATED', 'the API key is not valid');
     }
     const lastUsed = row.last_used_at ? new Date(row.last_used_at).getTime() : 0;

@@ -15,7 +15,13 @@ type MemberView = z.infer<typeof AccessControlRpc.putMember.response>;
 export const DEFAULT_GROUP_NAME = 'default';
 
 export function groupView(g: Group): GroupView {
-  return { id: g.id, name: g.name, remark: g.remark ?? null, is_default: g.isDefault, created_at: g.createdAt.toISOString() };
+  return {
+    id: g.id,
+    name: g.name,
+    remark: g.remark ?? null,
+    is_default: g.isDefault,
+    created_at: g.createdAt.toISOString(),
+  };
 }
 
 @Injectable()
@@ -40,7 +46,13 @@ export class GroupsService {
   async create(actor: Principal, name: string, remark?: string): Promise<GroupView> {
     requireAdmin(actor);
     const em = this.orm.em.fork();
-    const group = em.create(GroupEntity, { id: uuidv7(), name, remark: remark ?? null, isDefault: false, createdAt: new Date() });
+    const group = em.create(GroupEntity, {
+      id: uuidv7(),
+      name,
+      remark: remark ?? null,
+      isDefault: false,
+      createdAt: new Date(),
+    });
     await this.flushUnique(em, `group "${name}" already exists`);
     return groupView(group);
   }
@@ -84,7 +96,9 @@ export class GroupsService {
       return;
     }
     if (actor.type === 'user') {
-      const mine = await this.orm.em.fork().findOne(MembershipEntity, { groupId, userId: actor.id, isGroupAdmin: true });
+      const mine = await this.orm.em
+        .fork()
+        .findOne(MembershipEntity, { groupId, userId: actor.id, isGroupAdmin: true });
       if (mine) return;
     }
     throw new ParleyError('FORBIDDEN', 'this needs an administrator or an admin of the group');
@@ -98,7 +112,11 @@ export class GroupsService {
     const names = new Map(users.map((u) => [u.id, u.username]));
     return {
       ...memberships,
-      items: memberships.items.map((m) => ({ user_id: m.userId, username: names.get(m.userId) ?? '', is_group_admin: m.isGroupAdmin })),
+      items: memberships.items.map((m) => ({
+        user_id: m.userId,
+        username: names.get(m.userId) ?? '',
+        is_group_admin: m.isGroupAdmin,
+      })),
     };
   }
 

@@ -42,7 +42,8 @@ export class PermissionsService {
     const cached = await this.cached(check);
     if (cached.decision) return cached.decision;
     const decision = await this.decide(this.orm.em.fork(), check);
-    if (cached.key) await this.redis.set(cached.key, JSON.stringify(decision), 'EX', DECISION_TTL_SECONDS).catch(() => undefined);
+    if (cached.key)
+      await this.redis.set(cached.key, JSON.stringify(decision), 'EX', DECISION_TTL_SECONDS).catch(() => undefined);
     return decision;
   }
 
@@ -94,11 +95,16 @@ export class PermissionsService {
     return rank >= needed ? allow('role grant') : deny(rank > 0 ? 'grant too weak' : 'no right');
   }
 
-  private async decideForBot(em: EntityManager, botId: string, action: Permission, resource: Resource): Promise<Decision> {
+  private async decideForBot(
+    em: EntityManager,
+    botId: string,
+    action: Permission,
+    resource: Resource,
+  ): Promise<Decision> {
     const [bot] = await em.execute<{ enabled: boolean }[]>('select enabled from bots where id = ?', [botId]);
     if (!bot?.enabled) return deny('bot disabled or unknown');
     if (resource.type === 'session') {
-      return resource.bot_id === botId && action !== 'manage' ? allow('own bot') : deny('not this bot\'s session');
+      return resource.bot_id === botId && action !== 'manage' ? allow('own bot') : deny("not this bot's session");
     }
     return resource.id === botId && action === 'read' ? allow('own bot') : deny('another bot');
   }
@@ -152,7 +158,10 @@ export class PermissionsService {
     if (Number(everySession?.rank ?? 0) >= 1) return { all: true, group_ids: [] };
     if (botId) {
       const [bot] = await em.execute<{ owner_id: string }[]>('select owner_id from bots where id = ?', [botId]);
-      if (bot && (bot.owner_id === subject.id || (await this.grantRank(em, subject.id, { type: 'bot', id: botId })) >= 1)) {
+      if (
+        bot &&
+        (bot.owner_id === subject.id || (await this.grantRank(em, subject.id, { type: 'bot', id: botId })) >= 1)
+      ) {
         return { all: true, group_ids: [] };
       }
     }

@@ -22,7 +22,8 @@ export class RolesService {
     try {
       await em.flush();
     } catch (error) {
-      if (error instanceof UniqueConstraintViolationException) throw new ParleyError('CONFLICT', `role "${name}" already exists`);
+      if (error instanceof UniqueConstraintViolationException)
+        throw new ParleyError('CONFLICT', `role "${name}" already exists`);
       throw error;
     }
     return { id: role.id, name: role.name };
@@ -34,7 +35,8 @@ export class RolesService {
   }
 
   private async requireRole(id: string): Promise<void> {
-    if (!(await this.orm.em.fork().count(RoleEntity, { id }))) throw new ParleyError('NOT_FOUND', `role ${id} not found`);
+    if (!(await this.orm.em.fork().count(RoleEntity, { id })))
+      throw new ParleyError('NOT_FOUND', `role ${id} not found`);
   }
 
   async grants(actor: Principal, roleId: string): Promise<{ role_id: string; grants: Grant[] }> {
@@ -54,7 +56,11 @@ export class RolesService {
   }
 
   /** Replaces the role's grants; a resource named twice keeps its strongest permission. */
-  async replaceGrants(actor: Principal, roleId: string, grants: Grant[]): Promise<{ role_id: string; grants: Grant[] }> {
+  async replaceGrants(
+    actor: Principal,
+    roleId: string,
+    grants: Grant[],
+  ): Promise<{ role_id: string; grants: Grant[] }> {
     requireAdmin(actor);
     await this.requireRole(roleId);
     const rank = { read: 1, write: 2, manage: 3 } as const;

@@ -38,7 +38,6 @@ export function toView(u: User): UserView {
 
 export const hashPassword = (password: string) => argon2.hash(password, { type: argon2.argon2id });
 
-
 @Injectable()
 export class UsersService {
   constructor(
@@ -70,7 +69,12 @@ export class UsersService {
           createdAt: now,
           updatedAt: now,
         });
-        tx.create(MembershipEntity, { groupId: defaultGroup.id, userId: created.id, isGroupAdmin: false, createdAt: now });
+        tx.create(MembershipEntity, {
+          groupId: defaultGroup.id,
+          userId: created.id,
+          isGroupAdmin: false,
+          createdAt: now,
+        });
         this.changes.record(tx, 'user', created.id);
         return created;
       });

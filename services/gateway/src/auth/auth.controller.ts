@@ -1,6 +1,15 @@
 import { Body, Controller, Get, HttpCode, Inject, Ip, Post, Put } from '@nestjs/common';
 import { z } from 'zod';
-import { AccessControlRpc, AccessRpc, ChangePasswordBodySchema, LoginBodySchema, MeSchema, RefreshBodySchema, TokenResponseSchema, type Principal } from '@parley/contracts';
+import {
+  AccessControlRpc,
+  AccessRpc,
+  ChangePasswordBodySchema,
+  LoginBodySchema,
+  MeSchema,
+  RefreshBodySchema,
+  TokenResponseSchema,
+  type Principal,
+} from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
 import { ApiRoute, parse } from '../http/api-route';
 import { Caller } from './principal';
@@ -63,7 +72,7 @@ export class AuthController {
   @Put('me/password')
   @HttpCode(204)
   @ApiRoute({
-    summary: 'Change the caller\'s password; their refresh tokens stop working',
+    summary: "Change the caller's password; their refresh tokens stop working",
     tags: ['auth'],
     body: ChangePasswordBodySchema,
     status: 204,

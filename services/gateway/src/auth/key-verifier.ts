@@ -42,7 +42,9 @@ export class KeyVerifier {
     const info = await this.rpc.call(AccessControlRpc.verifyKey, { api_key: apiKey });
     const identity = { bot_id: info.bot_id, name: info.name, key_id: info.key_id };
     if (cacheKey) {
-      const untilExpiry = info.expires_at ? Math.floor((Date.parse(info.expires_at) - Date.now()) / 1000) : KEY_TTL_SECONDS;
+      const untilExpiry = info.expires_at
+        ? Math.floor((Date.parse(info.expires_at) - Date.now()) / 1000)
+        : KEY_TTL_SECONDS;
       const ttl = Math.min(KEY_TTL_SECONDS, untilExpiry);
       if (ttl > 0) await this.redis.set(cacheKey, JSON.stringify(identity), 'EX', ttl).catch(() => undefined);
     }

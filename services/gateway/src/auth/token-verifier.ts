@@ -52,7 +52,8 @@ export class TokenVerifier {
         await this.jwks(true);
         return this.subject(token, true);
       }
-      if (error instanceof joseErrors.JWTExpired) throw new ParleyError('UNAUTHENTICATED', 'the access token has expired');
+      if (error instanceof joseErrors.JWTExpired)
+        throw new ParleyError('UNAUTHENTICATED', 'the access token has expired');
       throw new ParleyError('UNAUTHENTICATED', 'the access token is not valid');
     }
   }

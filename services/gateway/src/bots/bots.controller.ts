@@ -41,13 +41,29 @@ export class BotsController {
   }
 
   @Get()
-  @ApiRoute({ summary: 'The bots the caller may see', tags: ['bots'], query: PageQuerySchema, status: 200, response: pageOf(BotSchema) })
+  @ApiRoute({
+    summary: 'The bots the caller may see',
+    tags: ['bots'],
+    query: PageQuerySchema,
+    status: 200,
+    response: pageOf(BotSchema),
+  })
   list(@Caller() actor: Principal, @Query() query: unknown) {
-    return this.rpc.call(AccessControlRpc.listBots, { actor, page: toPageRequest(parse(PageQuerySchema, query, 'query')) });
+    return this.rpc.call(AccessControlRpc.listBots, {
+      actor,
+      page: toPageRequest(parse(PageQuerySchema, query, 'query')),
+    });
   }
 
   @Get(':id')
-  @ApiRoute({ summary: 'Read a bot (read right)', tags: ['bots'], params: IdParamSchema, status: 200, response: BotSchema, errors: ['NOT_FOUND'] })
+  @ApiRoute({
+    summary: 'Read a bot (read right)',
+    tags: ['bots'],
+    params: IdParamSchema,
+    status: 200,
+    response: BotSchema,
+    errors: ['NOT_FOUND'],
+  })
   get(@Caller() actor: Principal, @Param() params: unknown) {
     return this.rpc.call(AccessControlRpc.getBot, { actor, ...parse(IdParamSchema, params, 'path') });
   }
@@ -98,7 +114,7 @@ export class BotsController {
 
   @Get(':id/keys')
   @ApiRoute({
-    summary: 'The bot\'s keys, without secrets (manage right)',
+    summary: "The bot's keys, without secrets (manage right)",
     tags: ['bots'],
     params: IdParamSchema,
     query: PageQuerySchema,
@@ -108,7 +124,11 @@ export class BotsController {
   })
   listKeys(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {
     const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(AccessControlRpc.listKeys, { actor, id, page: toPageRequest(parse(PageQuerySchema, query, 'query')) });
+    return this.rpc.call(AccessControlRpc.listKeys, {
+      actor,
+      id,
+      page: toPageRequest(parse(PageQuerySchema, query, 'query')),
+    });
   }
 
   @Delete(':id/keys/:key_id')

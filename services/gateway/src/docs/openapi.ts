@@ -68,7 +68,9 @@ export function buildOpenApi(discovery: DiscoveryService, scanner: MetadataScann
       if (!spec) continue;
       const sub = String(reflector.get<string>(PATH_METADATA, handler as never) ?? '');
       const method = RequestMethod[reflector.get<RequestMethod>(METHOD_METADATA, handler as never)].toLowerCase();
-      const path = `/${[base, sub].filter((p) => p && p !== '/').join('/')}`.replace(/\/+/g, '/').replace(/:(\w+)/g, '{$1}');
+      const path = `/${[base, sub].filter((p) => p && p !== '/').join('/')}`
+        .replace(/\/+/g, '/')
+        .replace(/:(\w+)/g, '{$1}');
       const success =
         spec.response === null
           ? { description: 'No content' }
@@ -81,7 +83,12 @@ export function buildOpenApi(discovery: DiscoveryService, scanner: MetadataScann
         ...(spec.public ? { security: [] } : {}),
         parameters: [...parameters(spec.params, 'path'), ...parameters(spec.query, 'query')],
         ...(spec.body
-          ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(spec.body, 'input') } } } }
+          ? {
+              requestBody: {
+                required: true,
+                content: { 'application/json': { schema: jsonSchema(spec.body, 'input') } },
+              },
+            }
           : {}),
         responses: { [String(spec.status)]: success, ...errorResponses(spec) },
       };

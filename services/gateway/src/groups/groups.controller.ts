@@ -40,9 +40,19 @@ export class GroupsController {
   }
 
   @Get()
-  @ApiRoute({ summary: 'List groups (admin)', tags: ['groups'], query: PageQuerySchema, status: 200, response: pageOf(GroupSchema), admin: true })
+  @ApiRoute({
+    summary: 'List groups (admin)',
+    tags: ['groups'],
+    query: PageQuerySchema,
+    status: 200,
+    response: pageOf(GroupSchema),
+    admin: true,
+  })
   list(@Caller() actor: Principal, @Query() query: unknown) {
-    return this.rpc.call(AccessControlRpc.listGroups, { actor, page: toPageRequest(parse(PageQuerySchema, query, 'query')) });
+    return this.rpc.call(AccessControlRpc.listGroups, {
+      actor,
+      page: toPageRequest(parse(PageQuerySchema, query, 'query')),
+    });
   }
 
   @Patch(':id')
@@ -58,7 +68,11 @@ export class GroupsController {
   })
   update(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
     const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(AccessControlRpc.updateGroup, { actor, id, patch: parse(UpdateGroupBodySchema, body, 'body') });
+    return this.rpc.call(AccessControlRpc.updateGroup, {
+      actor,
+      id,
+      patch: parse(UpdateGroupBodySchema, body, 'body'),
+    });
   }
 
   @Delete(':id')
@@ -78,7 +92,7 @@ export class GroupsController {
 
   @Get(':id/members')
   @ApiRoute({
-    summary: 'List a group\'s members (admins and the group\'s admins)',
+    summary: "List a group's members (admins and the group's admins)",
     tags: ['groups'],
     params: IdParamSchema,
     query: PageQuerySchema,
@@ -88,12 +102,16 @@ export class GroupsController {
   })
   members(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {
     const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(AccessControlRpc.listMembers, { actor, id, page: toPageRequest(parse(PageQuerySchema, query, 'query')) });
+    return this.rpc.call(AccessControlRpc.listMembers, {
+      actor,
+      id,
+      page: toPageRequest(parse(PageQuerySchema, query, 'query')),
+    });
   }
 
   @Put(':id/members/:user_id')
   @ApiRoute({
-    summary: 'Add a member or change their group-admin flag (admins and the group\'s admins)',
+    summary: "Add a member or change their group-admin flag (admins and the group's admins)",
     tags: ['groups'],
     params: GroupMemberParamsSchema,
     body: PutMemberBodySchema,
@@ -110,7 +128,7 @@ export class GroupsController {
   @Delete(':id/members/:user_id')
   @HttpCode(204)
   @ApiRoute({
-    summary: 'Remove a member (admins and the group\'s admins)',
+    summary: "Remove a member (admins and the group's admins)",
     tags: ['groups'],
     params: GroupMemberParamsSchema,
     status: 204,

@@ -17,7 +17,12 @@ export class ProblemFilter implements ExceptionFilter {
   }
 }
 
-export async function sendProblem(reply: FastifyReply, request: FastifyRequest, error: unknown, logger: Logger): Promise<void> {
+export async function sendProblem(
+  reply: FastifyReply,
+  request: FastifyRequest,
+  error: unknown,
+  logger: Logger,
+): Promise<void> {
   let problem = fromFrameworkError(error);
   if (!problem) {
     logger.error({ err: error, url: request.url }, 'request failed');

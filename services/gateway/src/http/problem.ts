@@ -30,13 +30,22 @@ export function toProblem(error: ParleyError, instance?: string): Problem {
 /** Maps what Fastify or Nest throw on their own (bad JSON, body too large, unknown route) to a problem. */
 export function fromFrameworkError(error: unknown): ParleyError | undefined {
   if (error instanceof ParleyError) return error;
-  const e = error as { statusCode?: number; status?: number; code?: string; message?: string; getStatus?: () => number };
+  const e = error as {
+    statusCode?: number;
+    status?: number;
+    code?: string;
+    message?: string;
+    getStatus?: () => number;
+  };
   const status = e.getStatus?.() ?? e.statusCode ?? e.status;
   if (!status || status >= 500) return undefined;
   const message = e.message ?? 'bad request';
   switch (status) {
     case 400:
-      return new ParleyError('BAD_REQUEST', e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ? 'the JSON body is empty' : message);
+      return new ParleyError(
+        'BAD_REQUEST',
+        e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ? 'the JSON body is empty' : message,
+      );
     case 401:
       return new ParleyError('UNAUTHENTICATED', message);
     case 403:

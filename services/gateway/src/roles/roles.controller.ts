@@ -22,7 +22,15 @@ export class RolesController {
   constructor(@Inject(RpcClient) private readonly rpc: RpcClient) {}
 
   @Post()
-  @ApiRoute({ summary: 'Create a role (admin)', tags: ['roles'], body: CreateRoleBodySchema, status: 201, response: RoleSchema, errors: ['CONFLICT'], admin: true })
+  @ApiRoute({
+    summary: 'Create a role (admin)',
+    tags: ['roles'],
+    body: CreateRoleBodySchema,
+    status: 201,
+    response: RoleSchema,
+    errors: ['CONFLICT'],
+    admin: true,
+  })
   create(@Caller() actor: Principal, @Body() body: unknown) {
     return this.rpc.call(AccessControlRpc.createRole, { actor, ...parse(CreateRoleBodySchema, body, 'body') });
   }
@@ -37,11 +45,22 @@ export class RolesController {
     admin: true,
   })
   list(@Caller() actor: Principal, @Query() query: unknown) {
-    return this.rpc.call(AccessControlRpc.listRoles, { actor, page: toPageRequest(parse(PageQuerySchema, query, 'query')) });
+    return this.rpc.call(AccessControlRpc.listRoles, {
+      actor,
+      page: toPageRequest(parse(PageQuerySchema, query, 'query')),
+    });
   }
 
   @Get(':id/grants')
-  @ApiRoute({ summary: 'A role\'s grants (admin)', tags: ['roles'], params: IdParamSchema, status: 200, response: GrantsSchema, errors: ['NOT_FOUND'], admin: true })
+  @ApiRoute({
+    summary: "A role's grants (admin)",
+    tags: ['roles'],
+    params: IdParamSchema,
+    status: 200,
+    response: GrantsSchema,
+    errors: ['NOT_FOUND'],
+    admin: true,
+  })
   grants(@Caller() actor: Principal, @Param() params: unknown) {
     return this.rpc.call(AccessControlRpc.getGrants, { actor, ...parse(IdParamSchema, params, 'path') });
   }
@@ -59,6 +78,10 @@ export class RolesController {
   })
   putGrants(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
     const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(AccessControlRpc.putGrants, { actor, id, grants: parse(PutGrantsBodySchema, body, 'body').grants });
+    return this.rpc.call(AccessControlRpc.putGrants, {
+      actor,
+      id,
+      grants: parse(PutGrantsBodySchema, body, 'body').grants,
+    });
   }
 }

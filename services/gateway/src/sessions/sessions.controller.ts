@@ -36,7 +36,7 @@ export class SessionsController {
 
   @Get()
   @ApiRoute({
-    summary: 'List sessions, newest activity first (the caller\'s own unless user_id or bot_id says otherwise)',
+    summary: "List sessions, newest activity first (the caller's own unless user_id or bot_id says otherwise)",
     tags: ['sessions'],
     query: [SessionFiltersSchema, PageQuerySchema],
     status: 200,
@@ -63,7 +63,7 @@ export class SessionsController {
 
   @Patch(':id')
   @ApiRoute({
-    summary: 'Change a session\'s title, status, metadata or state',
+    summary: "Change a session's title, status, metadata or state",
     tags: ['sessions'],
     params: IdParamSchema,
     body: UpdateSessionBodySchema,

@@ -1,7 +1,16 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
 import { DLQ_DOMAIN, DOMAIN_STREAM, SessionEventSchema, type SessionEvent } from '@parley/contracts';
-import { DOMAIN_STREAM_SPEC, DurableConsumer, LOGGER, Metrics, Nats, ensureStream, type DeliveryMeta, type Logger } from '@parley/kit';
+import {
+  DOMAIN_STREAM_SPEC,
+  DurableConsumer,
+  LOGGER,
+  Metrics,
+  Nats,
+  ensureStream,
+  type DeliveryMeta,
+  type Logger,
+} from '@parley/kit';
 import { MessageEntity, SessionScopeEntity } from './message.entity';
 
 /**

@@ -158,7 +158,8 @@ export class SessionsService {
   /** The session if the actor may `action` it: unknown or unreadable is 404, readable but not enough is 403. */
   private async load(em: EntityManager, actor: Principal, id: string, action: Action): Promise<Session> {
     const session = await em.findOne(SessionEntity, { id });
-    if (!session || !(await this.may(actor, session, 'read'))) throw new ParleyError('NOT_FOUND', `session ${id} not found`);
+    if (!session || !(await this.may(actor, session, 'read')))
+      throw new ParleyError('NOT_FOUND', `session ${id} not found`);
     if (action !== 'read' && !(await this.may(actor, session, action))) {
       throw new ParleyError('FORBIDDEN', `you may not ${action} session ${id}`);
     }
@@ -207,7 +208,8 @@ export class SessionsService {
   private async scope(req: ListRequest): Promise<FilterQuery<Session>> {
     const { actor } = req;
     if (actor.type === 'bot') {
-      if (req.bot_id && req.bot_id !== actor.id) throw new ParleyError('FORBIDDEN', 'a bot may list only its own sessions');
+      if (req.bot_id && req.bot_id !== actor.id)
+        throw new ParleyError('FORBIDDEN', 'a bot may list only its own sessions');
       return { botId: actor.id, ...(req.user_id ? { userId: req.user_id } : {}) };
     }
     if (!req.user_id && !req.bot_id) return { userId: actor.id };
@@ -215,7 +217,11 @@ export class SessionsService {
     if (req.user_id) where.userId = req.user_id;
     if (req.bot_id) where.botId = req.bot_id;
     if (actor.is_admin || req.user_id === actor.id) return where as FilterQuery<Session>;
-    const scope = await this.rpc.call(AccessControlRpc.listScope, { subject: actor, user_id: req.user_id, bot_id: req.bot_id });
+    const scope = await this.rpc.call(AccessControlRpc.listScope, {
+      subject: actor,
+      user_id: req.user_id,
+      bot_id: req.bot_id,
+    });
     if (scope.all) return where as FilterQuery<Session>;
     if (scope.group_ids.length === 0) {
       const named = req.user_id ? `user ${req.user_id}` : `bot ${req.bot_id}`;
@@ -255,10 +261,14 @@ export class SessionsService {
       const when = new Date(String(at));
       keyset = { $or: [{ lastActivityAt: { $lt: when } }, { lastActivityAt: when, id: { $lt: String(id) } }] };
     }
-    const rows = await em.find(SessionEntity, { $and: [where as FilterQuery<Session>, keyset] }, {
-      orderBy,
-      limit: page.limit + 1,
-    });
+    const rows = await em.find(
+      SessionEntity,
+      { $and: [where as FilterQuery<Session>, keyset] },
+      {
+        orderBy,
+        limit: page.limit + 1,
+      },
+    );
     const more = rows.length > page.limit;
     const items = rows.slice(0, page.limit);
     const last = items.at(-1);
