@@ -53,5 +53,10 @@ describe('tracing (e2e)', () => {
       ]),
     );
     expect(chain.at(-1)?.startsWith('parley-gateway:')).toBe(true);
+    // Fastify's request and route-handler spans belong to the same trace.
+    expect(
+      spans.some((s) => s.service === 'parley-gateway' && s.name === 'request' && 'fastify.root' in s.attributes),
+    ).toBe(true);
+    expect(spans.some((s) => s.service === 'parley-gateway' && s.name.startsWith('handler - '))).toBe(true);
   });
 });

@@ -7,6 +7,7 @@ import { AuthService } from './auth/auth.service';
 import { KeysService } from './auth/keys.service';
 import { BootstrapAdmin } from './users/bootstrap-admin';
 import { AccessChanges } from './changes';
+import { AccessEventsConsumer } from './access-events.consumer';
 import { BotsService } from './bots/bots.service';
 import { GroupsService } from './groups/groups.service';
 import { AccessControlHandler } from './permissions/access-control.handler';
@@ -35,6 +36,7 @@ export class AppModule {
         BotsService,
         PermissionsService,
         AccessControlHandler,
+        AccessEventsConsumer,
       ],
     };
   }

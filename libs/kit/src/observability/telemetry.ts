@@ -10,7 +10,7 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
-import { NestInstrumentation } from '@opentelemetry/instrumentation-nestjs-core';
+import { FastifyOtelInstrumentation } from '@fastify/otel';
 
 register('@opentelemetry/instrumentation/hook.mjs', pathToFileURL(__filename));
 
@@ -28,7 +28,10 @@ const sdk = new NodeSDK({
     }),
     new PgInstrumentation({ enhancedDatabaseReporting: false }),
     new IORedisInstrumentation(),
-    new NestInstrumentation(),
+    new FastifyOtelInstrumentation({
+      registerOnInitialization: true,
+      ignorePaths: (route) => /^\/(healthz|readyz|metrics)\b/.test(route.url),
+    }),
   ],
 });
 sdk.start();
