@@ -359,6 +359,11 @@ async function start() {
   };
   process.on('SIGINT', () => void stopAll(0));
   process.on('SIGTERM', () => void stopAll(0));
+  // `npm start` killed on its own (a script's `kill %1`) does not pass the signal on: follow it.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) void stopAll(0);
+  }, 1000).unref();
 
   for (const service of SERVICES) {
     const env = childEnv({
