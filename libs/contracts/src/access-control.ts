@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { rpc } from './rpc';
 import { PrincipalSchema } from './principal';
 import { TimestampSchema } from './common';
-import { cursorPageSchema, offsetPageSchema, PageRequestSchema } from './pagination';
+import { pageSchema, PageRequestSchema } from './pagination';
 import { PasswordSchema } from './access';
 
 export const PERMISSIONS = ['read', 'write', 'manage'] as const;
@@ -128,7 +128,6 @@ export const BotPrincipalInfoSchema = z.object({
 
 const actor = { actor: PrincipalSchema };
 const page = { page: PageRequestSchema };
-const pageOf = <T extends z.ZodType>(item: T) => z.union([cursorPageSchema(item), offsetPageSchema(item)]);
 const ok = z.object({ ok: z.literal(true) });
 const idReq = z.object({ ...actor, id: z.uuid() });
 
@@ -150,7 +149,7 @@ export const AccessControlRpc = {
   deleteUser: rpc('access.users.delete', idReq, ok),
 
   createGroup: rpc('access.groups.create', CreateGroupBodySchema.extend(actor), GroupSchema),
-  listGroups: rpc('access.groups.list', z.object({ ...actor, ...page }), pageOf(GroupSchema)),
+  listGroups: rpc('access.groups.list', z.object({ ...actor, ...page }), pageSchema(GroupSchema)),
   updateGroup: rpc(
     'access.groups.update',
     z.object({ ...actor, id: z.uuid(), patch: UpdateGroupBodySchema }),
@@ -160,7 +159,7 @@ export const AccessControlRpc = {
   listMembers: rpc(
     'access.groups.members.list',
     z.object({ ...actor, id: z.uuid(), ...page }),
-    pageOf(MembershipSchema),
+    pageSchema(MembershipSchema),
   ),
   putMember: rpc(
     'access.groups.members.put',
@@ -170,7 +169,7 @@ export const AccessControlRpc = {
   deleteMember: rpc('access.groups.members.delete', z.object({ ...actor, id: z.uuid(), user_id: z.uuid() }), ok),
 
   createRole: rpc('access.roles.create', CreateRoleBodySchema.extend(actor), RoleSchema),
-  listRoles: rpc('access.roles.list', z.object({ ...actor, ...page }), pageOf(RoleSchema)),
+  listRoles: rpc('access.roles.list', z.object({ ...actor, ...page }), pageSchema(RoleSchema)),
   getGrants: rpc('access.roles.grants.get', idReq, GrantsSchema),
   putGrants: rpc(
     'access.roles.grants.put',
@@ -185,7 +184,7 @@ export const AccessControlRpc = {
   deleteUserRole: rpc('access.users.roles.delete', z.object({ ...actor, user_id: z.uuid(), role_id: z.uuid() }), ok),
 
   createBot: rpc('access.bots.create', CreateBotBodySchema.extend(actor), BotCreatedSchema),
-  listBots: rpc('access.bots.list', z.object({ ...actor, ...page }), pageOf(BotSchema)),
+  listBots: rpc('access.bots.list', z.object({ ...actor, ...page }), pageSchema(BotSchema)),
   getBot: rpc('access.bots.get', idReq, BotSchema),
   updateBot: rpc('access.bots.update', z.object({ ...actor, id: z.uuid(), patch: UpdateBotBodySchema }), BotSchema),
   deleteBot: rpc('access.bots.delete', idReq, ok),
@@ -194,6 +193,6 @@ export const AccessControlRpc = {
     z.object({ ...actor, id: z.uuid(), expires_at: z.iso.datetime({ offset: true }).optional() }),
     KeyCreatedSchema,
   ),
-  listKeys: rpc('access.bots.keys.list', z.object({ ...actor, id: z.uuid(), ...page }), pageOf(ApiKeySchema)),
+  listKeys: rpc('access.bots.keys.list', z.object({ ...actor, id: z.uuid(), ...page }), pageSchema(ApiKeySchema)),
   deleteKey: rpc('access.bots.keys.delete', z.object({ ...actor, id: z.uuid(), key_id: z.uuid() }), ok),
 } as const;

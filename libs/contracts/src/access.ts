@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { rpc } from './rpc';
 import { PrincipalSchema } from './principal';
 import { TimestampSchema } from './common';
-import { cursorPageSchema, offsetPageSchema, PageRequestSchema } from './pagination';
+import { pageSchema, PageRequestSchema } from './pagination';
 
 export const UsernameSchema = z
   .string()
@@ -86,7 +86,7 @@ export const AccessRpc = {
   listUsers: rpc(
     'access.users.list',
     ListUsersQuerySchema.extend({ ...actor, page: PageRequestSchema }),
-    z.union([cursorPageSchema(UserSchema), offsetPageSchema(UserSchema)]),
+    pageSchema(UserSchema),
   ),
   updateUser: rpc('access.users.update', z.object({ ...actor, id: z.uuid(), patch: UpdateUserBodySchema }), UserSchema),
 } as const;

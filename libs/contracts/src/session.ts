@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { rpc } from './rpc';
 import { PrincipalSchema } from './principal';
 import { JsonObjectSchema, TimestampSchema } from './common';
-import { cursorPageSchema, offsetPageSchema, PageRequestSchema } from './pagination';
+import { pageSchema, PageRequestSchema } from './pagination';
 
 export const SESSION_STATUSES = ['active', 'archived'] as const;
 export const SENSITIVE_STATUSES = ['unchecked', 'pass', 'violation'] as const;
@@ -65,7 +65,7 @@ export const SessionFiltersSchema = z.object({
 export type SessionFilters = z.infer<typeof SessionFiltersSchema>;
 
 const actor = { actor: PrincipalSchema };
-const SessionPageSchema = z.union([cursorPageSchema(SessionSchema), offsetPageSchema(SessionSchema)]);
+const SessionPageSchema = pageSchema(SessionSchema);
 
 export const SessionRpc = {
   create: rpc('session.sessions.create', CreateSessionBodySchema.extend(actor), SessionSchema),

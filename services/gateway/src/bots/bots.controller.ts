@@ -1,5 +1,4 @@
 import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Patch, Post, Query } from '@nestjs/common';
-import { z } from 'zod';
 import {
   AccessControlRpc,
   ApiKeySchema,
@@ -10,9 +9,8 @@ import {
   IdParamSchema,
   KeyCreatedSchema,
   PageQuerySchema,
+  pageSchema,
   UpdateBotBodySchema,
-  cursorPageSchema,
-  offsetPageSchema,
   toPageRequest,
   type Principal,
 } from '@parley/contracts';
@@ -20,8 +18,6 @@ import { RpcClient } from '@parley/kit';
 import { Caller } from '../auth/principal';
 import { ApiRoute, parse } from '../http/api-route';
 import { BotKeyParamsSchema } from '../http/params';
-
-const pageOf = <T extends z.ZodType>(item: T) => z.union([cursorPageSchema(item), offsetPageSchema(item)]);
 
 @Controller('api/v1/bots')
 export class BotsController {
@@ -46,7 +42,7 @@ export class BotsController {
     tags: ['bots'],
     query: PageQuerySchema,
     status: 200,
-    response: pageOf(BotSchema),
+    response: pageSchema(BotSchema),
   })
   list(@Caller() actor: Principal, @Query() query: unknown) {
     return this.rpc.call(AccessControlRpc.listBots, {
@@ -119,7 +115,7 @@ export class BotsController {
     params: IdParamSchema,
     query: PageQuerySchema,
     status: 200,
-    response: pageOf(ApiKeySchema),
+    response: pageSchema(ApiKeySchema),
     errors: ['NOT_FOUND', 'FORBIDDEN'],
   })
   listKeys(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {

@@ -1,5 +1,4 @@
 import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Patch, Post, Put, Query } from '@nestjs/common';
-import { z } from 'zod';
 import {
   AccessControlRpc,
   CreateGroupBodySchema,
@@ -7,10 +6,9 @@ import {
   IdParamSchema,
   MembershipSchema,
   PageQuerySchema,
+  pageSchema,
   PutMemberBodySchema,
   UpdateGroupBodySchema,
-  cursorPageSchema,
-  offsetPageSchema,
   toPageRequest,
   type Principal,
 } from '@parley/contracts';
@@ -18,8 +16,6 @@ import { RpcClient } from '@parley/kit';
 import { Caller } from '../auth/principal';
 import { ApiRoute, parse } from '../http/api-route';
 import { GroupMemberParamsSchema } from '../http/params';
-
-const pageOf = <T extends z.ZodType>(item: T) => z.union([cursorPageSchema(item), offsetPageSchema(item)]);
 
 @Controller('api/v1/groups')
 export class GroupsController {
@@ -45,7 +41,7 @@ export class GroupsController {
     tags: ['groups'],
     query: PageQuerySchema,
     status: 200,
-    response: pageOf(GroupSchema),
+    response: pageSchema(GroupSchema),
     admin: true,
   })
   list(@Caller() actor: Principal, @Query() query: unknown) {
@@ -97,7 +93,7 @@ export class GroupsController {
     params: IdParamSchema,
     query: PageQuerySchema,
     status: 200,
-    response: pageOf(MembershipSchema),
+    response: pageSchema(MembershipSchema),
     errors: ['FORBIDDEN', 'NOT_FOUND'],
   })
   members(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {

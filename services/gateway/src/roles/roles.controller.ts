@@ -1,15 +1,13 @@
 import { Body, Controller, Get, Inject, Param, Post, Put, Query } from '@nestjs/common';
-import { z } from 'zod';
 import {
   AccessControlRpc,
   CreateRoleBodySchema,
   GrantsSchema,
   IdParamSchema,
   PageQuerySchema,
+  pageSchema,
   PutGrantsBodySchema,
   RoleSchema,
-  cursorPageSchema,
-  offsetPageSchema,
   toPageRequest,
   type Principal,
 } from '@parley/contracts';
@@ -41,7 +39,7 @@ export class RolesController {
     tags: ['roles'],
     query: PageQuerySchema,
     status: 200,
-    response: z.union([cursorPageSchema(RoleSchema), offsetPageSchema(RoleSchema)]),
+    response: pageSchema(RoleSchema),
     admin: true,
   })
   list(@Caller() actor: Principal, @Query() query: unknown) {

@@ -1,15 +1,13 @@
 import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Patch, Post, Query } from '@nestjs/common';
-import { z } from 'zod';
 import {
   CreateSessionBodySchema,
   IdParamSchema,
   PageQuerySchema,
+  pageSchema,
   SessionFiltersSchema,
   SessionRpc,
   SessionSchema,
   UpdateSessionBodySchema,
-  cursorPageSchema,
-  offsetPageSchema,
   toPageRequest,
   type Principal,
 } from '@parley/contracts';
@@ -40,7 +38,7 @@ export class SessionsController {
     tags: ['sessions'],
     query: [SessionFiltersSchema, PageQuerySchema],
     status: 200,
-    response: z.union([cursorPageSchema(SessionSchema), offsetPageSchema(SessionSchema)]),
+    response: pageSchema(SessionSchema),
   })
   list(@Caller() actor: Principal, @Query() query: unknown) {
     const filters = parse(SessionFiltersSchema, query, 'query');

@@ -6,10 +6,9 @@ import {
   IdParamSchema,
   ListUsersQuerySchema,
   PageQuerySchema,
+  pageSchema,
   UpdateUserBodySchema,
   UserSchema,
-  cursorPageSchema,
-  offsetPageSchema,
   toPageRequest,
   type Principal,
 } from '@parley/contracts';
@@ -43,7 +42,7 @@ export class UsersController {
     tags: ['users'],
     query: [ListUsersQuerySchema, PageQuerySchema],
     status: 200,
-    response: z.union([cursorPageSchema(UserSchema), offsetPageSchema(UserSchema)]),
+    response: pageSchema(UserSchema),
     admin: true,
   })
   list(@Caller() actor: Principal, @Query() query: unknown) {
