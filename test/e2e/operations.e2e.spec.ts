@@ -76,6 +76,15 @@ describe('operations (e2e)', () => {
         'POST /api/v1/bots/{id}/keys',
         'GET /api/v1/bots/{id}/keys',
         'DELETE /api/v1/bots/{id}/keys/{key_id}',
+        'POST /api/v1/sessions/{id}/messages',
+        'POST /api/v1/sessions/{id}/messages/batch',
+        'GET /api/v1/sessions/{id}/messages',
+        'GET /api/v1/sessions/{id}/messages/latest',
+        'PUT /api/v1/messages/{id}/feedback',
+        'PATCH /api/v1/messages/{id}',
+        'GET /api/v1/messages/search',
+        'GET /api/v1/sessions/{id}/export',
+        'GET /api/v1/sessions/{id}/stream',
       ].sort(),
     );
     const create = doc.body.paths['/api/v1/sessions'].post;

@@ -16,7 +16,10 @@ export const SessionEventSchema = z.object({
 });
 export type SessionEvent = z.infer<typeof SessionEventSchema>;
 
+import { MessageStatsSchema } from './message';
+
 export const DomainEvents = {
+  messageStats: { subject: 'evt.message.stats', schema: MessageStatsSchema },
   sessionCreated: { subject: 'evt.session.created', schema: SessionEventSchema },
   sessionUpdated: { subject: 'evt.session.updated', schema: SessionEventSchema },
   sessionDeleted: { subject: 'evt.session.deleted', schema: SessionEventSchema },

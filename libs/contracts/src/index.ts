@@ -7,3 +7,5 @@ export * from './access';
 export * from './session';
 export * from './events';
 export * from './access-control';
+export * from './message';
+export * from './usage';

@@ -12,6 +12,8 @@ import { UsersController } from './users/users.controller';
 import { BotsController } from './bots/bots.controller';
 import { GroupsController } from './groups/groups.controller';
 import { RolesController } from './roles/roles.controller';
+import { ConversationController } from './messages/conversation.controller';
+import { MessagesController } from './messages/messages.controller';
 import { KeyVerifier } from './auth/key-verifier';
 import { RateLimiter } from './auth/rate-limiter';
 
@@ -28,6 +30,8 @@ export class AppModule {
         RolesController,
         BotsController,
         SessionsController,
+        MessagesController,
+        ConversationController,
         DocsController,
       ],
       providers: [

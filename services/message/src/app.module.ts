@@ -3,6 +3,8 @@ import { KitModule } from '@parley/kit';
 import type { MessageConfig } from './config';
 import { database } from './database';
 import { SessionEventsConsumer } from './messages/session-events.consumer';
+import { MessagesHandler } from './messages/messages.handler';
+import { MessagesService } from './messages/messages.service';
 
 @Module({})
 export class AppModule {
@@ -10,7 +12,7 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [KitModule.forRoot({ service: 'message', config, database })],
-      providers: [SessionEventsConsumer],
+      providers: [SessionEventsConsumer, MessagesService, MessagesHandler],
     };
   }
 }

@@ -5,5 +5,5 @@ export const database = {
   entities: [MessageEntity, SessionScopeEntity],
   migrations,
   migrationsPath: 'src/migrations',
-  outbox: false,
+  outbox: true,
 };

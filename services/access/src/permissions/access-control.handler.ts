@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { z } from 'zod';
-import { AccessControlRpc, ParleyError } from '@parley/contracts';
+import { AccessControlRpc, ParleyError, ReadScopeRpc } from '@parley/contracts';
 import { RpcHandler } from '@parley/kit';
 import { BotsService } from '../bots/bots.service';
 import { GroupsService } from '../groups/groups.service';
@@ -35,6 +35,11 @@ export class AccessControlHandler {
   @RpcHandler(AccessControlRpc.listScope)
   listScope(req: Req<'listScope'>) {
     return this.permissions.listScope(req.subject, req.user_id, req.bot_id);
+  }
+
+  @RpcHandler(ReadScopeRpc)
+  readScope(req: z.output<typeof ReadScopeRpc.request>) {
+    return this.permissions.readScope(req.subject);
   }
 
   @RpcHandler(AccessControlRpc.userGroups)

@@ -8,6 +8,7 @@ import {
   type Decision,
   type Permission,
   type Principal,
+  type ReadScope,
   type Resource,
 } from '@parley/contracts';
 import { KIT_OPTIONS, REDIS, type KitOptions } from '@parley/kit';
@@ -174,5 +175,48 @@ export class PermissionsService {
       return { all: false, group_ids: rows.map((r) => r.group_id) };
     }
     return none;
+  }
+
+  /**
+   * Everything the subject may read, as sets a search can filter on without crossing
+   * schemas: their own sessions, sessions of groups they administer, sessions of bots they
+   * own or hold a grant on, sessions granted one by one; or everything.
+   */
+  async readScope(subject: Principal): Promise<ReadScope> {
+    const em = this.orm.em.fork();
+    const none: ReadScope = { all: false, user_id: null, group_ids: [], bot_ids: [], session_ids: [] };
+    if (subject.type === 'bot') {
+      const [bot] = await em.execute<{ enabled: boolean }[]>('select enabled from bots where id = ?', [subject.id]);
+      return bot?.enabled ? { ...none, bot_ids: [subject.id] } : none;
+    }
+    const [user] = await em.execute<{ enabled: boolean; is_admin: boolean }[]>(
+      'select enabled, is_admin from users where id = ?',
+      [subject.id],
+    );
+    if (!user?.enabled) return none;
+    if (user.is_admin) return { ...none, all: true };
+    const grants = await em.execute<{ resource_type: string; resource_id: string }[]>(
+      `select distinct g.resource_type, g.resource_id from user_roles ur join role_grants g on g.role_id = ur.role_id
+       where ur.user_id = ?`,
+      [subject.id],
+    );
+    if (grants.some((g) => g.resource_type === 'session' && g.resource_id === '*')) return { ...none, all: true };
+    const everyBot = grants.some((g) => g.resource_type === 'bot' && g.resource_id === '*');
+    const groups = await em.execute<{ group_id: string }[]>(
+      'select group_id from memberships where user_id = ? and is_group_admin',
+      [subject.id],
+    );
+    const bots = everyBot
+      ? await em.execute<{ id: string }[]>('select id from bots')
+      : await em.execute<{ id: string }[]>('select id from bots where owner_id = ?', [subject.id]);
+    const granted = (type: string) =>
+      grants.filter((g) => g.resource_type === type && g.resource_id !== '*').map((g) => g.resource_id);
+    return {
+      all: false,
+      user_id: subject.id,
+      group_ids: groups.map((g) => g.group_id),
+      bot_ids: [...new Set([...bots.map((b) => b.id), ...granted('bot')])],
+      session_ids: granted('session'),
+    };
   }
 }

@@ -5,15 +5,35 @@ import {
   PageQuerySchema,
   pageSchema,
   SessionFiltersSchema,
+  MessageRpc,
+  MessageSchema,
   SessionRpc,
   SessionSchema,
+  UsageRpc,
+  UsageTotalsSchema,
   UpdateSessionBodySchema,
   toPageRequest,
   type Principal,
 } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
+import { z } from 'zod';
 import { Caller } from '../auth/principal';
 import { ApiRoute, parse } from '../http/api-route';
+
+const IncludeQuerySchema = z.object({
+  include: z
+    .string()
+    .optional()
+    .transform((v) => new Set((v ?? '').split(',').filter(Boolean)))
+    .refine(
+      (set) => [...set].every((x) => x === 'messages' || x === 'usage'),
+      'a comma-separated list of messages, usage',
+    ),
+});
+const SessionWithIncludesSchema = SessionSchema.extend({
+  messages: z.array(MessageSchema).optional(),
+  usage: UsageTotalsSchema.optional(),
+});
 
 @Controller('api/v1/sessions')
 export class SessionsController {
@@ -48,15 +68,30 @@ export class SessionsController {
 
   @Get(':id')
   @ApiRoute({
-    summary: 'Read a session',
+    summary: 'Read a session; include=messages adds the newest 50 messages (ascending), include=usage its usage totals',
     tags: ['sessions'],
     params: IdParamSchema,
+    query: IncludeQuerySchema,
     status: 200,
-    response: SessionSchema,
+    response: SessionWithIncludesSchema,
     errors: ['NOT_FOUND'],
   })
-  get(@Caller() actor: Principal, @Param() params: unknown) {
-    return this.rpc.call(SessionRpc.get, { actor, ...parse(IdParamSchema, params, 'path') });
+  async get(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {
+    const { id } = parse(IdParamSchema, params, 'path');
+    const { include } = parse(IncludeQuerySchema, query, 'query');
+    // The session answer decides access; the others run beside it and are dropped if it refuses.
+    const [session, messages, usage] = await Promise.all([
+      this.rpc.call(SessionRpc.get, { actor, id }),
+      include.has('messages')
+        ? this.rpc.call(MessageRpc.list, { actor, session_id: id, order: 'desc', page: { kind: 'cursor', limit: 50 } })
+        : undefined,
+      include.has('usage') ? this.rpc.call(UsageRpc.sessionTotals, { session_id: id }) : undefined,
+    ]);
+    return {
+      ...session,
+      ...(messages ? { messages: [...messages.items].reverse() } : {}),
+      ...(usage ? { usage } : {}),
+    };
   }
 
   @Patch(':id')

@@ -24,6 +24,17 @@ export const MessageEntity = defineEntity({
     { name: 'messages_session_seq_key', properties: ['sessionId', 'seq'] },
     { name: 'messages_session_client_id_key', properties: ['sessionId', 'clientMessageId'] },
   ],
+  indexes: [
+    // English words: full-text on the 'simple' configuration; Chinese and other substrings: trigrams.
+    {
+      name: 'messages_content_fts_idx',
+      expression: `create index "messages_content_fts_idx" on "messages" using gin (to_tsvector('simple', "content"))`,
+    },
+    {
+      name: 'messages_content_trgm_idx',
+      expression: 'create index "messages_content_trgm_idx" on "messages" using gin ("content" public.gin_trgm_ops)',
+    },
+  ],
 });
 export type Message = InferEntity<typeof MessageEntity>;
 
@@ -40,6 +51,25 @@ export const SessionScopeEntity = defineEntity({
     botId: p.uuid().nullable(),
     groupIds: p.array<string>().columnType('uuid[]'),
     updatedAt: p.datetime(),
+    /** The last `seq` given out: appends lock this row, so seq is gapless under concurrency. */
+    lastSeq: p.integer().default(0),
+    /** Counters kept with each change and announced as absolute values with this version. */
+    statsVersion: p.integer().default(0),
+    messageCount: p.integer().default(0),
+    likeCount: p.integer().default(0),
+    dislikeCount: p.integer().default(0),
+    copiedCount: p.integer().default(0),
+    passCount: p.integer().default(0),
+    violationCount: p.integer().default(0),
+    lastMessageAt: p.datetime().nullable(),
   },
+  indexes: [
+    { name: 'session_scopes_user_idx', properties: ['userId'] },
+    { name: 'session_scopes_bot_idx', properties: ['botId'] },
+    {
+      name: 'session_scopes_groups_idx',
+      expression: 'create index "session_scopes_groups_idx" on "session_scopes" using gin ("group_ids")',
+    },
+  ],
 });
 export type SessionScope = InferEntity<typeof SessionScopeEntity>;

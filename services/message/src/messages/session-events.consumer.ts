@@ -55,13 +55,12 @@ export class SessionEventsConsumer implements OnApplicationBootstrap, OnModuleDe
       });
       return;
     }
-    await em.upsert(SessionScopeEntity, {
-      sessionId: event.session_id,
-      userId: event.user_id,
-      botId: event.bot_id,
-      groupIds: event.group_ids,
-      updatedAt: new Date(event.occurred_at),
-    });
+    // Only the scope columns: the counters and seq belong to this service.
+    await em.execute(
+      `insert into session_scopes (session_id, user_id, bot_id, group_ids, updated_at) values (?, ?, ?, ?::uuid[], ?)
+       on conflict (session_id) do update set user_id = excluded.user_id, bot_id = excluded.bot_id, group_ids = excluded.group_ids`,
+      [event.session_id, event.user_id, event.bot_id, `{${event.group_ids.join(',')}}`, new Date(event.occurred_at)],
+    );
   }
 
   async onModuleDestroy(): Promise<void> {

@@ -19,6 +19,8 @@ export const SessionEntity = defineEntity({
     copiedCount: p.integer().default(0),
     sensitiveStatus: p.string().length(16).default('unchecked'),
     lastMessageAt: p.datetime().nullable(),
+    /** Version of the message counters last applied (from `evt.message.stats`). */
+    statsVersion: p.integer().default(0),
     /** Sort key of "newest activity first": creation, an update, or the last message. */
     lastActivityAt: p.datetime(),
     createdAt: p.datetime(),

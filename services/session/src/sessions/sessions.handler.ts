@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { z } from 'zod';
-import { SessionRpc } from '@parley/contracts';
+import { SessionAccessRpc, SessionRpc } from '@parley/contracts';
 import { RpcHandler } from '@parley/kit';
 import { SessionsService } from './sessions.service';
 
@@ -33,5 +33,10 @@ export class SessionsHandler {
   @RpcHandler(SessionRpc.remove)
   remove(req: Req<'remove'>) {
     return this.sessions.remove(req.actor, req.id);
+  }
+
+  @RpcHandler(SessionAccessRpc)
+  authorize(req: z.output<typeof SessionAccessRpc.request>) {
+    return this.sessions.authorize(req.actor, req.id, req.action);
   }
 }

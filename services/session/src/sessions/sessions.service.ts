@@ -12,7 +12,7 @@ import {
   type Session as SessionView,
   type SessionRpc,
 } from '@parley/contracts';
-import { AccessControlRpc, type Permission } from '@parley/contracts';
+import { AccessControlRpc, type MessageStats, type Permission } from '@parley/contracts';
 import { OutboxRelay, RpcClient, addToOutbox } from '@parley/kit';
 import { SessionEntity, type Session } from './session.entity';
 
@@ -144,6 +144,7 @@ export class SessionsService {
         copiedCount: 0,
         sensitiveStatus: 'unchecked',
         lastMessageAt: null,
+        statsVersion: 0,
         lastActivityAt: now,
         createdAt: now,
         updatedAt: now,
@@ -168,6 +169,40 @@ export class SessionsService {
 
   async get(actor: Principal, id: string): Promise<SessionView> {
     return toView(await this.load(this.em(), actor, id, 'read'));
+  }
+
+  /** What another service needs to accept a read or write of the session's messages. */
+  async authorize(actor: Principal, id: string, action: Permission) {
+    const session = await this.load(this.em(), actor, id, action === 'manage' ? 'delete' : action);
+    return {
+      id: session.id,
+      user_id: session.userId,
+      bot_id: session.botId ?? null,
+      group_ids: session.groupIds ?? [],
+      status: session.status as SessionView['status'],
+    };
+  }
+
+  /** Applies the message service's counters if they are newer than what the session holds. */
+  async applyStats(stats: MessageStats): Promise<void> {
+    const lastMessageAt = stats.last_message_at ? new Date(stats.last_message_at) : null;
+    await this.em().execute(
+      `update sessions set message_count = ?, like_count = ?, dislike_count = ?, copied_count = ?, sensitive_status = ?,
+         last_message_at = ?, last_activity_at = greatest(last_activity_at, coalesce(?, last_activity_at)), stats_version = ?
+       where id = ? and stats_version < ?`,
+      [
+        stats.message_count,
+        stats.like_count,
+        stats.dislike_count,
+        stats.copied_count,
+        stats.sensitive_status,
+        lastMessageAt,
+        lastMessageAt,
+        stats.version,
+        stats.session_id,
+        stats.version,
+      ],
+    );
   }
 
   async update(req: UpdateRequest): Promise<SessionView> {

@@ -1,0 +1,164 @@
+import { Controller, Get, Headers, Inject, Param, Query, Req, Res } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Readable } from 'node:stream';
+import { z } from 'zod';
+import { IdParamSchema, MessageRpc, MessageSchema, SessionRpc, type Message, type Principal } from '@parley/contracts';
+import { LOGGER, Nats, RpcClient, type Logger } from '@parley/kit';
+import { Caller } from '../auth/principal';
+import { ApiRoute, parse } from '../http/api-route';
+
+const ExportQuerySchema = z.object({ format: z.enum(['json', 'markdown']).default('json') });
+const StreamQuerySchema = z.object({
+  last_event_id: z.coerce.number().int().nonnegative().optional(),
+  access_token: z.string().optional(),
+});
+const PAGE = 500;
+const KEEPALIVE_MS = 15_000;
+
+/** Every message of a session after `afterSeq`, page by page: memory stays bounded whatever the size. */
+async function* messagesAfter(
+  rpc: RpcClient,
+  actor: Principal,
+  sessionId: string,
+  afterSeq = 0,
+): AsyncGenerator<Message> {
+  let seq = afterSeq;
+  for (;;) {
+    const { items } = await rpc.call(MessageRpc.after, { actor, session_id: sessionId, after_seq: seq, limit: PAGE });
+    for (const m of items) yield m;
+    if (items.length < PAGE) return;
+    seq = items[items.length - 1].seq;
+  }
+}
+
+function markdownOf(message: Message): string {
+  return `### ${message.seq}. ${message.role} — ${message.created_at}\n\n${message.content}\n\n`;
+}
+
+@Controller('api/v1/sessions')
+export class ConversationController {
+  constructor(
+    @Inject(RpcClient) private readonly rpc: RpcClient,
+    @Inject(Nats) private readonly nats: Nats,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  @Get(':id/export')
+  @ApiRoute({
+    summary: 'The whole conversation as JSON or Markdown, streamed',
+    tags: ['sessions'],
+    params: IdParamSchema,
+    query: ExportQuerySchema,
+    status: 200,
+    response: z.object({ session: z.record(z.string(), z.unknown()), messages: z.array(MessageSchema) }),
+    errors: ['NOT_FOUND'],
+  })
+  async export(
+    @Caller() actor: Principal,
+    @Param() params: unknown,
+    @Query() query: unknown,
+    @Res() reply: FastifyReply,
+  ) {
+    const { id } = parse(IdParamSchema, params, 'path');
+    const { format } = parse(ExportQuerySchema, query, 'query');
+    const session = await this.rpc.call(SessionRpc.get, { actor, id });
+    const rpc = this.rpc;
+    async function* body(): AsyncGenerator<string> {
+      if (format === 'markdown') {
+        yield `# ${session.title ?? 'Conversation'}\n\n- session: ${session.id}\n- created: ${session.created_at}\n\n`;
+        for await (const m of messagesAfter(rpc, actor, id)) yield markdownOf(m);
+        return;
+      }
+      yield `{"session":${JSON.stringify(session)},"messages":[`;
+      let first = true;
+      for await (const m of messagesAfter(rpc, actor, id)) {
+        yield `${first ? '' : ','}${JSON.stringify(m)}`;
+        first = false;
+      }
+      yield ']}';
+    }
+    const filename = `session-${id}.${format === 'json' ? 'json' : 'md'}`;
+    await reply
+      .header('content-type', format === 'json' ? 'application/json; charset=utf-8' : 'text/markdown; charset=utf-8')
+      .header('content-disposition', `attachment; filename="${filename}"`)
+      .send(Readable.from(body()));
+  }
+
+  @Get(':id/stream')
+  @ApiRoute({
+    summary:
+      'Server-sent events: each appended message as `id: <seq>`, `event: message`; resume with Last-Event-ID (or last_event_id); browsers may pass access_token',
+    tags: ['sessions'],
+    params: IdParamSchema,
+    query: StreamQuerySchema,
+    status: 200,
+    response: null,
+    errors: ['NOT_FOUND'],
+    queryToken: true,
+  })
+  async stream(
+    @Caller() actor: Principal,
+    @Param() params: unknown,
+    @Query() query: unknown,
+    @Headers('last-event-id') lastEventHeader: string | undefined,
+    @Req() request: FastifyRequest,
+    @Res() reply: FastifyReply,
+  ) {
+    const { id } = parse(IdParamSchema, params, 'path');
+    const parsed = parse(StreamQuerySchema, query, 'query');
+    const headerSeq =
+      lastEventHeader !== undefined && /^\d+$/.test(lastEventHeader) ? Number(lastEventHeader) : undefined;
+    let lastSent = headerSeq ?? parsed.last_event_id ?? 0;
+    await this.rpc.call(SessionRpc.get, { actor, id });
+
+    // Subscribe first, then replay what was missed: nothing falls between the two.
+    const live = this.nats.connection.subscribe(this.nats.subject(`live.session.${id}`));
+    const raw = reply.raw;
+    reply.hijack();
+    raw.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    raw.write(': connected\n\n');
+    const send = (m: Message) => {
+      if (m.seq <= lastSent) return;
+      lastSent = m.seq;
+      raw.write(`id: ${m.seq}\nevent: message\ndata: ${JSON.stringify(m)}\n\n`);
+    };
+    const keepalive = setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS);
+    let closed = false;
+    request.raw.on('close', () => {
+      closed = true;
+      clearInterval(keepalive);
+      live.unsubscribe();
+    });
+    const buffered: Message[] = [];
+    let replaying = true;
+    void (async () => {
+      for await (const msg of live) {
+        const m = msg.json<Message>();
+        if (replaying) buffered.push(m);
+        else send(m);
+      }
+    })();
+    try {
+      if (lastSent > 0 || headerSeq !== undefined || parsed.last_event_id !== undefined) {
+        for await (const m of messagesAfter(this.rpc, actor, id, lastSent)) {
+          if (closed) return;
+          send(m);
+        }
+      }
+    } catch (error) {
+      this.logger.warn(
+        { err: error instanceof Error ? error.message : String(error), session: id },
+        'stream replay failed',
+      );
+      raw.end();
+      return;
+    }
+    replaying = false;
+    for (const m of buffered.sort((a, b) => a.seq - b.seq)) send(m);
+  }
+}

@@ -1,0 +1,183 @@
+import { Body, Controller, Get, Inject, Param, Patch, Post, Put, Query, Res } from '@nestjs/common';
+import type { FastifyReply } from 'fastify';
+import { z } from 'zod';
+import {
+  AccessControlRpc,
+  BatchBodySchema,
+  FeedbackBodySchema,
+  IdParamSchema,
+  MAX_BATCH_BYTES,
+  MAX_CONTENT_BYTES,
+  MessageListQuerySchema,
+  MessageRpc,
+  MessageSchema,
+  NewMessageSchema,
+  PageQuerySchema,
+  ParleyError,
+  ReadScopeRpc,
+  SearchHitSchema,
+  SearchQuerySchema,
+  SensitiveBodySchema,
+  SessionRpc,
+  cursorPageSchema,
+  pageSchema,
+  toPageRequest,
+  type NewMessage,
+  type Principal,
+} from '@parley/contracts';
+import { RpcClient } from '@parley/kit';
+import { Caller } from '../auth/principal';
+import { ApiRoute, parse } from '../http/api-route';
+
+const SearchPageSchema = z.object({
+  limit: z.coerce.number().int('must be an integer').min(1).max(200).default(50),
+  cursor: z.string().min(1).max(512).optional(),
+});
+
+function checkSizes(messages: NewMessage[], field: (i: number) => string): void {
+  messages.forEach((m, i) => {
+    if (Buffer.byteLength(m.content, 'utf8') > MAX_CONTENT_BYTES) {
+      throw new ParleyError('PAYLOAD_TOO_LARGE', `${field(i)}: content is larger than 256 KiB`, {
+        errors: [{ field: field(i), message: 'larger than 256 KiB' }],
+      });
+    }
+  });
+}
+
+@Controller('api/v1')
+export class MessagesController {
+  constructor(@Inject(RpcClient) private readonly rpc: RpcClient) {}
+
+  @Post('sessions/:id/messages')
+  @ApiRoute({
+    summary:
+      'Append a message. A client_message_id already used in this session returns that first message with 200, whatever the new body says',
+    tags: ['messages'],
+    params: IdParamSchema,
+    body: NewMessageSchema,
+    status: 201,
+    response: MessageSchema,
+    errors: ['NOT_FOUND', 'FORBIDDEN', 'CONFLICT'],
+  })
+  async append(
+    @Caller() actor: Principal,
+    @Param() params: unknown,
+    @Body() body: unknown,
+    @Res() reply: FastifyReply,
+  ) {
+    const { id } = parse(IdParamSchema, params, 'path');
+    const message = parse(NewMessageSchema, body, 'body');
+    checkSizes([message], () => 'content');
+    const answer = await this.rpc.call(MessageRpc.append, { actor, session_id: id, message });
+    await reply.status(answer.created ? 201 : 200).send(answer.message);
+  }
+
+  @Post('sessions/:id/messages/batch')
+  @ApiRoute({
+    summary: 'Append up to 500 messages (900 KiB together) in order, all or none',
+    tags: ['messages'],
+    params: IdParamSchema,
+    body: BatchBodySchema,
+    status: 201,
+    response: z.object({ items: z.array(MessageSchema) }),
+    errors: ['NOT_FOUND', 'FORBIDDEN', 'CONFLICT'],
+  })
+  appendBatch(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
+    const { id } = parse(IdParamSchema, params, 'path');
+    const { messages } = parse(BatchBodySchema, body, 'body');
+    checkSizes(messages, (i) => `messages.${i}.content`);
+    const total = messages.reduce((sum, m) => sum + Buffer.byteLength(JSON.stringify(m), 'utf8'), 0);
+    if (total > MAX_BATCH_BYTES)
+      throw new ParleyError('PAYLOAD_TOO_LARGE', 'the messages are larger than 900 KiB together');
+    return this.rpc.call(MessageRpc.appendBatch, { actor, session_id: id, messages });
+  }
+
+  @Get('sessions/:id/messages')
+  @ApiRoute({
+    summary: "List a session's messages by seq (order=asc|desc), with a cursor or page/size",
+    tags: ['messages'],
+    params: IdParamSchema,
+    query: [MessageListQuerySchema, PageQuerySchema],
+    status: 200,
+    response: pageSchema(MessageSchema),
+    errors: ['NOT_FOUND'],
+  })
+  list(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {
+    const { id } = parse(IdParamSchema, params, 'path');
+    const { order } = parse(MessageListQuerySchema, query, 'query');
+    const page = toPageRequest(parse(PageQuerySchema, query, 'query'));
+    return this.rpc.call(MessageRpc.list, { actor, session_id: id, order, page });
+  }
+
+  @Get('sessions/:id/messages/latest')
+  @ApiRoute({
+    summary: 'The newest message of a session (404 if none)',
+    tags: ['messages'],
+    params: IdParamSchema,
+    status: 200,
+    response: MessageSchema,
+    errors: ['NOT_FOUND'],
+  })
+  latest(@Caller() actor: Principal, @Param() params: unknown) {
+    const { id } = parse(IdParamSchema, params, 'path');
+    return this.rpc.call(MessageRpc.latest, { actor, session_id: id });
+  }
+
+  @Put('messages/:id/feedback')
+  @ApiRoute({
+    summary: "Like, dislike or revoke (null), and mark copied; the session's counters follow",
+    tags: ['messages'],
+    params: IdParamSchema,
+    body: FeedbackBodySchema,
+    status: 200,
+    response: MessageSchema,
+    errors: ['NOT_FOUND', 'FORBIDDEN'],
+  })
+  feedback(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
+    const { id } = parse(IdParamSchema, params, 'path');
+    return this.rpc.call(MessageRpc.feedback, { actor, id, body: parse(FeedbackBodySchema, body, 'body') });
+  }
+
+  @Patch('messages/:id')
+  @ApiRoute({
+    summary: "Set a message's sensitive_status (admin); the session's rolled-up status follows",
+    tags: ['messages'],
+    params: IdParamSchema,
+    body: SensitiveBodySchema,
+    status: 200,
+    response: MessageSchema,
+    errors: ['NOT_FOUND'],
+    admin: true,
+  })
+  setSensitive(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
+    const { id } = parse(IdParamSchema, params, 'path');
+    const { sensitive_status } = parse(SensitiveBodySchema, body, 'body');
+    return this.rpc.call(MessageRpc.setSensitive, { actor, id, sensitive_status });
+  }
+
+  @Get('messages/search')
+  @ApiRoute({
+    summary:
+      'Messages matching q in sessions the caller may read, best match first: English words by full-text search, any substring (Chinese) by trigrams',
+    tags: ['messages'],
+    query: [SearchQuerySchema, SearchPageSchema],
+    status: 200,
+    response: cursorPageSchema(SearchHitSchema),
+    errors: ['NOT_FOUND', 'FORBIDDEN'],
+  })
+  async search(@Caller() actor: Principal, @Query() query: unknown) {
+    const filters = parse(SearchQuerySchema, query, 'query');
+    const { limit, cursor } = parse(SearchPageSchema, query, 'query');
+    if (filters.session_id) await this.rpc.call(SessionRpc.get, { actor, id: filters.session_id });
+    if (filters.bot_id) {
+      const bot = await this.rpc.call(AccessControlRpc.check, {
+        subject: actor,
+        action: 'read',
+        resource: { type: 'bot', id: filters.bot_id },
+      });
+      if (!bot.allowed) throw new ParleyError('FORBIDDEN', `you may not read the messages of bot ${filters.bot_id}`);
+    }
+    const scope = await this.rpc.call(ReadScopeRpc, { subject: actor });
+    return this.rpc.call(MessageRpc.search, { actor, ...filters, scope, limit, cursor });
+  }
+}

@@ -1,0 +1,349 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { MikroORM, UniqueConstraintViolationException, type EntityManager } from '@mikro-orm/postgresql';
+import { v7 as uuidv7 } from 'uuid';
+import type { z } from 'zod';
+import {
+  DomainEvents,
+  ParleyError,
+  SessionAccessRpc,
+  decodeCursor,
+  encodeCursor,
+  type Message as MessageView,
+  type MessageStats,
+  type NewMessage,
+  type Page,
+  type PageRequest,
+  type Principal,
+  type ReadScope,
+  type SessionAccessSchema,
+} from '@parley/contracts';
+import { Nats, OutboxRelay, RpcClient, addToOutbox, traceHeaders } from '@parley/kit';
+import { MessageEntity, SessionScopeEntity, type Message, type SessionScope } from './message.entity';
+
+type SessionAccess = z.infer<typeof SessionAccessSchema>;
+type Feedback = 'like' | 'dislike' | null;
+type Sensitive = 'unchecked' | 'pass' | 'violation';
+
+export const liveSubject = (sessionId: string) => `live.session.${sessionId}`;
+
+export function toView(m: Message): MessageView {
+  return {
+    id: m.id,
+    session_id: m.sessionId,
+    seq: m.seq,
+    role: m.role as MessageView['role'],
+    content: m.content,
+    tokens: m.tokens,
+    metadata: m.metadata,
+    media: m.media as MessageView['media'],
+    feedback: (m.feedback ?? null) as Feedback,
+    copied: m.copied,
+    sensitive_status: m.sensitiveStatus as Sensitive,
+    client_message_id: m.clientMessageId ?? null,
+    created_at: m.createdAt.toISOString(),
+  };
+}
+
+/** A session is `violation` if any message is, `pass` if all are, else `unchecked`. */
+export function rolledUpSensitive(
+  scope: Pick<SessionScope, 'messageCount' | 'passCount' | 'violationCount'>,
+): Sensitive {
+  if (scope.violationCount > 0) return 'violation';
+  return scope.messageCount > 0 && scope.passCount === scope.messageCount ? 'pass' : 'unchecked';
+}
+
+function stats(scope: SessionScope): MessageStats {
+  return {
+    session_id: scope.sessionId,
+    version: scope.statsVersion,
+    message_count: scope.messageCount,
+    like_count: scope.likeCount,
+    dislike_count: scope.dislikeCount,
+    copied_count: scope.copiedCount,
+    sensitive_status: rolledUpSensitive(scope),
+    last_message_at: scope.lastMessageAt ? scope.lastMessageAt.toISOString() : null,
+  };
+}
+
+const escapeLike = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
+
+@Injectable()
+export class MessagesService {
+  constructor(
+    @Inject(MikroORM) private readonly orm: MikroORM,
+    @Inject(RpcClient) private readonly rpc: RpcClient,
+    @Inject(OutboxRelay) private readonly outbox: OutboxRelay,
+    @Inject(Nats) private readonly nats: Nats,
+  ) {}
+
+  /** The session service decides who may touch a session; its answer also refreshes our copy of the scope. */
+  private authorize(actor: Principal, sessionId: string, action: 'read' | 'write' | 'manage'): Promise<SessionAccess> {
+    return this.rpc.call(SessionAccessRpc, { actor, id: sessionId, action });
+  }
+
+  /** Locks the session's scope row (creating it from the session service's answer if new). */
+  private async lockScope(tx: EntityManager, session: SessionAccess): Promise<SessionScope> {
+    await tx.execute(
+      `insert into session_scopes (session_id, user_id, bot_id, group_ids, updated_at) values (?, ?, ?, ?::uuid[], now())
+       on conflict (session_id) do update set user_id = excluded.user_id, bot_id = excluded.bot_id, group_ids = excluded.group_ids`,
+      [session.id, session.user_id, session.bot_id, `{${session.group_ids.join(',')}}`],
+    );
+    return tx.findOneOrFail(SessionScopeEntity, { sessionId: session.id }, { lockMode: 3 /* FOR UPDATE */ });
+  }
+
+  private announce(tx: EntityManager, scope: SessionScope): void {
+    scope.statsVersion += 1;
+    addToOutbox(tx, DomainEvents.messageStats, stats(scope));
+  }
+
+  private publishLive(messages: Message[]): void {
+    for (const m of messages) {
+      this.nats.connection.publish(this.nats.subject(liveSubject(m.sessionId)), JSON.stringify(toView(m)), {
+        headers: traceHeaders(),
+      });
+    }
+  }
+
+  async append(
+    actor: Principal,
+    sessionId: string,
+    input: NewMessage,
+  ): Promise<{ created: boolean; message: MessageView }> {
+    const session = await this.authorize(actor, sessionId, 'write');
+    if (session.status === 'archived') throw new ParleyError('CONFLICT', `session ${sessionId} is archived`);
+    if (input.client_message_id) {
+      const existing = await this.byClientId(sessionId, input.client_message_id);
+      if (existing) return { created: false, message: toView(existing) };
+    }
+    try {
+      const [message] = await this.insert(session, [input]);
+      return { created: true, message: toView(message) };
+    } catch (error) {
+      if (error instanceof UniqueConstraintViolationException && input.client_message_id) {
+        const existing = await this.byClientId(sessionId, input.client_message_id);
+        if (existing) return { created: false, message: toView(existing) };
+      }
+      throw error;
+    }
+  }
+
+  /** All or none: one transaction; messages whose client_message_id was already used come back as they were. */
+  async appendBatch(actor: Principal, sessionId: string, inputs: NewMessage[]): Promise<MessageView[]> {
+    const session = await this.authorize(actor, sessionId, 'write');
+    if (session.status === 'archived') throw new ParleyError('CONFLICT', `session ${sessionId} is archived`);
+    const ids = inputs.map((m) => m.client_message_id).filter((id): id is string => !!id);
+    if (new Set(ids).size !== ids.length) {
+      throw new ParleyError('VALIDATION_FAILED', 'messages: a client_message_id appears twice in the batch', {
+        errors: [{ field: 'messages', message: 'duplicate client_message_id' }],
+      });
+    }
+    const existing = ids.length
+      ? await this.orm.em.fork().find(MessageEntity, { sessionId, clientMessageId: { $in: ids } })
+      : [];
+    const known = new Map(existing.map((m) => [m.clientMessageId, m]));
+    const fresh = inputs.filter((m) => !m.client_message_id || !known.has(m.client_message_id));
+    const inserted = fresh.length ? await this.insert(session, fresh) : [];
+    let next = 0;
+    return inputs.map((m) => toView((m.client_message_id && known.get(m.client_message_id)) || inserted[next++]));
+  }
+
+  private async insert(session: SessionAccess, inputs: NewMessage[]): Promise<Message[]> {
+    const now = new Date();
+    const messages = await this.orm.em.fork().transactional(async (tx) => {
+      const scope = await this.lockScope(tx, session);
+      const made = inputs.map((input, i) =>
+        tx.create(MessageEntity, {
+          id: uuidv7(),
+          sessionId: session.id,
+          seq: scope.lastSeq + i + 1,
+          role: input.role,
+          content: input.content,
+          tokens: input.tokens ?? 0,
+          metadata: input.metadata ?? {},
+          media: input.media ?? [],
+          feedback: null,
+          copied: false,
+          sensitiveStatus: 'unchecked',
+          clientMessageId: input.client_message_id ?? null,
+          createdAt: now,
+        }),
+      );
+      scope.lastSeq += inputs.length;
+      scope.messageCount += inputs.length;
+      scope.lastMessageAt = now;
+      scope.updatedAt = now;
+      this.announce(tx, scope);
+      return made;
+    });
+    this.outbox.kick();
+    this.publishLive(messages);
+    return messages;
+  }
+
+  private byClientId(sessionId: string, clientMessageId: string): Promise<Message | null> {
+    return this.orm.em.fork().findOne(MessageEntity, { sessionId, clientMessageId });
+  }
+
+  async list(
+    actor: Principal,
+    sessionId: string,
+    order: 'asc' | 'desc',
+    page: PageRequest,
+  ): Promise<Page<MessageView>> {
+    await this.authorize(actor, sessionId, 'read');
+    const em = this.orm.em.fork();
+    const orderBy = { seq: order } as const;
+    if (page.kind === 'offset') {
+      const [rows, total] = await em.findAndCount(
+        MessageEntity,
+        { sessionId },
+        { orderBy, limit: page.size, offset: (page.page - 1) * page.size },
+      );
+      return { items: rows.map(toView), total, page: page.page, size: page.size };
+    }
+    const where: Record<string, unknown> = { sessionId };
+    if (page.cursor) {
+      const [seq] = decodeCursor(page.cursor, 1);
+      where.seq = order === 'asc' ? { $gt: Number(seq) } : { $lt: Number(seq) };
+    }
+    const rows = await em.find(MessageEntity, where, { orderBy, limit: page.limit + 1 });
+    const items = rows.slice(0, page.limit);
+    const last = items.at(-1);
+    return {
+      items: items.map(toView),
+      next_cursor: rows.length > page.limit && last ? encodeCursor([last.seq]) : null,
+    };
+  }
+
+  async after(actor: Principal, sessionId: string, afterSeq: number, limit: number): Promise<MessageView[]> {
+    await this.authorize(actor, sessionId, 'read');
+    const rows = await this.orm.em
+      .fork()
+      .find(MessageEntity, { sessionId, seq: { $gt: afterSeq } }, { orderBy: { seq: 'asc' }, limit });
+    return rows.map(toView);
+  }
+
+  async latest(actor: Principal, sessionId: string): Promise<MessageView> {
+    await this.authorize(actor, sessionId, 'read');
+    const [last] = await this.orm.em.fork().find(MessageEntity, { sessionId }, { orderBy: { seq: 'desc' }, limit: 1 });
+    if (!last) throw new ParleyError('NOT_FOUND', `session ${sessionId} has no messages`);
+    return toView(last);
+  }
+
+  /** Finds the message's session and asks whether the actor may `action` it; unknown or unreadable is 404. */
+  private async messageFor(actor: Principal, id: string, action: 'write' | 'manage'): Promise<SessionAccess> {
+    const message = await this.orm.em.fork().findOne(MessageEntity, { id });
+    if (!message) throw new ParleyError('NOT_FOUND', `message ${id} not found`);
+    try {
+      return await this.authorize(actor, message.sessionId, action);
+    } catch (error) {
+      if (error instanceof ParleyError && error.code === 'NOT_FOUND')
+        throw new ParleyError('NOT_FOUND', `message ${id} not found`);
+      throw error;
+    }
+  }
+
+  async feedback(actor: Principal, id: string, body: { feedback: Feedback; copied?: true }): Promise<MessageView> {
+    const session = await this.messageFor(actor, id, 'write');
+    const message = await this.orm.em.fork().transactional(async (tx) => {
+      const scope = await this.lockScope(tx, session);
+      const m = await tx.findOneOrFail(MessageEntity, { id });
+      const before = (m.feedback ?? null) as Feedback;
+      scope.likeCount += Number(body.feedback === 'like') - Number(before === 'like');
+      scope.dislikeCount += Number(body.feedback === 'dislike') - Number(before === 'dislike');
+      m.feedback = body.feedback;
+      if (body.copied && !m.copied) {
+        m.copied = true;
+        scope.copiedCount += 1;
+      }
+      this.announce(tx, scope);
+      return m;
+    });
+    this.outbox.kick();
+    return toView(message);
+  }
+
+  async setSensitive(actor: Principal, id: string, status: Sensitive): Promise<MessageView> {
+    if (actor.type !== 'user' || !actor.is_admin) throw new ParleyError('FORBIDDEN', 'this needs an administrator');
+    const session = await this.messageFor(actor, id, 'write');
+    const message = await this.orm.em.fork().transactional(async (tx) => {
+      const scope = await this.lockScope(tx, session);
+      const m = await tx.findOneOrFail(MessageEntity, { id });
+      const before = m.sensitiveStatus as Sensitive;
+      scope.passCount += Number(status === 'pass') - Number(before === 'pass');
+      scope.violationCount += Number(status === 'violation') - Number(before === 'violation');
+      m.sensitiveStatus = status;
+      this.announce(tx, scope);
+      return m;
+    });
+    this.outbox.kick();
+    return toView(message);
+  }
+
+  /**
+   * Messages matching `q` in sessions the caller may read, best match first. English words
+   * match by full-text search; any substring (Chinese has no spaces) by trigram `ILIKE`.
+   */
+  async search(
+    scope: ReadScope,
+    query: { q: string; bot_id?: string; session_id?: string; limit: number; cursor?: string },
+  ): Promise<{ items: (MessageView & { rank: number })[]; next_cursor: string | null }> {
+    const conditions: string[] = [];
+    const params: unknown[] = [query.q, query.q, `%${escapeLike(query.q)}%`];
+    if (!scope.all) {
+      const readable: string[] = [];
+      if (scope.user_id) {
+        readable.push('s.user_id = ?');
+        params.push(scope.user_id);
+      }
+      if (scope.group_ids.length) {
+        readable.push('s.group_ids && ?::uuid[]');
+        params.push(`{${scope.group_ids.join(',')}}`);
+      }
+      if (scope.bot_ids.length) {
+        readable.push('s.bot_id = any(?::uuid[])');
+        params.push(`{${scope.bot_ids.join(',')}}`);
+      }
+      if (scope.session_ids.length) {
+        readable.push('s.session_id = any(?::uuid[])');
+        params.push(`{${scope.session_ids.join(',')}}`);
+      }
+      if (readable.length === 0) return { items: [], next_cursor: null };
+      conditions.push(`(${readable.join(' or ')})`);
+    }
+    if (query.bot_id) {
+      conditions.push('s.bot_id = ?');
+      params.push(query.bot_id);
+    }
+    if (query.session_id) {
+      conditions.push('m.session_id = ?');
+      params.push(query.session_id);
+    }
+    let after = '';
+    if (query.cursor) {
+      const [rank, id] = decodeCursor(query.cursor, 2);
+      after = 'where (hit.rank < ? or (hit.rank = ? and hit.id < ?))';
+      params.push(Number(rank), Number(rank), String(id));
+    }
+    params.push(query.limit + 1);
+    const rows = await this.orm.em.fork().execute<(Record<string, unknown> & { rank: number })[]>(
+      `with q as (select plainto_tsquery('simple', ?) as ts, ?::text as text)
+       select * from (
+         select m.*, (ts_rank(to_tsvector('simple', m.content), q.ts) + public.similarity(m.content, q.text))::float8 as rank
+         from messages m join session_scopes s on s.session_id = m.session_id, q
+         where (to_tsvector('simple', m.content) @@ q.ts or m.content ilike ?)
+         ${conditions.length ? `and ${conditions.join(' and ')}` : ''}
+       ) hit ${after}
+       order by hit.rank desc, hit.id desc
+       limit ?`,
+      params,
+    );
+    const page = rows.slice(0, query.limit);
+    const items = page.map((row) => ({
+      ...toView(this.orm.em.fork().map(MessageEntity, row)),
+      rank: Number(row.rank),
+    }));
+    const last = items.at(-1);
+    return { items, next_cursor: rows.length > query.limit && last ? encodeCursor([last.rank, last.id]) : null };
+  }
+}
