@@ -33,6 +33,11 @@ module.exports = {
     },
     {
       ...common,
+      displayName: 'fault',
+      testMatch: ['<rootDir>/test/fault/**/*.spec.ts'],
+    },
+    {
+      ...common,
       displayName: 'e2e',
       testMatch: ['<rootDir>/test/e2e/**/*.spec.ts'],
       globalSetup: '<rootDir>/test/e2e/global-setup.ts',
