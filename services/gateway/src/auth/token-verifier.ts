@@ -13,7 +13,10 @@ const STATE_TTL_MS = 1000;
 @Injectable()
 export class TokenVerifier {
   private keys: Promise<ReturnType<typeof createLocalJWKSet>> | undefined;
-  private readonly states = new Map<string, { enabled: boolean; is_admin: boolean; until: number }>();
+  private readonly states = new Map<
+    string,
+    { state: Promise<{ enabled: boolean; is_admin: boolean } | null>; until: number }
+  >();
 
   constructor(@Inject(RpcClient) private readonly rpc: RpcClient) {}
 
@@ -58,17 +61,19 @@ export class TokenVerifier {
     }
   }
 
-  private async state(userId: string) {
+  /** One lookup per user per second, shared by every request that arrives meanwhile. */
+  private state(userId: string): Promise<{ enabled: boolean; is_admin: boolean } | null> {
     const cached = this.states.get(userId);
-    if (cached && cached.until > Date.now()) return cached;
-    const state = await this.rpc.call(AccessRpc.principalState, { user_id: userId });
-    if (!state) {
-      this.states.delete(userId);
-      return null;
-    }
-    const entry = { enabled: state.enabled, is_admin: state.is_admin, until: Date.now() + STATE_TTL_MS };
+    if (cached && cached.until > Date.now()) return cached.state;
+    const state = this.rpc.call(AccessRpc.principalState, { user_id: userId }).then(
+      (s) => (s ? { enabled: s.enabled, is_admin: s.is_admin } : null),
+      (error: unknown) => {
+        this.states.delete(userId);
+        throw error;
+      },
+    );
     if (this.states.size > 50_000) this.states.clear();
-    this.states.set(userId, entry);
-    return entry;
+    this.states.set(userId, { state, until: Date.now() + STATE_TTL_MS });
+    return state;
   }
 }

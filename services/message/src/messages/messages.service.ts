@@ -17,7 +17,7 @@ import {
   type ReadScope,
   type SessionAccessSchema,
 } from '@parley/contracts';
-import { Nats, OutboxRelay, RpcClient, addToOutbox, traceHeaders } from '@parley/kit';
+import { Nats, OutboxRelay, RpcClient, addToOutbox, traceCarrier, traceHeaders } from '@parley/kit';
 import { MessageEntity, SessionScopeEntity, type Message, type SessionScope } from './message.entity';
 
 type SessionAccess = z.infer<typeof SessionAccessSchema>;
@@ -43,6 +43,9 @@ export function toView(m: Message): MessageView {
     created_at: m.createdAt.toISOString(),
   };
 }
+
+/** The same rule in SQL, over a session_scopes row. */
+const SENSITIVE_SQL = `case when violation_count > 0 then 'violation' when message_count > 0 and pass_count = message_count then 'pass' else 'unchecked' end`;
 
 /** A session is `violation` if any message is, `pass` if all are, else `unchecked`. */
 export function rolledUpSensitive(
@@ -147,34 +150,66 @@ export class MessagesService {
     return inputs.map((m) => toView((m.client_message_id && known.get(m.client_message_id)) || inserted[next++]));
   }
 
+  /**
+   * One statement: take the next seqs from the session's counter row, insert the messages and
+   * the counters' outbox event together. The row lock that keeps seq gapless is held only for
+   * this statement and its commit, so concurrent appends to one session queue briefly.
+   */
   private async insert(session: SessionAccess, inputs: NewMessage[]): Promise<Message[]> {
     const now = new Date();
-    const messages = await this.orm.em.fork().transactional(async (tx) => {
-      const scope = await this.lockScope(tx, session);
-      const made = inputs.map((input, i) =>
-        tx.create(MessageEntity, {
-          id: uuidv7(),
-          sessionId: session.id,
-          seq: scope.lastSeq + i + 1,
-          role: input.role,
-          content: input.content,
-          tokens: input.tokens ?? 0,
-          metadata: input.metadata ?? {},
-          media: input.media ?? [],
-          feedback: null,
-          copied: false,
-          sensitiveStatus: 'unchecked',
-          clientMessageId: input.client_message_id ?? null,
-          createdAt: now,
-        }),
-      );
-      scope.lastSeq += inputs.length;
-      scope.messageCount += inputs.length;
-      scope.lastMessageAt = now;
-      scope.updatedAt = now;
-      this.announce(tx, scope);
-      return made;
-    });
+    const em = this.orm.em.fork();
+    await em.execute(
+      `insert into session_scopes (session_id, user_id, bot_id, group_ids, updated_at) values (?, ?, ?, ?::uuid[], now())
+       on conflict (session_id) do update set user_id = excluded.user_id, bot_id = excluded.bot_id, group_ids = excluded.group_ids`,
+      [session.id, session.user_id, session.bot_id, `{${session.group_ids.join(',')}}`],
+    );
+    const rows = inputs.map((m, i) => ({
+      ord: i + 1,
+      id: uuidv7(),
+      role: m.role,
+      content: m.content,
+      tokens: m.tokens ?? 0,
+      metadata: m.metadata ?? {},
+      media: m.media ?? [],
+      client_message_id: m.client_message_id ?? null,
+    }));
+    const inserted = await em.execute<Record<string, unknown>[]>(
+      `with scope as (
+         update session_scopes set last_seq = last_seq + ?, message_count = message_count + ?, last_message_at = ?,
+           updated_at = ?, stats_version = stats_version + 1
+         where session_id = ? returning *
+       ), inserted as (
+         insert into messages (id, session_id, seq, role, content, tokens, metadata, media, feedback, copied, sensitive_status, client_message_id, created_at)
+         select v.id, scope.session_id, scope.last_seq - ? + v.ord, v.role, v.content, v.tokens, v.metadata, v.media,
+                null, false, 'unchecked', v.client_message_id, ?
+         from scope, jsonb_to_recordset(?::jsonb) as v(ord int, id uuid, role text, content text, tokens int, metadata jsonb, media jsonb, client_message_id text)
+         returning *
+       ), announced as (
+         insert into outbox (id, subject, payload, headers, created_at)
+         select ?, ?, jsonb_build_object(
+             'session_id', session_id, 'version', stats_version, 'message_count', message_count,
+             'like_count', like_count, 'dislike_count', dislike_count, 'copied_count', copied_count,
+             'sensitive_status', ${SENSITIVE_SQL},
+             'last_message_at', to_char(last_message_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
+           ?::jsonb, now()
+         from scope
+       )
+       select * from inserted order by seq`,
+      [
+        inputs.length,
+        inputs.length,
+        now,
+        now,
+        session.id,
+        inputs.length,
+        now,
+        JSON.stringify(rows),
+        uuidv7(),
+        DomainEvents.messageStats.subject,
+        JSON.stringify(traceCarrier()),
+      ],
+    );
+    const messages = inserted.map((row) => em.map(MessageEntity, row));
     this.outbox.kick();
     this.publishLive(messages);
     return messages;
@@ -191,36 +226,59 @@ export class MessagesService {
     page: PageRequest,
   ): Promise<Page<MessageView>> {
     await this.authorize(actor, sessionId, 'read');
-    const em = this.orm.em.fork();
-    const orderBy = { seq: order } as const;
+    const direction = order === 'asc' ? 'asc' : 'desc';
     if (page.kind === 'offset') {
-      const [rows, total] = await em.findAndCount(
-        MessageEntity,
-        { sessionId },
-        { orderBy, limit: page.size, offset: (page.page - 1) * page.size },
-      );
-      return { items: rows.map(toView), total, page: page.page, size: page.size };
+      const [items, counted] = await Promise.all([
+        this.rows(`where session_id = ? order by seq ${direction} limit ? offset ?`, [
+          sessionId,
+          page.size,
+          (page.page - 1) * page.size,
+        ]),
+        this.orm.em
+          .fork()
+          .execute<{ total: number }[]>('select count(*)::int as total from messages where session_id = ?', [
+            sessionId,
+          ]),
+      ]);
+      return { items, total: counted[0]?.total ?? 0, page: page.page, size: page.size };
     }
-    const where: Record<string, unknown> = { sessionId };
-    if (page.cursor) {
-      const [seq] = decodeCursor(page.cursor, 1);
-      where.seq = order === 'asc' ? { $gt: Number(seq) } : { $lt: Number(seq) };
-    }
-    const rows = await em.find(MessageEntity, where, { orderBy, limit: page.limit + 1 });
+    const after = page.cursor ? Number(decodeCursor(page.cursor, 1)[0]) : undefined;
+    const rows = await this.rows(
+      `where session_id = ? ${after === undefined ? '' : `and seq ${order === 'asc' ? '>' : '<'} ?`} order by seq ${direction} limit ?`,
+      after === undefined ? [sessionId, page.limit + 1] : [sessionId, after, page.limit + 1],
+    );
     const items = rows.slice(0, page.limit);
     const last = items.at(-1);
-    return {
-      items: items.map(toView),
-      next_cursor: rows.length > page.limit && last ? encodeCursor([last.seq]) : null,
-    };
+    return { items, next_cursor: rows.length > page.limit && last ? encodeCursor([last.seq]) : null };
+  }
+
+  /** Messages straight from SQL to their wire form: lists skip entity hydration. */
+  private async rows(clause: string, params: unknown[]): Promise<MessageView[]> {
+    const rows = await this.orm.em.fork().execute<Record<string, unknown>[]>(
+      `select id, session_id, seq, role, content, tokens, metadata, media, feedback, copied, sensitive_status,
+              client_message_id, created_at from messages ${clause}`,
+      params,
+    );
+    return rows.map((r) => ({
+      id: String(r.id),
+      session_id: String(r.session_id),
+      seq: Number(r.seq),
+      role: r.role as MessageView['role'],
+      content: String(r.content),
+      tokens: Number(r.tokens),
+      metadata: r.metadata as MessageView['metadata'],
+      media: r.media as MessageView['media'],
+      feedback: (r.feedback ?? null) as Feedback,
+      copied: Boolean(r.copied),
+      sensitive_status: r.sensitive_status as Sensitive,
+      client_message_id: (r.client_message_id ?? null) as string | null,
+      created_at: new Date(r.created_at as string).toISOString(),
+    }));
   }
 
   async after(actor: Principal, sessionId: string, afterSeq: number, limit: number): Promise<MessageView[]> {
     await this.authorize(actor, sessionId, 'read');
-    const rows = await this.orm.em
-      .fork()
-      .find(MessageEntity, { sessionId, seq: { $gt: afterSeq } }, { orderBy: { seq: 'asc' }, limit });
-    return rows.map(toView);
+    return this.rows('where session_id = ? and seq > ? order by seq asc limit ?', [sessionId, afterSeq, limit]);
   }
 
   async latest(actor: Principal, sessionId: string): Promise<MessageView> {
