@@ -28,7 +28,11 @@ interface HeyResult {
 
 /** Sum and count of every histogram series of a metric, keyed by its label set. */
 async function histogram(url: string, metric: string): Promise<Map<string, { sum: number; count: number }>> {
-  const text = await (await fetch(url)).text();
+  const read = async () => (await fetch(url, { headers: { connection: 'close' } })).text();
+  const text = await read().catch(async () => {
+    await new Promise((r) => setTimeout(r, 500));
+    return read();
+  });
   const out = new Map<string, { sum: number; count: number }>();
   for (const line of text.split('\n')) {
     const m = new RegExp(`^${metric}_(sum|count)\\{([^}]*)\\} ([\\d.e+-]+)$`).exec(line);
