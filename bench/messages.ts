@@ -206,6 +206,30 @@ async function main(): Promise<void> {
       ]);
       print({ result: `list newest 50 of ${label}`, concurrency: 8, ...r });
     }
+
+    // Export of the big session: streamed, so the gateway's memory should not grow with it.
+    const rss = async () => {
+      const text = await (await fetch(`${gateway}/metrics`, { headers: { connection: 'close' } })).text();
+      return Number(/parley_process_process_resident_memory_bytes\{[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    const before = await rss();
+    let peak = before;
+    const sampler = setInterval(() => void rss().then((v) => (peak = Math.max(peak, v))), 250);
+    const exportStarted = Date.now();
+    const res = await fetch(`${gateway}/api/v1/sessions/${big.id}/export?format=json`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    let bytes = 0;
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) bytes += chunk.length;
+    clearInterval(sampler);
+    print({
+      result: `export of ${BIG / 1000}k messages (json)`,
+      status: res.status,
+      mib: Math.round(bytes / 2 ** 20),
+      seconds: Math.round((Date.now() - exportStarted) / 100) / 10,
+      gateway_rss_mib_before: Math.round(before / 2 ** 20),
+      gateway_rss_mib_peak: Math.round(peak / 2 ** 20),
+    });
   } finally {
     baseline.kill('SIGTERM');
     await stopStack(stack);

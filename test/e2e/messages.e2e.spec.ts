@@ -351,6 +351,28 @@ describe('messages (e2e)', () => {
     denied.close();
   });
 
+  it("lets a bot append to its own sessions through its key, and to no one else's", async () => {
+    const bot = (await api('POST', '/api/v1/bots', { token: owner.token, body: { name: 'writer' } })).body;
+    const other = (await api('POST', '/api/v1/bots', { token: outsider.token, body: { name: 'intruder' } })).body;
+    const key = { 'x-api-key': bot.api_key as string };
+    const s = await api('POST', '/api/v1/sessions', { headers: key, body: { user_id: owner.id, title: 'bot chat' } });
+    expect(s.status).toBe(201);
+    const appended = await api('POST', `/api/v1/sessions/${s.body.id}/messages`, {
+      headers: key,
+      body: { role: 'assistant', content: 'Hello from the bot', tokens: 5 },
+    });
+    expect(appended.status).toBe(201);
+    expect(appended.body.seq).toBe(1);
+    const listed = await api('GET', `/api/v1/sessions/${s.body.id}/messages`, { token: owner.token });
+    expect(listed.body.items.map((m: { content: string }) => m.content)).toEqual(['Hello from the bot']);
+    const intruder = await api('POST', `/api/v1/sessions/${s.body.id}/messages`, {
+      headers: { 'x-api-key': other.api_key as string },
+      body: { role: 'assistant', content: 'not mine' },
+    });
+    expect(intruder.status).toBe(404);
+    expect((await api('DELETE', `/api/v1/sessions/${s.body.id}`, { headers: key })).status).toBe(403);
+  });
+
   it("deletes a session's messages with the session", async () => {
     const s = await newSession();
     await append(s.id, { role: 'user', content: 'soon gone' });

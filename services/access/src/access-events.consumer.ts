@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
-import { DLQ_DOMAIN, DOMAIN_STREAM, DomainEvents } from '@parley/contracts';
-import { DOMAIN_STREAM_SPEC, DurableConsumer, LOGGER, Metrics, Nats, ensureStream, type Logger } from '@parley/kit';
+import { DomainEvents } from '@parley/contracts';
+import { DurableConsumer, LOGGER, Metrics, Nats, consumeDomainEvent, type Logger } from '@parley/kit';
 import { AccessChanges } from './changes';
 
 /**
@@ -20,21 +20,11 @@ export class AccessEventsConsumer implements OnApplicationBootstrap, OnModuleDes
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
-    await ensureStream(this.nats, DOMAIN_STREAM_SPEC);
-    this.consumer = new DurableConsumer(
-      this.nats,
-      {
-        stream: DOMAIN_STREAM,
-        durable: 'access-epoch',
-        filterSubject: DomainEvents.accessChanged.subject,
-        schema: DomainEvents.accessChanged.schema,
-        deadLetterSubject: DLQ_DOMAIN,
-      },
-      () => this.changes.bumpEpoch(),
-      this.logger,
-      this.metrics,
-    );
-    await this.consumer.start();
+    this.consumer = await consumeDomainEvent(this.nats, this.logger, this.metrics, {
+      durable: 'access-epoch',
+      event: DomainEvents.accessChanged,
+      handle: () => this.changes.bumpEpoch(),
+    });
   }
 
   async onModuleDestroy(): Promise<void> {

@@ -12,13 +12,14 @@ import {
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
 import { SpanKind, trace } from '@opentelemetry/api';
-import { ParleyError, type DeadLetter } from '@parley/contracts';
+import { DLQ_DOMAIN, DOMAIN_STREAM, ParleyError, type DeadLetter } from '@parley/contracts';
 import type { z } from 'zod';
 import type { Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
 import type { Nats } from './nats';
 import { recordError } from './rpc';
 import { contextFromHeaders } from './trace';
+import { DOMAIN_STREAM_SPEC, ensureStream } from './jetstream';
 
 export interface ConsumerSpec<S extends z.ZodType> {
   /** Stream name without the deployment prefix. */
@@ -209,4 +210,36 @@ export class DurableConsumer<S extends z.ZodType> {
     await this.messages?.close();
     await this.loop;
   }
+}
+
+/**
+ * Starts a durable consumer of one domain event (stream `DOMAIN`, dead letters to
+ * `dlq.domain`), creating the stream first if this service is the first to need it.
+ */
+export async function consumeDomainEvent<S extends z.ZodType>(
+  nats: Nats,
+  logger: Logger,
+  metrics: Metrics,
+  options: {
+    durable: string;
+    event: { subject: string; schema: S };
+    handle: (event: z.output<S>, meta: DeliveryMeta) => Promise<void>;
+  },
+): Promise<DurableConsumer<S>> {
+  await ensureStream(nats, DOMAIN_STREAM_SPEC);
+  const consumer = new DurableConsumer(
+    nats,
+    {
+      stream: DOMAIN_STREAM,
+      durable: options.durable,
+      filterSubject: options.event.subject,
+      schema: options.event.schema,
+      deadLetterSubject: DLQ_DOMAIN,
+    },
+    options.handle,
+    logger,
+    metrics,
+  );
+  await consumer.start();
+  return consumer;
 }

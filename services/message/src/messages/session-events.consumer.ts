@@ -1,13 +1,12 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
-import { DLQ_DOMAIN, DOMAIN_STREAM, SessionEventSchema, type SessionEvent } from '@parley/contracts';
+import { SessionEventSchema, type SessionEvent } from '@parley/contracts';
 import {
-  DOMAIN_STREAM_SPEC,
   DurableConsumer,
   LOGGER,
   Metrics,
   Nats,
-  ensureStream,
+  consumeDomainEvent,
   type DeliveryMeta,
   type Logger,
 } from '@parley/kit';
@@ -29,21 +28,11 @@ export class SessionEventsConsumer implements OnApplicationBootstrap, OnModuleDe
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
-    await ensureStream(this.nats, DOMAIN_STREAM_SPEC);
-    this.consumer = new DurableConsumer(
-      this.nats,
-      {
-        stream: DOMAIN_STREAM,
-        durable: 'message-session-events',
-        filterSubject: 'evt.session.>',
-        schema: SessionEventSchema,
-        deadLetterSubject: DLQ_DOMAIN,
-      },
-      (event, meta) => this.handle(event, meta),
-      this.logger,
-      this.metrics,
-    );
-    await this.consumer.start();
+    this.consumer = await consumeDomainEvent(this.nats, this.logger, this.metrics, {
+      durable: 'message-session-events',
+      event: { subject: 'evt.session.>', schema: SessionEventSchema },
+      handle: (event, meta) => this.handle(event, meta),
+    });
   }
 
   async handle(event: SessionEvent, meta: DeliveryMeta): Promise<void> {

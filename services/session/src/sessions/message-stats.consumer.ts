@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
-import { DLQ_DOMAIN, DOMAIN_STREAM, DomainEvents } from '@parley/contracts';
-import { DOMAIN_STREAM_SPEC, DurableConsumer, LOGGER, Metrics, Nats, ensureStream, type Logger } from '@parley/kit';
+import { DomainEvents } from '@parley/contracts';
+import { DurableConsumer, LOGGER, Metrics, Nats, consumeDomainEvent, type Logger } from '@parley/kit';
 import { SessionsService } from './sessions.service';
 
 /** Keeps each session's message counters and rolled-up sensitive status in step with its messages. */
@@ -16,21 +16,11 @@ export class MessageStatsConsumer implements OnApplicationBootstrap, OnModuleDes
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
-    await ensureStream(this.nats, DOMAIN_STREAM_SPEC);
-    this.consumer = new DurableConsumer(
-      this.nats,
-      {
-        stream: DOMAIN_STREAM,
-        durable: 'session-message-stats',
-        filterSubject: DomainEvents.messageStats.subject,
-        schema: DomainEvents.messageStats.schema,
-        deadLetterSubject: DLQ_DOMAIN,
-      },
-      (stats) => this.sessions.applyStats(stats),
-      this.logger,
-      this.metrics,
-    );
-    await this.consumer.start();
+    this.consumer = await consumeDomainEvent(this.nats, this.logger, this.metrics, {
+      durable: 'session-message-stats',
+      event: DomainEvents.messageStats,
+      handle: (stats) => this.sessions.applyStats(stats),
+    });
   }
 
   async onModuleDestroy(): Promise<void> {
