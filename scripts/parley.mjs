@@ -340,6 +340,20 @@ async function ready(port) {
   }
 }
 
+/** The first administrator is created only when none exists: check the printed credentials really work. */
+async function canLogIn(gateway, admin) {
+  try {
+    const response = await fetch(`${gateway}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: admin.username, password: admin.password }),
+    });
+    return response.status === 200;
+  } catch {
+    return true;
+  }
+}
+
 async function start() {
   const admin = adminCredentials();
   const children = [];
@@ -410,6 +424,12 @@ async function start() {
   }
 
   const gateway = `http://127.0.0.1:${ports.find((s) => s.name === 'gateway')?.port}`;
+  if (admin.password && !(await canLogIn(gateway, admin))) {
+    log(
+      `an administrator already exists in this database and the password in .parley/admin.json is not theirs: ` +
+        `log in with that administrator's password, or set PARLEY_ADMIN_USERNAME/PARLEY_ADMIN_PASSWORD for a fresh database`,
+    );
+  }
   const password = admin.password
     ? admin.generated
       ? admin.password
