@@ -138,12 +138,24 @@ export const AccessControlRpc = {
     z.object({ checks: z.array(CheckSchema).min(1).max(500) }),
     z.object({ results: z.array(DecisionSchema) }),
   ),
+  /** The bots the subject may read: all of them (admin, or a grant on every bot) or these. */
+  botScope: rpc(
+    'access.permissions.bot_scope',
+    z.object({ subject: PrincipalSchema }),
+    z.object({ all: z.boolean(), bot_ids: z.array(z.uuid()) }),
+  ),
   listScope: rpc(
     'access.permissions.list_scope',
     z.object({ subject: PrincipalSchema, user_id: z.uuid().optional(), bot_id: z.uuid().optional() }),
     ListScopeSchema,
   ),
   userGroups: rpc('access.users.groups', z.object({ user_id: z.uuid() }), z.object({ group_ids: z.array(z.uuid()) })),
+  /** Whether bots exist and are enabled; unknown ids are absent from the answer. */
+  botStatus: rpc(
+    'access.bots.status',
+    z.object({ ids: z.array(z.uuid()).min(1).max(500) }),
+    z.object({ bots: z.array(z.object({ id: z.uuid(), enabled: z.boolean() })) }),
+  ),
   verifyKey: rpc('access.keys.verify', z.object({ api_key: z.string().min(1).max(200) }), BotPrincipalInfoSchema),
   changePassword: rpc('access.me.password', ChangePasswordBodySchema.extend(actor), ok),
   deleteUser: rpc('access.users.delete', idReq, ok),

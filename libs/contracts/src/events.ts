@@ -17,12 +17,15 @@ export const SessionEventSchema = z.object({
 export type SessionEvent = z.infer<typeof SessionEventSchema>;
 
 import { MessageStatsSchema } from './message';
+import { BudgetExceededSchema } from './usage';
 
 export const DomainEvents = {
   messageStats: { subject: 'evt.message.stats', schema: MessageStatsSchema },
   sessionCreated: { subject: 'evt.session.created', schema: SessionEventSchema },
   sessionUpdated: { subject: 'evt.session.updated', schema: SessionEventSchema },
   sessionDeleted: { subject: 'evt.session.deleted', schema: SessionEventSchema },
+  /** A bot's usage reached its budget: once per bot and period. */
+  budgetExceeded: { subject: 'evt.usage.budget_exceeded', schema: BudgetExceededSchema },
   accessChanged: {
     subject: 'evt.access.changed',
     schema: z.object({
@@ -41,6 +44,8 @@ export interface DomainEventContract<S extends z.ZodType = z.ZodType> {
 /** What a dead-letter subject carries. */
 export const DeadLetterSchema = z.object({
   reason: z.string(),
+  /** A stable word for the reason (`INVALID_EVENT`, `UNKNOWN_BOT`, …), for alerts and replay tooling. */
+  code: z.string().optional(),
   subject: z.string(),
   event: z.unknown(),
   received_at: z.string(),

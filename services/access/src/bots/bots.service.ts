@@ -236,6 +236,13 @@ export class BotsService {
     };
   }
 
+  /** Which of these bots exist, and whether each is enabled: the usage service checks every event's bot. */
+  async statuses(ids: string[]): Promise<{ id: string; enabled: boolean }[]> {
+    return this.orm.em
+      .fork()
+      .execute<{ id: string; enabled: boolean }[]>('select id, enabled from bots where id in (?)', [ids]);
+  }
+
   async botName(id: string): Promise<string | null> {
     const bot = await this.orm.em.fork().findOne(BotEntity, { id });
     return bot?.name ?? null;

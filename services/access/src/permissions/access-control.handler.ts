@@ -37,6 +37,16 @@ export class AccessControlHandler {
     return this.permissions.listScope(req.subject, req.user_id, req.bot_id);
   }
 
+  @RpcHandler(AccessControlRpc.botScope)
+  botScope(req: Req<'botScope'>) {
+    return this.permissions.botScope(req.subject);
+  }
+
+  @RpcHandler(AccessControlRpc.botStatus)
+  async botStatus(req: Req<'botStatus'>) {
+    return { bots: await this.bots.statuses(req.ids) };
+  }
+
   @RpcHandler(ReadScopeRpc)
   readScope(req: z.output<typeof ReadScopeRpc.request>) {
     return this.permissions.readScope(req.subject);

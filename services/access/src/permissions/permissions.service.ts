@@ -178,6 +178,34 @@ export class PermissionsService {
   }
 
   /**
+   * The bots whose usage, quota and activity the subject may read: every bot (admin, or a
+   * grant on bot "*"), or those it owns or holds a grant on; a bot key reads only itself.
+   */
+  async botScope(subject: Principal): Promise<{ all: boolean; bot_ids: string[] }> {
+    const none = { all: false, bot_ids: [] };
+    const em = this.orm.em.fork();
+    if (subject.type === 'bot') {
+      const [bot] = await em.execute<{ enabled: boolean }[]>('select enabled from bots where id = ?', [subject.id]);
+      return bot?.enabled ? { all: false, bot_ids: [subject.id] } : none;
+    }
+    const [user] = await em.execute<{ enabled: boolean; is_admin: boolean }[]>(
+      'select enabled, is_admin from users where id = ?',
+      [subject.id],
+    );
+    if (!user?.enabled) return none;
+    if (user.is_admin) return { all: true, bot_ids: [] };
+    const rows = await em.execute<{ id: string }[]>(
+      `select id::text from bots where owner_id = ?
+       union
+       select g.resource_id from user_roles ur join role_grants g on g.role_id = ur.role_id
+       where ur.user_id = ? and g.resource_type = 'bot'`,
+      [subject.id, subject.id],
+    );
+    if (rows.some((r) => r.id === '*')) return { all: true, bot_ids: [] };
+    return { all: false, bot_ids: rows.map((r) => r.id) };
+  }
+
+  /**
    * Everything the subject may read, as sets a search can filter on without crossing
    * schemas: their own sessions, sessions of groups they administer, sessions of bots they
    * own or hold a grant on, sessions granted one by one; or everything.
