@@ -232,7 +232,10 @@ describe('messaging kit against real NATS and Postgres', () => {
         note: 'bad schema',
       });
       const text = await metrics.registry.getSingleMetricAsString('parley_dead_letters_total');
-      expect(text).toMatch(/parley_dead_letters_total\{[^}]*subject="dlq.domain"[^}]*\} 4/);
+      const counted = [...text.matchAll(/parley_dead_letters_total\{([^}]*)\} (\d+)/g)]
+        .filter(([, labels]) => labels.includes('subject="dlq.domain"'))
+        .map(([, labels, n]) => [/code="(\w+)"/.exec(labels)?.[1], Number(n)]);
+      expect(Object.fromEntries(counted)).toEqual({ NOT_JSON: 1, INVALID_EVENT: 1, UNDELIVERABLE: 1, REJECTED: 1 });
       await consumer.stop();
     });
   });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { EventTimeLimits } from '@parley/contracts';
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -49,6 +50,22 @@ export const commonEnvShape = {
     .default('true')
     .transform((v) => v === 'true'),
 };
+
+/**
+ * How far a usage or activity event's time may lie from now before it is refused as absurd:
+ * read by the gateway (HTTP ingestion answers 400) and the usage service (dead letter) alike.
+ */
+export const eventTimeEnvShape = {
+  USAGE_MAX_EVENT_AGE_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
+  USAGE_MAX_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
+};
+export const eventTimeLimits = (config: {
+  USAGE_MAX_EVENT_AGE_DAYS: number;
+  USAGE_MAX_CLOCK_SKEW_SECONDS: number;
+}): EventTimeLimits => ({
+  maxAgeMs: config.USAGE_MAX_EVENT_AGE_DAYS * 24 * 60 * 60 * 1000,
+  maxSkewMs: config.USAGE_MAX_CLOCK_SKEW_SECONDS * 1000,
+});
 
 export const commonEnvSchema = z.object(commonEnvShape);
 export type CommonConfig = z.infer<typeof commonEnvSchema>;

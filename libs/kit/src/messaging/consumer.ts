@@ -21,20 +21,27 @@ import { recordError } from './rpc';
 import { contextFromHeaders } from './trace';
 import { DOMAIN_STREAM_SPEC, ensureStream } from './jetstream';
 
-export interface ConsumerSpec<S extends z.ZodType> {
+export interface PullConsumerSpec {
   /** Stream name without the deployment prefix. */
   stream: string;
   durable: string;
   /** One subject filter (NATS 2.9 has no `filter_subjects`), without the prefix. */
   filterSubject: string;
-  schema: S;
   /** Dead-letter subject, without the prefix. */
   deadLetterSubject: string;
-  maxDeliver?: number;
   ackWaitMs?: number;
+  /** Server-side bound on deliveries; -1 for none (the consumer bounds them itself). */
+  maxDeliver?: number;
+  maxAckPending?: number;
+  /** Messages the client asks the server for at a time. */
+  maxMessages?: number;
+}
+
+export interface ConsumerSpec<S extends z.ZodType> extends PullConsumerSpec {
+  schema: S;
+  maxDeliver?: number;
   /** Delay before each redelivery of a failed message; the last one repeats. */
   backoffMs?: number[];
-  maxMessages?: number;
 }
 
 export interface DeliveryMeta {
@@ -42,35 +49,58 @@ export interface DeliveryMeta {
   deliveryCount: number;
   streamSequence: number;
   msgId: string | undefined;
+  /** When the stream stored the message (ms since the epoch). */
+  storedAt: number;
 }
 
-const tracer = trace.getTracer('@parley/kit/consumer');
+export const deliveryMeta = (msg: JsMsg, subject: string): DeliveryMeta => ({
+  subject,
+  deliveryCount: msg.info.deliveryCount,
+  streamSequence: msg.info.streamSequence,
+  msgId: msg.headers?.get('Nats-Msg-Id') || undefined,
+  storedAt: Math.floor(msg.info.timestampNanos / 1e6),
+});
+
+/** The parsed payload and its schema verdict, or why it cannot be read at all. */
+export type Decoded<S extends z.ZodType> =
+  | { ok: true; raw: unknown; event: z.output<S> }
+  | { ok: false; raw: unknown; code: 'NOT_JSON' | 'INVALID_EVENT'; reason: string };
+
+export function decode<S extends z.ZodType>(msg: JsMsg, schema: S): Decoded<S> {
+  let raw: unknown;
+  try {
+    raw = msg.json();
+  } catch {
+    return { ok: false, raw: msg.string(), code: 'NOT_JSON', reason: 'payload is not JSON' };
+  }
+  const parsed = schema.safeParse(raw);
+  if (parsed.success) return { ok: true, raw, event: parsed.data };
+  const reason = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+  return { ok: false, raw, code: 'INVALID_EVENT', reason: `invalid event: ${reason}` };
+}
 
 /**
- * A durable pull consumer: handles each message, acks after the handler's work is
- * committed, redelivers failures with backoff up to `maxDeliver`, and sends what can
- * never succeed (bad JSON, schema, a 4xx-class ParleyError, exhausted deliveries) to the
- * dead-letter subject with the reason, so no message stops the consumer.
+ * What every durable pull consumer shares: provisioning the consumer idempotently, a
+ * consume loop restarted after failure, dead letters with their reason, and lag metrics.
  */
-export class DurableConsumer<S extends z.ZodType> {
-  private messages: ConsumerMessages | undefined;
-  private stopped = false;
+export abstract class PullConsumer {
+  protected messages: ConsumerMessages | undefined;
+  protected stopped = false;
   private loop: Promise<void> | undefined;
   private lagTimer: NodeJS.Timeout | undefined;
-  private readonly js: JetStreamClient;
+  protected readonly js: JetStreamClient;
 
   constructor(
-    private readonly nats: Nats,
-    private readonly spec: ConsumerSpec<S>,
-    private readonly handler: (event: z.output<S>, meta: DeliveryMeta) => Promise<void>,
-    private readonly logger: Logger,
-    private readonly metrics: Metrics,
+    protected readonly nats: Nats,
+    private readonly pull: PullConsumerSpec,
+    protected readonly logger: Logger,
+    protected readonly metrics: Metrics,
   ) {
     this.js = jetstream(nats.connection);
   }
 
-  private get maxDeliver(): number {
-    return this.spec.maxDeliver ?? 5;
+  get durable(): string {
+    return this.pull.durable;
   }
 
   async start(): Promise<void> {
@@ -82,25 +112,24 @@ export class DurableConsumer<S extends z.ZodType> {
 
   private async ensure(): Promise<void> {
     const jsm = await jetstreamManager(this.nats.connection);
-    const stream = this.nats.stream(this.spec.stream);
-    const config: Partial<ConsumerConfig> = {
-      durable_name: this.spec.durable,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      filter_subject: this.nats.subject(this.spec.filterSubject),
-      max_deliver: this.maxDeliver,
-      ack_wait: nanos(this.spec.ackWaitMs ?? 30_000),
-      max_ack_pending: 1000,
+    const stream = this.nats.stream(this.pull.stream);
+    const tuning = {
+      max_deliver: this.pull.maxDeliver ?? 5,
+      ack_wait: nanos(this.pull.ackWaitMs ?? 30_000),
+      max_ack_pending: this.pull.maxAckPending ?? 1000,
     };
     try {
-      await jsm.consumers.info(stream, this.spec.durable);
-      await jsm.consumers.update(stream, this.spec.durable, {
-        max_deliver: config.max_deliver,
-        ack_wait: config.ack_wait,
-        max_ack_pending: config.max_ack_pending,
-      });
+      await jsm.consumers.info(stream, this.pull.durable);
+      await jsm.consumers.update(stream, this.pull.durable, tuning);
     } catch (error) {
       if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound) {
+        const config: Partial<ConsumerConfig> = {
+          durable_name: this.pull.durable,
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: DeliverPolicy.All,
+          filter_subject: this.nats.subject(this.pull.filterSubject),
+          ...tuning,
+        };
         await jsm.consumers.add(stream, config);
         return;
       }
@@ -111,17 +140,92 @@ export class DurableConsumer<S extends z.ZodType> {
   private async run(): Promise<void> {
     while (!this.stopped) {
       try {
-        const consumer = await this.js.consumers.get(this.nats.stream(this.spec.stream), this.spec.durable);
-        this.messages = await consumer.consume({ max_messages: this.spec.maxMessages ?? 100 });
-        for await (const msg of this.messages) {
-          await this.handle(msg);
-        }
+        const consumer = await this.js.consumers.get(this.nats.stream(this.pull.stream), this.pull.durable);
+        this.messages = await consumer.consume({
+          max_messages: this.pull.maxMessages ?? 100,
+          ...this.consumeOptions(),
+        });
+        await this.drain(this.messages);
       } catch (error) {
         if (this.stopped) break;
-        this.logger.warn({ err: error, durable: this.spec.durable }, 'consumer loop failed; restarting');
+        this.logger.warn({ err: error, durable: this.pull.durable }, 'consumer loop failed; restarting');
         await new Promise((resolve) => setTimeout(resolve, 1000));
       }
     }
+  }
+
+  /** Handles what the consume loop delivers until it ends. */
+  protected abstract drain(messages: ConsumerMessages): Promise<void>;
+
+  /** Extra options of the consume call (a callback instead of the iterator). */
+  protected consumeOptions(): { callback?: (msg: JsMsg) => void } {
+    return {};
+  }
+
+  /** Publishes `{ reason, code, subject, event, received_at, deliveries }` and terminates the message. */
+  protected async deadLetter(msg: JsMsg, subject: string, code: string, reason: string, event: unknown): Promise<void> {
+    const letter: DeadLetter = {
+      reason,
+      code,
+      subject,
+      event,
+      received_at: new Date().toISOString(),
+      deliveries: msg.info.deliveryCount,
+    };
+    await this.js.publish(this.nats.subject(this.pull.deadLetterSubject), JSON.stringify(letter), {
+      msgID: `${this.pull.durable}:${msg.info.streamSequence}`,
+    });
+    // No reason on the term: NATS 2.9 does not understand `+TERM <reason>` and redelivers the
+    // message; the reason travels in the dead letter instead.
+    msg.term();
+    this.metrics.deadLetters.inc({ subject: this.pull.deadLetterSubject, code });
+    this.metrics.eventsProcessed.inc({ consumer: this.pull.durable, outcome: 'dead_letter' });
+    this.logger.warn({ subject, code, reason }, 'event dead-lettered');
+  }
+
+  private async recordLag(): Promise<void> {
+    try {
+      const consumer = await this.js.consumers.get(this.nats.stream(this.pull.stream), this.pull.durable);
+      const info = await consumer.info(true);
+      this.metrics.consumerPending.set({ consumer: this.pull.durable }, info.num_pending);
+    } catch {
+      // lag is best effort; the next tick tries again
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.lagTimer);
+    await this.messages?.close();
+    await this.loop;
+  }
+}
+
+const tracer = trace.getTracer('@parley/kit/consumer');
+
+/**
+ * A durable pull consumer of one message at a time: acks after the handler's work is
+ * committed, redelivers failures with backoff up to `maxDeliver`, and sends what can
+ * never succeed (bad JSON, schema, a 4xx-class ParleyError, exhausted deliveries) to the
+ * dead-letter subject with the reason, so no message stops the consumer.
+ */
+export class DurableConsumer<S extends z.ZodType> extends PullConsumer {
+  constructor(
+    nats: Nats,
+    private readonly spec: ConsumerSpec<S>,
+    private readonly handler: (event: z.output<S>, meta: DeliveryMeta) => Promise<void>,
+    logger: Logger,
+    metrics: Metrics,
+  ) {
+    super(nats, spec, logger, metrics);
+  }
+
+  private get maxDeliver(): number {
+    return this.spec.maxDeliver ?? 5;
+  }
+
+  protected async drain(messages: ConsumerMessages): Promise<void> {
+    for await (const msg of messages) await this.handle(msg);
   }
 
   private async handle(msg: JsMsg): Promise<void> {
@@ -134,35 +238,28 @@ export class DurableConsumer<S extends z.ZodType> {
       contextFromHeaders(msg.headers),
       async (span) => {
         try {
-          let raw: unknown;
-          try {
-            raw = msg.json();
-          } catch {
-            await this.deadLetter(msg, subject, 'payload is not JSON', msg.string());
-            return;
-          }
-          const parsed = this.spec.schema.safeParse(raw);
-          if (!parsed.success) {
-            const reason = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-            await this.deadLetter(msg, subject, `invalid event: ${reason}`, raw);
+          const decoded = decode(msg, this.spec.schema);
+          if (!decoded.ok) {
+            await this.deadLetter(msg, subject, decoded.code, decoded.reason, decoded.raw);
             return;
           }
           try {
-            await this.handler(parsed.data, {
-              subject,
-              deliveryCount,
-              streamSequence: msg.info.streamSequence,
-              msgId: msg.headers?.get('Nats-Msg-Id') || undefined,
-            });
+            await this.handler(decoded.event, deliveryMeta(msg, subject));
             msg.ack();
             this.metrics.eventsProcessed.inc({ consumer: this.spec.durable, outcome: 'ok' });
           } catch (error) {
             recordError(span, error);
             if (error instanceof ParleyError && !error.retryable && error.status < 500) {
-              await this.deadLetter(msg, subject, `${error.code}: ${error.detail}`, raw);
+              await this.deadLetter(msg, subject, 'REJECTED', `${error.code}: ${error.detail}`, decoded.raw);
             } else if (deliveryCount >= this.maxDeliver) {
               const why = error instanceof Error ? error.message : String(error);
-              await this.deadLetter(msg, subject, `failed after ${deliveryCount} deliveries: ${why}`, raw);
+              await this.deadLetter(
+                msg,
+                subject,
+                'UNDELIVERABLE',
+                `failed after ${deliveryCount} deliveries: ${why}`,
+                decoded.raw,
+              );
             } else {
               const backoff = this.spec.backoffMs ?? [1000, 5000, 15000, 60000];
               msg.nak(backoff[Math.min(deliveryCount - 1, backoff.length - 1)]);
@@ -175,40 +272,6 @@ export class DurableConsumer<S extends z.ZodType> {
         }
       },
     );
-  }
-
-  private async deadLetter(msg: JsMsg, subject: string, reason: string, event: unknown): Promise<void> {
-    const letter: DeadLetter = {
-      reason,
-      subject,
-      event,
-      received_at: new Date().toISOString(),
-      deliveries: msg.info.deliveryCount,
-    };
-    await this.js.publish(this.nats.subject(this.spec.deadLetterSubject), JSON.stringify(letter), {
-      msgID: `${this.spec.durable}:${msg.info.streamSequence}`,
-    });
-    msg.term(reason.slice(0, 200));
-    this.metrics.deadLetters.inc({ subject: this.spec.deadLetterSubject });
-    this.metrics.eventsProcessed.inc({ consumer: this.spec.durable, outcome: 'dead_letter' });
-    this.logger.warn({ subject, reason }, 'event dead-lettered');
-  }
-
-  private async recordLag(): Promise<void> {
-    try {
-      const consumer = await this.js.consumers.get(this.nats.stream(this.spec.stream), this.spec.durable);
-      const info = await consumer.info(true);
-      this.metrics.consumerPending.set({ consumer: this.spec.durable }, info.num_pending);
-    } catch {
-      // lag is best effort; the next tick tries again
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.lagTimer);
-    await this.messages?.close();
-    await this.loop;
   }
 }
 

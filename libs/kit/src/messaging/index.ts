@@ -4,3 +4,5 @@ export * from './trace';
 export * from './jetstream';
 export * from './outbox';
 export * from './consumer';
+export * from './batch-consumer';
+export * from './failures';

@@ -1,4 +1,5 @@
 import {
+  DiscardPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
   RetentionPolicy,
@@ -19,6 +20,10 @@ export interface StreamSpec {
   maxAgeMs: number;
   duplicateWindowMs: number;
   replicas?: number;
+  /** Total size bound; when reached, new publishes are refused (never old messages dropped). -1: none. */
+  maxBytes?: number;
+  /** Largest message accepted. -1: the server's max payload. */
+  maxMsgSize?: number;
 }
 
 /** The streams every service may publish to; names and subjects get the deployment's prefix. */
@@ -46,6 +51,9 @@ export async function ensureStream(nats: Nats, spec: StreamSpec, jsm?: JetStream
     storage: StorageType.File,
     max_age: nanos(spec.maxAgeMs),
     duplicate_window: nanos(spec.duplicateWindowMs),
+    max_bytes: spec.maxBytes ?? -1,
+    max_msg_size: spec.maxMsgSize ?? -1,
+    discard: DiscardPolicy.New,
     num_replicas: spec.replicas ?? Number(process.env.JETSTREAM_REPLICAS ?? 1),
   };
   try {
@@ -54,7 +62,10 @@ export async function ensureStream(nats: Nats, spec: StreamSpec, jsm?: JetStream
     const same =
       JSON.stringify([...current.subjects].sort()) === JSON.stringify([...(config.subjects ?? [])].sort()) &&
       current.max_age === config.max_age &&
-      current.duplicate_window === config.duplicate_window;
+      current.duplicate_window === config.duplicate_window &&
+      current.max_bytes === config.max_bytes &&
+      current.max_msg_size === config.max_msg_size &&
+      current.discard === config.discard;
     if (!same) await manager.streams.update(config.name, { ...current, ...config });
   } catch (error) {
     if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) {

@@ -13,10 +13,12 @@ export class Metrics {
   readonly natsClientRequests: Counter<'subject' | 'outcome'>;
   readonly eventsProcessed: Counter<'consumer' | 'outcome'>;
   readonly redeliveries: Counter<'consumer'>;
-  readonly deadLetters: Counter<'subject'>;
+  readonly deadLetters: Counter<'subject' | 'code'>;
   readonly outboxPublished: Counter;
   readonly outboxBacklog: Gauge;
   readonly consumerPending: Gauge<'consumer'>;
+  readonly consumerBatchSize: Histogram<'consumer'>;
+  readonly consumerBatchDuration: Histogram<'consumer'>;
   /** Counts the outbox rows not yet relayed, read when Prometheus scrapes. */
   outboxBacklogSource: (() => Promise<number>) | undefined;
 
@@ -70,8 +72,8 @@ export class Metrics {
     });
     this.deadLetters = new Counter({
       name: 'parley_dead_letters_total',
-      help: 'Messages sent to a dead-letter subject',
-      labelNames: ['subject'],
+      help: 'Messages sent to a dead-letter subject, by the reason code',
+      labelNames: ['subject', 'code'],
       registers,
     });
     this.outboxPublished = new Counter({
@@ -92,6 +94,20 @@ export class Metrics {
       name: 'parley_consumer_pending',
       help: 'JetStream messages not yet delivered to a durable consumer (lag)',
       labelNames: ['consumer'],
+      registers,
+    });
+    this.consumerBatchSize = new Histogram({
+      name: 'parley_consumer_batch_size',
+      help: 'Messages handled together by a batch consumer',
+      labelNames: ['consumer'],
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
+      registers,
+    });
+    this.consumerBatchDuration = new Histogram({
+      name: 'parley_consumer_batch_duration_seconds',
+      help: 'Time to handle one batch, from delivery to ack',
+      labelNames: ['consumer'],
+      buckets: LATENCY_BUCKETS,
       registers,
     });
   }

@@ -1,0 +1,248 @@
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import { ROOT_CONTEXT, SpanKind, trace, type Link } from '@opentelemetry/api';
+import type { z } from 'zod';
+import type { Logger } from '../observability/logger';
+import type { Metrics } from '../observability/metrics';
+import { PullConsumer, decode, deliveryMeta, type DeliveryMeta, type PullConsumerSpec } from './consumer';
+import { isConflictError, isInfrastructureError, isInputError } from './failures';
+import type { Nats } from './nats';
+import { recordError } from './rpc';
+import { contextFromHeaders } from './trace';
+
+export interface BatchItem<T> {
+  event: T;
+  raw: unknown;
+  meta: DeliveryMeta;
+}
+
+/** What became of one event of a batch: done (acked), or refused for good (dead-lettered). */
+export type BatchVerdict = { ok: true } | { ok: false; code: string; reason: string };
+
+export interface BatchConsumerSpec<S extends z.ZodType> extends PullConsumerSpec {
+  schema: S;
+  /** Most events handed to the handler at once. */
+  maxBatch?: number;
+  /** Deliveries after which an event that still fails on its own is dead-lettered. */
+  poisonDeliveries?: number;
+  /** Delay before each redelivery of an event that failed on its own; the last one repeats. */
+  backoffMs?: number[];
+  /** Checks a schema cannot make (the subject, the clock): a refusal is dead-lettered at once. */
+  check?: (event: z.output<S>, meta: DeliveryMeta) => { code: string; reason: string } | undefined;
+}
+
+const tracer = trace.getTracer('@parley/kit/batch-consumer');
+const CONFLICT_RETRIES = 5;
+const PAUSE_MS = [500, 1000, 2000, 5000, 10_000, 30_000];
+
+/**
+ * A durable pull consumer that hands events to its handler in batches (as many as have
+ * arrived, up to `maxBatch`) so the handler can write them in a few statements. Acks follow
+ * the handler's commit. What never succeeds is dead-lettered with its reason:
+ * - bad JSON, a schema or `check` failure: at once;
+ * - a batch that fails is retried event by event, so one poison event cannot sink the others;
+ *   an event refused as bad input on its own is dead-lettered, any other lone failure is
+ *   redelivered with backoff up to `poisonDeliveries`;
+ * - while a dependency is away (Postgres down, an upstream service unanswering) the batch is
+ *   held and retried in place, its ack deadline extended, without spending deliveries.
+ */
+export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
+  private readonly buffer: JsMsg[] = [];
+  private wake: (() => void) | undefined;
+
+  constructor(
+    nats: Nats,
+    private readonly spec: BatchConsumerSpec<S>,
+    private readonly handler: (items: BatchItem<z.output<S>>[]) => Promise<BatchVerdict[]>,
+    logger: Logger,
+    metrics: Metrics,
+  ) {
+    super(
+      nats,
+      { maxDeliver: -1, ...spec, maxMessages: spec.maxMessages ?? (spec.maxBatch ?? 500) * 2 },
+      logger,
+      metrics,
+    );
+  }
+
+  private get maxBatch(): number {
+    return this.spec.maxBatch ?? 500;
+  }
+
+  /**
+   * Deliveries land in a buffer (callback mode) and one worker takes up to `maxBatch` of them
+   * at a time. The server's `max_ack_pending` bounds the buffer. (The iterator's pending count
+   * cannot tell "nothing more buffered": it counts its own pull requests as in flight.)
+   */
+  protected override consumeOptions() {
+    return {
+      callback: (msg: JsMsg) => {
+        this.buffer.push(msg);
+        this.wake?.();
+      },
+    };
+  }
+
+  protected async drain(messages: ConsumerMessages): Promise<void> {
+    const closed = messages.closed().then(() => 'closed' as const);
+    for (;;) {
+      if (this.buffer.length === 0) {
+        const arrived = new Promise<'arrived'>((resolve) => {
+          this.wake = () => resolve('arrived');
+        });
+        const woke = await Promise.race([arrived, closed]);
+        this.wake = undefined;
+        if (woke === 'closed' && this.buffer.length === 0) break;
+      }
+      await this.process(this.buffer.splice(0, this.maxBatch));
+    }
+  }
+
+  private async process(msgs: JsMsg[]): Promise<void> {
+    const started = process.hrtime.bigint();
+    const contexts = msgs.map((m) => contextFromHeaders(m.headers));
+    const traced = contexts.map((c) => trace.getSpanContext(c)).filter((c) => c !== undefined);
+    // A batch continues the trace of its first traced event and links every other one.
+    const parent = contexts.find((c) => trace.getSpanContext(c)) ?? ROOT_CONTEXT;
+    const links: Link[] = traced.slice(1).map((context) => ({ context }));
+    await tracer.startActiveSpan(
+      `${this.spec.filterSubject} process`,
+      {
+        kind: SpanKind.CONSUMER,
+        links,
+        attributes: {
+          'messaging.system': 'nats',
+          'messaging.destination.name': this.spec.filterSubject,
+          'messaging.batch.message_count': msgs.length,
+        },
+      },
+      parent,
+      async (span) => {
+        try {
+          const items: { msg: JsMsg; item: BatchItem<z.output<S>> }[] = [];
+          for (const msg of msgs) {
+            const meta = deliveryMeta(msg, this.nats.unprefixed(msg.subject));
+            if (meta.deliveryCount > 1) this.metrics.redeliveries.inc({ consumer: this.durable });
+            const decoded = decode(msg, this.spec.schema);
+            if (!decoded.ok) {
+              await this.deadLetter(msg, meta.subject, decoded.code, decoded.reason, decoded.raw);
+              continue;
+            }
+            const refused = this.spec.check?.(decoded.event, meta);
+            if (refused) {
+              await this.deadLetter(msg, meta.subject, refused.code, refused.reason, decoded.raw);
+              continue;
+            }
+            items.push({ msg, item: { event: decoded.event, raw: decoded.raw, meta } });
+          }
+          // Events delivered several times already may be what sank earlier batches: alone, they sink nothing.
+          const suspects = items.filter((i) => i.item.meta.deliveryCount > 2);
+          const rest = items.filter((i) => i.item.meta.deliveryCount <= 2);
+          if (rest.length > 0) await this.settle(rest);
+          for (const one of suspects) await this.settle([one]);
+        } catch (error) {
+          recordError(span, error);
+          throw error;
+        } finally {
+          span.end();
+          if (this.logger.isLevelEnabled('debug')) {
+            const ms = Number(process.hrtime.bigint() - started) / 1e6;
+            this.logger.debug({ consumer: this.durable, size: msgs.length, ms }, 'batch handled');
+          }
+          this.metrics.consumerBatchSize.observe({ consumer: this.durable }, msgs.length);
+          this.metrics.consumerBatchDuration.observe(
+            { consumer: this.durable },
+            Number(process.hrtime.bigint() - started) / 1e9,
+          );
+        }
+      },
+    );
+  }
+
+  /** Runs the handler on a batch and acts on its verdicts; a failing batch is split up. */
+  private async settle(batch: { msg: JsMsg; item: BatchItem<z.output<S>> }[]): Promise<void> {
+    let verdicts: BatchVerdict[] | undefined;
+    try {
+      verdicts = await this.attempt(batch);
+    } catch (error) {
+      if (this.stopped) {
+        for (const { msg } of batch) msg.nak();
+        return;
+      }
+      if (batch.length > 1) {
+        this.logger.warn({ err: error, size: batch.length }, 'batch failed; retrying its events one by one');
+        for (const one of batch) await this.settle([one]);
+        return;
+      }
+      await this.failAlone(batch[0], error);
+      return;
+    }
+    if (!verdicts) {
+      for (const { msg } of batch) msg.nak();
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const { msg, item } = batch[i];
+      const verdict = verdicts[i] ?? { ok: false, code: 'POISON', reason: 'the handler gave no verdict' };
+      if (verdict.ok) {
+        msg.ack();
+        this.metrics.eventsProcessed.inc({ consumer: this.durable, outcome: 'ok' });
+      } else {
+        await this.deadLetter(msg, item.meta.subject, verdict.code, verdict.reason, item.raw);
+      }
+    }
+  }
+
+  /**
+   * The handler's verdicts; undefined when the consumer stopped while waiting for a
+   * dependency. Lost races are retried at once; an absent dependency is waited for.
+   */
+  private async attempt(batch: { msg: JsMsg; item: BatchItem<z.output<S>> }[]): Promise<BatchVerdict[] | undefined> {
+    let conflicts = 0;
+    let pauses = 0;
+    for (;;) {
+      try {
+        return await this.handler(batch.map((b) => b.item));
+      } catch (error) {
+        if (isConflictError(error) && conflicts < CONFLICT_RETRIES) {
+          conflicts += 1;
+          continue;
+        }
+        if (!isInfrastructureError(error)) throw error;
+        const wait = PAUSE_MS[Math.min(pauses, PAUSE_MS.length - 1)];
+        pauses += 1;
+        this.metrics.eventsProcessed.inc({ consumer: this.durable, outcome: 'paused' }, batch.length);
+        this.logger.warn(
+          { err: error instanceof Error ? error.message : String(error), waitMs: wait, size: batch.length },
+          'a dependency is unavailable; holding the batch',
+        );
+        for (const { msg } of batch) msg.working();
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        if (this.stopped) return undefined;
+      }
+    }
+  }
+
+  private async failAlone(one: { msg: JsMsg; item: BatchItem<z.output<S>> }, error: unknown): Promise<void> {
+    const { msg, item } = one;
+    const why = error instanceof Error ? error.message : String(error);
+    if (isInputError(error)) {
+      await this.deadLetter(msg, item.meta.subject, 'POISON', `refused on its own: ${why}`, item.raw);
+      return;
+    }
+    const deliveries = item.meta.deliveryCount;
+    if (deliveries >= (this.spec.poisonDeliveries ?? 5)) {
+      await this.deadLetter(
+        msg,
+        item.meta.subject,
+        'UNDELIVERABLE',
+        `failed after ${deliveries} deliveries: ${why}`,
+        item.raw,
+      );
+      return;
+    }
+    const backoff = this.spec.backoffMs ?? [1000, 5000, 15000, 60000];
+    msg.nak(backoff[Math.min(deliveries - 1, backoff.length - 1)]);
+    this.metrics.eventsProcessed.inc({ consumer: this.durable, outcome: 'retry' });
+    this.logger.warn({ err: error, subject: item.meta.subject, deliveries }, 'event failed on its own; will redeliver');
+  }
+}

@@ -1,0 +1,43 @@
+import { ParleyError } from '@parley/contracts';
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+const NETWORK_MESSAGES = [
+  'Connection terminated',
+  'timeout exceeded when trying to connect',
+  'Client has encountered a connection error',
+  'Connection closed',
+];
+
+function codeOf(error: unknown): string | undefined {
+  for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
+ * A dependency is away (Postgres, an upstream service): the work is sound and will succeed
+ * later, so a consumer waits and tries the same work again rather than spending deliveries.
+ */
+export function isInfrastructureError(error: unknown): boolean {
+  if (error instanceof ParleyError) return error.code === 'UPSTREAM_UNAVAILABLE' || error.code === 'UPSTREAM_TIMEOUT';
+  const code = codeOf(error);
+  if (code && (NETWORK_CODES.has(code) || /^(08|53|57P0[123]|58)/.test(code))) return true;
+  const message = error instanceof Error ? error.message : String(error);
+  return NETWORK_MESSAGES.some((m) => message.includes(m));
+}
+
+/** Serialization failure or deadlock: the transaction lost a race and may simply run again. */
+export function isConflictError(error: unknown): boolean {
+  const code = codeOf(error);
+  return code === '40001' || code === '40P01';
+}
+
+/** The input itself is refused (bad data, a violated constraint, a 4xx answer): retrying cannot help. */
+export function isInputError(error: unknown): boolean {
+  if (error instanceof ParleyError) return !error.retryable && error.status < 500;
+  const code = codeOf(error);
+  return code !== undefined && /^(22|23)/.test(code);
+}

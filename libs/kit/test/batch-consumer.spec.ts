@@ -1,0 +1,143 @@
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { z } from 'zod';
+import type { DeadLetter } from '@parley/contracts';
+import { BatchConsumer, Metrics, Nats, createLogger, ensureStream, type BatchVerdict } from '../src';
+import { NATS_URL, cleanupRun, runId } from '../../../test/support/stack';
+
+const logger = createLogger('kit-batch-test', 'silent');
+const id = runId('kbc');
+const Event = z.object({ n: z.number().int(), note: z.string() });
+
+async function eventually<T>(probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const fail = (message: string, code?: string) => Object.assign(new Error(message), code ? { code } : {});
+
+describe(BatchConsumer.name, () => {
+  let nats: Nats;
+  let metrics: Metrics;
+  let consumer: BatchConsumer<typeof Event>;
+  const done = new Map<number, number>();
+  const batchSizes: number[] = [];
+  let infraFailures = 0;
+
+  beforeAll(async () => {
+    nats = await Nats.connect({ url: NATS_URL, prefix: id, name: 'kit-batch-test', logger });
+    metrics = new Metrics('kit-batch-test');
+    await ensureStream(nats, {
+      name: 'BATCH',
+      subjects: ['kit.batch.>'],
+      maxAgeMs: 3_600_000,
+      duplicateWindowMs: 60_000,
+    });
+    await ensureStream(nats, { name: 'DLQ', subjects: ['dlq.kit'], maxAgeMs: 3_600_000, duplicateWindowMs: 60_000 });
+    consumer = new BatchConsumer(
+      nats,
+      {
+        stream: 'BATCH',
+        durable: 'kit-batch',
+        filterSubject: 'kit.batch.>',
+        deadLetterSubject: 'dlq.kit',
+        schema: Event,
+        maxBatch: 50,
+        ackWaitMs: 1000,
+        poisonDeliveries: 3,
+        backoffMs: [100],
+        check: (event) => (event.note === 'unchecked' ? { code: 'CHECKED', reason: 'fails the check' } : undefined),
+      },
+      async (items) => {
+        batchSizes.push(items.length);
+        const notes = items.map((i) => i.event.note);
+        if (notes.includes('poison')) throw fail('invalid input syntax for type uuid', '22P02');
+        if (notes.includes('always')) throw new Error('a bug that never goes away');
+        if (notes.includes('away') && infraFailures < 2) {
+          infraFailures += 1;
+          throw fail('connect ECONNREFUSED 127.0.0.1:5432', 'ECONNREFUSED');
+        }
+        return items.map((item): BatchVerdict => {
+          if (item.event.note === 'refuse') return { ok: false, code: 'REFUSED', reason: 'the handler refuses it' };
+          done.set(item.event.n, (done.get(item.event.n) ?? 0) + item.meta.deliveryCount * 1000 + 1);
+          return { ok: true };
+        });
+      },
+      logger,
+      metrics,
+    );
+    await consumer.start();
+  });
+
+  afterAll(async () => {
+    await consumer.stop();
+    await nats.close();
+    await cleanupRun(id);
+  });
+
+  const letters = async (atLeast: number): Promise<DeadLetter[]> => {
+    const jsm = await jetstreamManager(nats.connection);
+    return eventually(async () => {
+      const info = await jsm.streams.info(nats.stream('DLQ'));
+      if (info.state.messages < atLeast) return undefined;
+      const out: DeadLetter[] = [];
+      for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+        const msg = await jsm.streams.getMessage(nats.stream('DLQ'), { seq });
+        if (msg) out.push(msg.json<DeadLetter>());
+      }
+      return out;
+    });
+  };
+
+  it('handles events in batches, isolates a poison event, and dead-letters each refusal once', async () => {
+    const js = jetstream(nats.connection);
+    const subject = nats.subject('kit.batch.a');
+    const publishes: Promise<unknown>[] = [];
+    for (let n = 1; n <= 120; n++) {
+      const note = n === 60 ? 'poison' : n === 61 ? 'refuse' : n === 62 ? 'always' : n === 63 ? 'unchecked' : 'ok';
+      publishes.push(js.publish(subject, JSON.stringify({ n, note })));
+    }
+    publishes.push(js.publish(subject, '{not json'), js.publish(subject, JSON.stringify({ n: 'x', note: 'bad' })));
+    await Promise.all(publishes);
+
+    await eventually(() => (done.size === 116 ? true : undefined));
+    const dead = await letters(6);
+    // Wait past two ack deadlines: nothing dead-lettered comes back, nothing done is redone.
+    await new Promise((r) => setTimeout(r, 2500));
+
+    expect(done.size).toBe(116);
+    for (const [n, tally] of done) {
+      // Done once, on its first delivery (the poison's batch mates were retried in place, not redelivered).
+      expect([n, tally]).toEqual([n, 1001]);
+    }
+    expect(Math.max(...batchSizes)).toBeGreaterThan(1);
+    const byCode = new Map(dead.map((l) => [l.code, l]));
+    expect([...byCode.keys()].sort()).toEqual(
+      ['CHECKED', 'INVALID_EVENT', 'NOT_JSON', 'POISON', 'REFUSED', 'UNDELIVERABLE'].sort(),
+    );
+    expect(dead).toHaveLength(6);
+    expect(byCode.get('POISON')).toMatchObject({ event: { n: 60, note: 'poison' }, subject: 'kit.batch.a' });
+    expect(byCode.get('POISON')?.reason).toMatch(/invalid input syntax/);
+    expect(byCode.get('UNDELIVERABLE')).toMatchObject({ event: { n: 62, note: 'always' }, deliveries: 3 });
+    expect(byCode.get('REFUSED')?.reason).toBe('the handler refuses it');
+    const info = await jetstreamManager(nats.connection).then((jsm) =>
+      jsm.consumers.info(nats.stream('BATCH'), 'kit-batch'),
+    );
+    expect(info.num_ack_pending).toBe(0);
+    expect(info.num_pending).toBe(0);
+  });
+
+  it('holds a batch while a dependency is away, without spending deliveries', async () => {
+    const js = jetstream(nats.connection);
+    await js.publish(nats.subject('kit.batch.b'), JSON.stringify({ n: 500, note: 'away' }));
+    await eventually(() => done.get(500));
+    expect(infraFailures).toBe(2);
+    expect(done.get(500)).toBe(1001);
+    const text = await metrics.registry.getSingleMetricAsString('parley_events_processed_total');
+    expect(text).toMatch(/consumer="kit-batch",outcome="paused"[^}]*\} 2/);
+  });
+});
