@@ -1,8 +1,22 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { KitModule } from '@parley/kit';
-import type { UsageConfig } from './config';
+import { BotDirectory } from './access/bot-directory';
+import { UsageAccess } from './access/usage-access';
+import { ActivityIngest } from './activity/activity-ingest.service';
+import { ActivityQueries } from './activity/activity-queries.service';
+import { BudgetWatch } from './budgets/budget-watch';
+import { BudgetsService } from './budgets/budgets.service';
+import { QuotaCounters } from './budgets/quota-counters';
+import { USAGE_CONFIG, type UsageConfig } from './config';
 import { database } from './database';
+import { UsageIngest } from './ingestion/usage-ingest.service';
+import { UsageMetrics } from './ingestion/usage-metrics';
+import { UsageStreamConsumers } from './ingestion/usage-stream';
+import { PricesService } from './prices/prices.service';
+import { Repricer } from './prices/repricer';
 import { UsageHandler } from './records/usage.handler';
+import { UsageLedger } from './records/usage-ledger';
+import { UsageQueries } from './records/usage-queries.service';
 
 @Module({})
 export class AppModule {
@@ -10,7 +24,24 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [KitModule.forRoot({ service: 'usage', config, database })],
-      providers: [UsageHandler],
+      providers: [
+        { provide: USAGE_CONFIG, useValue: config },
+        UsageMetrics,
+        BotDirectory,
+        UsageAccess,
+        UsageLedger,
+        BudgetWatch,
+        QuotaCounters,
+        UsageIngest,
+        ActivityIngest,
+        UsageStreamConsumers,
+        UsageQueries,
+        ActivityQueries,
+        Repricer,
+        PricesService,
+        BudgetsService,
+        UsageHandler,
+      ],
     };
   }
 }

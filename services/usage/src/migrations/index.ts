@@ -1,5 +1,9 @@
 import type { MigrationEntry } from '@parley/kit';
 import { Migration20261124010338 } from './Migration20261124010338';
+import { Migration20261124082546 } from './Migration20261124082546';
 
 /** Every migration of this service, oldest first. `migration:create` writes new ones beside this file. */
-export const migrations: MigrationEntry[] = [{ name: 'Migration20261124010338', class: Migration20261124010338 }];
+export const migrations: MigrationEntry[] = [
+  { name: 'Migration20261124010338', class: Migration20261124010338 },
+  { name: 'Migration20261124082546', class: Migration20261124082546 },
+];

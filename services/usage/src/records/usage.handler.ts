@@ -1,31 +1,67 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { MikroORM } from '@mikro-orm/postgresql';
 import type { z } from 'zod';
-import { UsageRpc } from '@parley/contracts';
+import { QuotaCheckRpc, UsageRpc } from '@parley/contracts';
 import { RpcHandler } from '@parley/kit';
+import { ActivityQueries } from '../activity/activity-queries.service';
+import { BudgetsService } from '../budgets/budgets.service';
+import { PricesService } from '../prices/prices.service';
+import { UsageQueries } from './usage-queries.service';
 
+type Req<K extends keyof typeof UsageRpc> = z.output<(typeof UsageRpc)[K]['request']>;
+
+/** The NATS edge of the usage service. */
 @Injectable()
 export class UsageHandler {
-  constructor(@Inject(MikroORM) private readonly orm: MikroORM) {}
+  constructor(
+    @Inject(UsageQueries) private readonly queries: UsageQueries,
+    @Inject(ActivityQueries) private readonly activity: ActivityQueries,
+    @Inject(PricesService) private readonly prices: PricesService,
+    @Inject(BudgetsService) private readonly budgets: BudgetsService,
+  ) {}
 
   @RpcHandler(UsageRpc.sessionTotals)
-  async sessionTotals(req: z.output<typeof UsageRpc.sessionTotals.request>) {
-    const [row] = await this.orm.em
-      .fork()
-      .execute<
-        { requests: string; input_tokens: string; output_tokens: string; total_tokens: string; cost: string | null }[]
-      >(
-        `select count(*) as requests, coalesce(sum(input_tokens), 0) as input_tokens, coalesce(sum(output_tokens), 0) as output_tokens,
-              coalesce(sum(total_tokens), 0) as total_tokens, sum(cost)::text as cost
-       from usage_records where session_id = ?`,
-        [req.session_id],
-      );
-    return {
-      requests: Number(row?.requests ?? 0),
-      input_tokens: Number(row?.input_tokens ?? 0),
-      output_tokens: Number(row?.output_tokens ?? 0),
-      total_tokens: Number(row?.total_tokens ?? 0),
-      cost: row?.cost ?? null,
-    };
+  sessionTotals(req: Req<'sessionTotals'>) {
+    return this.queries.sessionTotals(req.session_id);
+  }
+
+  @RpcHandler(UsageRpc.summary)
+  summary(req: Req<'summary'>) {
+    return this.queries.summary(req.actor, req);
+  }
+
+  @RpcHandler(UsageRpc.records)
+  records(req: Req<'records'>) {
+    return this.queries.records(req.actor, req);
+  }
+
+  @RpcHandler(UsageRpc.activity)
+  listActivity(req: Req<'activity'>) {
+    return this.activity.list(req.actor, req);
+  }
+
+  @RpcHandler(UsageRpc.putPrices)
+  putPrices(req: Req<'putPrices'>) {
+    return this.prices.put(req.actor, req.prices);
+  }
+
+  @RpcHandler(UsageRpc.listPrices)
+  listPrices(req: Req<'listPrices'>) {
+    return this.prices.list(req);
+  }
+
+  @RpcHandler(UsageRpc.putBudget)
+  putBudget(req: Req<'putBudget'>) {
+    const { actor, bot_id, ...body } = req;
+    return this.budgets.put(actor, bot_id, body);
+  }
+
+  @RpcHandler(UsageRpc.quota)
+  quota(req: Req<'quota'>) {
+    return this.budgets.quotaFor(req.actor, req.bot_id);
+  }
+
+  @RpcHandler(QuotaCheckRpc)
+  quotaCheck(req: z.output<typeof QuotaCheckRpc.request>) {
+    return this.budgets.quotaCheck(req.bot_id);
   }
 }

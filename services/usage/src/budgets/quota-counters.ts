@@ -1,0 +1,144 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { MikroORM } from '@mikro-orm/postgresql';
+import type { Redis } from 'ioredis';
+import type { BudgetPeriod } from '@parley/contracts';
+import { KIT_OPTIONS, LOGGER, REDIS, type KitOptions, type Logger } from '@parley/kit';
+import { USAGE_CONFIG, type UsageConfig } from '../config';
+import { toUnits } from '../prices/decimal';
+import type { DailyDelta } from '../records/rollup';
+import { dayOf } from './periods';
+
+export interface PeriodUsage {
+  tokens: number;
+  /** Cost per currency, in units of 10^-12. */
+  costUnits: Map<string, bigint>;
+}
+
+/** HINCRBY every field pair on a key, only if the key exists (a missing key is rebuilt from Postgres). */
+const INCREMENT_IF_PRESENT = `
+if redis.call('exists', KEYS[1]) == 1 then
+  for i = 1, #ARGV, 2 do redis.call('hincrby', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 0`;
+/** Sets the fields and TTL if the key is absent; answers the key's fields either way. */
+const SET_IF_ABSENT = `
+if redis.call('exists', KEYS[1]) == 0 then
+  redis.call('hset', KEYS[1], unpack(ARGV, 2))
+  redis.call('expire', KEYS[1], ARGV[1])
+end
+return redis.call('hgetall', KEYS[1])`;
+
+type CountingRedis = Redis & {
+  usageIncrement(key: string, ...args: string[]): Promise<number>;
+  usageRebuild(key: string, ttl: string, ...fields: string[]): Promise<string[]>;
+};
+
+/**
+ * Each bot's usage in its current day and month, as Redis counters: bumped by the consumer
+ * after every commit, rebuilt from the daily counters in Postgres whenever Redis has lost
+ * them (or they expired: they live `USAGE_QUOTA_CACHE_SECONDS`, which bounds any drift from a
+ * crash between commit and bump). Redis away: answers come from Postgres.
+ */
+@Injectable()
+export class QuotaCounters {
+  private readonly redis: CountingRedis;
+  private readonly head: string;
+
+  constructor(
+    @Inject(REDIS) redis: Redis,
+    @Inject(MikroORM) private readonly orm: MikroORM,
+    @Inject(USAGE_CONFIG) private readonly config: UsageConfig,
+    @Inject(KIT_OPTIONS) options: KitOptions,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {
+    redis.defineCommand('usageIncrement', { numberOfKeys: 1, lua: INCREMENT_IF_PRESENT });
+    redis.defineCommand('usageRebuild', { numberOfKeys: 1, lua: SET_IF_ABSENT });
+    this.redis = redis as CountingRedis;
+    this.head = `parley:${options.config.NATS_SUBJECT_PREFIX}:usage:quota`;
+  }
+
+  key(botId: string, period: BudgetPeriod, start: Date): string {
+    return `${this.head}:${botId}:${period}:${period === 'day' ? dayOf(start) : dayOf(start).slice(0, 7)}`;
+  }
+
+  /** Adds committed deltas to the counters that exist. */
+  async add(deltas: DailyDelta[]): Promise<void> {
+    const perKey = new Map<string, Map<string, bigint>>();
+    const bump = (key: string, field: string, by: bigint) => {
+      if (by === 0n) return;
+      const fields = perKey.get(key) ?? new Map<string, bigint>();
+      fields.set(field, (fields.get(field) ?? 0n) + by);
+      perKey.set(key, fields);
+    };
+    for (const d of deltas) {
+      const day = new Date(`${d.day}T00:00:00Z`);
+      for (const key of [this.key(d.botId, 'day', day), this.key(d.botId, 'month', day)]) {
+        bump(key, 'tokens', BigInt(d.totalTokens));
+        if (d.currency) bump(key, `cost:${d.currency}`, d.costUnits);
+      }
+    }
+    if (perKey.size === 0) return;
+    try {
+      const pipeline = this.redis.pipeline() as unknown as {
+        usageIncrement(key: string, ...args: string[]): unknown;
+        exec(): Promise<[Error | null, unknown][] | null>;
+      };
+      for (const [key, fields] of perKey) {
+        pipeline.usageIncrement(key, ...[...fields].flatMap(([f, v]) => [f, v.toString()]));
+      }
+      const results = await pipeline.exec();
+      const failed = [...perKey.keys()].filter((_, i) => results?.[i]?.[0]);
+      // A counter that cannot take the increment (beyond 64 bits) is dropped and rebuilt.
+      if (failed.length > 0) await this.redis.del(...failed);
+    } catch (error) {
+      this.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'quota counters not updated');
+    }
+  }
+
+  /** Usage of the bot in the period starting at `start`: from Redis, or rebuilt there from Postgres. */
+  async read(botId: string, period: BudgetPeriod, start: Date, end: Date): Promise<PeriodUsage> {
+    const key = this.key(botId, period, start);
+    try {
+      const cached = await this.redis.hgetall(key);
+      if (cached.tokens !== undefined) return parse(cached);
+    } catch {
+      return this.fromPostgres(botId, start, end);
+    }
+    const usage = await this.fromPostgres(botId, start, end);
+    const fields = [
+      'tokens',
+      String(usage.tokens),
+      ...[...usage.costUnits].flatMap(([c, u]) => [`cost:${c}`, u.toString()]),
+    ];
+    try {
+      const stored = await this.redis.usageRebuild(key, String(this.config.USAGE_QUOTA_CACHE_SECONDS), ...fields);
+      const record: Record<string, string> = {};
+      for (let i = 0; i + 1 < stored.length; i += 2) record[stored[i]] = stored[i + 1];
+      return parse(record);
+    } catch {
+      return usage;
+    }
+  }
+
+  private async fromPostgres(botId: string, start: Date, end: Date): Promise<PeriodUsage> {
+    const rows = await this.orm.em.fork().execute<{ currency: string; tokens: string; cost: string }[]>(
+      `select currency, sum(total_tokens)::text as tokens, trim_scale(sum(cost))::text as cost
+       from usage_daily where bot_id = ? and day >= ?::date and day < ?::date group by currency`,
+      [botId, dayOf(start), dayOf(end)],
+    );
+    const usage: PeriodUsage = { tokens: 0, costUnits: new Map() };
+    for (const row of rows) {
+      usage.tokens += Number(row.tokens);
+      if (row.currency) usage.costUnits.set(row.currency, toUnits(row.cost));
+    }
+    return usage;
+  }
+}
+
+function parse(fields: Record<string, string>): PeriodUsage {
+  const usage: PeriodUsage = { tokens: Number(fields.tokens ?? 0), costUnits: new Map() };
+  for (const [field, value] of Object.entries(fields)) {
+    if (field.startsWith('cost:')) usage.costUnits.set(field.slice(5), BigInt(value));
+  }
+  return usage;
+}

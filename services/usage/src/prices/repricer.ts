@@ -1,0 +1,147 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { MikroORM } from '@mikro-orm/postgresql';
+import { ROOT_CONTEXT, context } from '@opentelemetry/api';
+import { LOGGER, OutboxRelay, isConflictError, type Logger } from '@parley/kit';
+import { BudgetWatch } from '../budgets/budget-watch';
+import { QuotaCounters } from '../budgets/quota-counters';
+import { priced, samePricing } from '../records/record-state';
+import type { DailyDelta } from '../records/rollup';
+import { RECORD_COLUMNS_SQL, UsageLedger, stateOf } from '../records/usage-ledger';
+import { RepriceJobEntity } from './price.entity';
+
+const CHUNK = 500;
+const POLL_MS = 30_000;
+
+/**
+ * Works through re-pricing jobs: each step locks the next chunk of a job's records (in
+ * `started_at` order), prices them with the versions now in force, writes what changed with
+ * its rollup deltas, and records how far it got, all in one transaction. Jobs live in
+ * Postgres, so one interrupted by a crash is resumed by any instance; `skip locked` keeps
+ * two instances off the same job.
+ */
+@Injectable()
+export class Repricer implements OnApplicationBootstrap, OnModuleDestroy {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+
+  constructor(
+    @Inject(MikroORM) private readonly orm: MikroORM,
+    @Inject(UsageLedger) private readonly ledger: UsageLedger,
+    @Inject(BudgetWatch) private readonly budgets: BudgetWatch,
+    @Inject(QuotaCounters) private readonly counters: QuotaCounters,
+    @Inject(OutboxRelay) private readonly outbox: OutboxRelay,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.schedule(0);
+  }
+
+  /** Asks for a pass now (after prices were stored). */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) this.again = true;
+    else this.schedule(0);
+  }
+
+  private schedule(delay: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = context.with(ROOT_CONTEXT, () =>
+      setTimeout(() => {
+        this.running = this.pass().finally(() => {
+          this.running = undefined;
+          const more = this.again;
+          this.again = false;
+          this.schedule(more ? 0 : POLL_MS);
+        });
+      }, delay),
+    );
+  }
+
+  private async pass(): Promise<void> {
+    try {
+      while (!this.stopped && (await this.stepWithRetry())) {
+        // one chunk per transaction, until no job is left
+      }
+    } catch (error) {
+      this.logger.warn(
+        { err: error instanceof Error ? error.message : String(error) },
+        're-pricing failed; will retry',
+      );
+    }
+  }
+
+  private async stepWithRetry(): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.step();
+      } catch (error) {
+        if (!isConflictError(error) || attempt >= 5) throw error;
+      }
+    }
+  }
+
+  /** One chunk of one job; false when there is no job left. */
+  async step(): Promise<boolean> {
+    const now = new Date();
+    const done = await this.orm.em.fork().transactional(async (tx) => {
+      const [job] = await tx.execute<Record<string, unknown>[]>(
+        'select * from usage_reprice_jobs order by created_at, id limit 1 for update skip locked',
+      );
+      if (!job) return undefined;
+      const j = tx.map(RepriceJobEntity, job);
+      await this.ledger.lockPricing(tx, 'shared');
+      const params: unknown[] = [j.provider, j.model, j.fromAt];
+      let where = 'provider = ? and model = ? and started_at >= ?';
+      if (j.untilAt) {
+        where += ' and started_at < ?';
+        params.push(j.untilAt);
+      }
+      if (j.afterStartedAt && j.afterBotId && j.afterRequestId) {
+        where += ' and (started_at, bot_id, request_id) > (?, ?, ?)';
+        params.push(j.afterStartedAt, j.afterBotId, j.afterRequestId);
+      }
+      const rows = await tx.execute<Parameters<typeof stateOf>[0][]>(
+        `select ${RECORD_COLUMNS_SQL} from usage_records where ${where}
+         order by started_at, bot_id, request_id limit ${CHUNK} for update`,
+        params,
+      );
+      const states = rows.map(stateOf);
+      const book = await this.ledger.priceBook(tx, [{ provider: j.provider, model: j.model }]);
+      const changes = states
+        .map((before) => ({ before, after: { ...priced(before, book), updatedAt: now } }))
+        .filter((c) => !samePricing(c.before, c.after));
+      const deltas = await this.ledger.write(tx, changes);
+      const announced = await this.budgets.check(tx, [...new Set(changes.map((c) => c.after.botId))], now);
+      const last = states.at(-1);
+      if (states.length < CHUNK || !last) {
+        await tx.nativeDelete(RepriceJobEntity, { id: j.id });
+      } else {
+        await tx.nativeUpdate(
+          RepriceJobEntity,
+          { id: j.id },
+          { afterStartedAt: last.startedAt, afterBotId: last.botId, afterRequestId: last.requestId },
+        );
+      }
+      return { daily: deltas.dailyRows(), announced, repriced: changes.length };
+    });
+    if (!done) return false;
+    await this.afterCommit(done.daily, done.announced);
+    if (done.repriced > 0) this.logger.info({ repriced: done.repriced }, 'records re-priced');
+    return true;
+  }
+
+  private async afterCommit(daily: DailyDelta[], announced: number): Promise<void> {
+    if (announced > 0) this.outbox.kick();
+    await this.counters.add(daily);
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+}

@@ -1,0 +1,121 @@
+import { toUnits } from '../prices/decimal';
+import type { RecordState } from './record-state';
+
+const HOUR_MS = 60 * 60 * 1000;
+const DAY_MS = 24 * HOUR_MS;
+
+export const floorHour = (t: Date) => new Date(Math.floor(t.getTime() / HOUR_MS) * HOUR_MS);
+export const utcDay = (t: Date) => new Date(Math.floor(t.getTime() / DAY_MS) * DAY_MS).toISOString().slice(0, 10);
+export const utcMonth = (t: Date) => t.toISOString().slice(0, 7);
+
+export interface HourlyKey {
+  hour: Date;
+  botId: string;
+  provider: string;
+  model: string;
+  channel: string;
+  status: string;
+  currency: string;
+}
+export interface HourlyDelta extends HourlyKey {
+  requests: number;
+  inputTokens: number;
+  outputTokens: number;
+  totalTokens: number;
+  costUnits: bigint;
+  unpricedRequests: number;
+}
+export interface DailyDelta {
+  botId: string;
+  day: string;
+  currency: string;
+  requests: number;
+  totalTokens: number;
+  costUnits: bigint;
+}
+
+/**
+ * The changes a set of record transitions makes to the hourly rollup and the daily per-bot
+ * counters: each record's old contribution is taken away and its new one added, so a
+ * request that moves from `started` to `completed` moves between rows without being
+ * counted twice. Rows whose every sum nets to zero are left out.
+ */
+export class RollupDeltas {
+  private readonly hourly = new Map<string, HourlyDelta>();
+  private readonly daily = new Map<string, DailyDelta>();
+
+  add(before: RecordState | undefined, after: RecordState | undefined): void {
+    if (before) this.contribute(before, -1);
+    if (after) this.contribute(after, 1);
+  }
+
+  private contribute(r: RecordState, sign: 1 | -1): void {
+    const key: HourlyKey = {
+      hour: floorHour(r.startedAt),
+      botId: r.botId,
+      provider: r.provider ?? '',
+      model: r.model ?? '',
+      channel: r.channel ?? '',
+      status: r.status,
+      currency: r.currency ?? '',
+    };
+    const hourlyId = [
+      key.hour.getTime(),
+      key.botId,
+      key.provider,
+      key.model,
+      key.channel,
+      key.status,
+      key.currency,
+    ].join('\u0000');
+    const cost = r.cost ? toUnits(r.cost) : 0n;
+    const h = this.hourly.get(hourlyId) ?? {
+      ...key,
+      requests: 0,
+      inputTokens: 0,
+      outputTokens: 0,
+      totalTokens: 0,
+      costUnits: 0n,
+      unpricedRequests: 0,
+    };
+    h.requests += sign;
+    h.inputTokens += sign * r.inputTokens;
+    h.outputTokens += sign * r.outputTokens;
+    h.totalTokens += sign * r.totalTokens;
+    h.costUnits += BigInt(sign) * cost;
+    h.unpricedRequests += r.priceId ? 0 : sign;
+    this.hourly.set(hourlyId, h);
+
+    const day = utcDay(r.startedAt);
+    const dailyId = [r.botId, day, key.currency].join('\u0000');
+    const d = this.daily.get(dailyId) ?? {
+      botId: r.botId,
+      day,
+      currency: key.currency,
+      requests: 0,
+      totalTokens: 0,
+      costUnits: 0n,
+    };
+    d.requests += sign;
+    d.totalTokens += sign * r.totalTokens;
+    d.costUnits += BigInt(sign) * cost;
+    this.daily.set(dailyId, d);
+  }
+
+  /** Hourly rows to change, in key order (so concurrent writers lock rows in one order). */
+  hourlyRows(): HourlyDelta[] {
+    return [...this.hourly.entries()]
+      .filter(
+        ([, d]) => d.requests || d.inputTokens || d.outputTokens || d.totalTokens || d.costUnits || d.unpricedRequests,
+      )
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, d]) => d);
+  }
+
+  dailyRows(): DailyDelta[] {
+    return [...this.daily.entries()]
+      .filter(([, d]) => d.requests || d.totalTokens || d.costUnits)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, d]) => d);
+  }
+}
