@@ -16,6 +16,8 @@ import { ConversationController } from './messages/conversation.controller';
 import { MessagesController } from './messages/messages.controller';
 import { KeyVerifier } from './auth/key-verifier';
 import { RateLimiter } from './auth/rate-limiter';
+import { EventIngest } from './usage/event-ingest';
+import { UsageController } from './usage/usage.controller';
 
 @Module({})
 export class AppModule {
@@ -32,6 +34,7 @@ export class AppModule {
         SessionsController,
         MessagesController,
         ConversationController,
+        UsageController,
         DocsController,
       ],
       providers: [
@@ -39,6 +42,7 @@ export class AppModule {
         TokenVerifier,
         KeyVerifier,
         RateLimiter,
+        EventIngest,
         { provide: APP_GUARD, useClass: AuthGuard },
         { provide: APP_FILTER, useClass: ProblemFilter },
       ],

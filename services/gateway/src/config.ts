@@ -1,8 +1,9 @@
 import { z } from 'zod';
-import { commonEnvShape, parseEnv, port } from '@parley/kit';
+import { commonEnvShape, eventTimeEnvShape, parseEnv, port } from '@parley/kit';
 
 export const GatewayConfigSchema = z.object({
   ...commonEnvShape,
+  ...eventTimeEnvShape,
   GATEWAY_PORT: port(8080),
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(600),
   BOT_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(6000),

@@ -1,6 +1,19 @@
-import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Patch, Post, Query } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Patch, Post, Put, Query } from '@nestjs/common';
 import {
   AccessControlRpc,
+  ActivityEventSchema,
+  ActivityQuerySchema,
+  ActivitySchema,
+  BudgetBodySchema,
+  BudgetSchema,
+  IngestAcceptedSchema,
+  MAX_EVENTS_PER_POST,
+  QuotaSchema,
+  UsageRpc,
+  activityEventTimeProblems,
+  activityMsgId,
+  activitySubject,
+  cursorPageSchema,
   ApiKeySchema,
   BotCreatedSchema,
   BotSchema,
@@ -8,20 +21,31 @@ import {
   CreateKeyBodySchema,
   IdParamSchema,
   KeyCreatedSchema,
+  ParleyError,
   PageQuerySchema,
   pageSchema,
   UpdateBotBodySchema,
   toPageRequest,
   type Principal,
 } from '@parley/contracts';
+import { z } from 'zod';
 import { RpcClient } from '@parley/kit';
 import { Caller } from '../auth/principal';
 import { ApiRoute, parse } from '../http/api-route';
 import { BotKeyParamsSchema } from '../http/params';
+import { EventIngest } from '../usage/event-ingest';
+
+const ActivityEventsBodySchema = z.union([
+  ActivityEventSchema,
+  z.object({ events: z.array(ActivityEventSchema).min(1).max(MAX_EVENTS_PER_POST) }).strict(),
+]);
 
 @Controller('api/v1/bots')
 export class BotsController {
-  constructor(@Inject(RpcClient) private readonly rpc: RpcClient) {}
+  constructor(
+    @Inject(RpcClient) private readonly rpc: RpcClient,
+    @Inject(EventIngest) private readonly ingest: EventIngest,
+  ) {}
 
   @Post()
   @ApiRoute({
@@ -139,5 +163,75 @@ export class BotsController {
   })
   async revokeKey(@Caller() actor: Principal, @Param() params: unknown) {
     await this.rpc.call(AccessControlRpc.deleteKey, { actor, ...parse(BotKeyParamsSchema, params, 'path') });
+  }
+
+  @Put(':id/budget')
+  @ApiRoute({
+    summary:
+      "Set the bot's budget per UTC day or month, in tokens and/or cost in one currency (manage right); crossing it publishes evt.usage.budget_exceeded once per period",
+    tags: ['usage'],
+    params: IdParamSchema,
+    body: BudgetBodySchema,
+    status: 200,
+    response: BudgetSchema,
+    errors: ['NOT_FOUND', 'FORBIDDEN'],
+  })
+  putBudget(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
+    const { id } = parse(IdParamSchema, params, 'path');
+    return this.rpc.call(UsageRpc.putBudget, { actor, bot_id: id, ...parse(BudgetBodySchema, body, 'body') });
+  }
+
+  @Get(':id/quota')
+  @ApiRoute({
+    summary: "The bot's usage in its current budget period and what is left (read right, or the bot's key)",
+    tags: ['usage'],
+    params: IdParamSchema,
+    status: 200,
+    response: QuotaSchema,
+    errors: ['NOT_FOUND'],
+  })
+  quota(@Caller() actor: Principal, @Param() params: unknown) {
+    const { id } = parse(IdParamSchema, params, 'path');
+    return this.rpc.call(UsageRpc.quota, { actor, bot_id: id });
+  }
+
+  @Get(':id/activity')
+  @ApiRoute({
+    summary: "The bot's activity events, newest first (read right, or the bot's key)",
+    tags: ['usage'],
+    params: IdParamSchema,
+    query: ActivityQuerySchema,
+    status: 200,
+    response: cursorPageSchema(ActivitySchema),
+    errors: ['NOT_FOUND'],
+  })
+  activity(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {
+    const { id } = parse(IdParamSchema, params, 'path');
+    return this.rpc.call(UsageRpc.activity, { actor, bot_id: id, ...parse(ActivityQuerySchema, query, 'query') });
+  }
+
+  @Post(':id/activity')
+  @HttpCode(202)
+  @ApiRoute({
+    summary:
+      "Report activity with the bot's key: one event or { events } (up to 500), as on activity.events.<bot_id>; 202 once durably in JetStream",
+    tags: ['usage'],
+    params: IdParamSchema,
+    body: ActivityEventsBodySchema,
+    status: 202,
+    response: IngestAcceptedSchema,
+    errors: ['FORBIDDEN', 'UPSTREAM_UNAVAILABLE', 'UPSTREAM_TIMEOUT'],
+  })
+  reportActivity(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
+    const { id } = parse(IdParamSchema, params, 'path');
+    if (actor.type === 'bot' && actor.id !== id) {
+      throw new ParleyError('FORBIDDEN', `the key is for bot ${actor.id}, not bot ${id}`);
+    }
+    return this.ingest.ingest(actor, body, {
+      schema: ActivityEventSchema,
+      timeProblems: activityEventTimeProblems,
+      subject: (e) => activitySubject(e.bot_id),
+      msgId: activityMsgId,
+    });
   }
 }
