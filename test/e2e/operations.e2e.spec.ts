@@ -85,6 +85,15 @@ describe('operations (e2e)', () => {
         'GET /api/v1/messages/search',
         'GET /api/v1/sessions/{id}/export',
         'GET /api/v1/sessions/{id}/stream',
+        'POST /api/v1/usage/events',
+        'GET /api/v1/usage/summary',
+        'GET /api/v1/usage/records',
+        'PUT /api/v1/usage/prices',
+        'GET /api/v1/usage/prices',
+        'PUT /api/v1/bots/{id}/budget',
+        'GET /api/v1/bots/{id}/quota',
+        'GET /api/v1/bots/{id}/activity',
+        'POST /api/v1/bots/{id}/activity',
       ].sort(),
     );
     const create = doc.body.paths['/api/v1/sessions'].post;

@@ -453,18 +453,16 @@ describe(BudgetsService.name, () => {
 
   it('counts cost in the budget currency, reached at exactly the maximum', async () => {
     const bot = await fx.bot('budget-cost');
-    await fx.app
-      .get(PricesService)
-      .put(fx.admin, [
-        {
-          provider: 'acme',
-          model: `ten-${bot}`,
-          input_per_million: '10',
-          output_per_million: '0',
-          currency: 'USD',
-          effective_from: iso(Date.now() - 24 * HOUR),
-        },
-      ]);
+    await fx.app.get(PricesService).put(fx.admin, [
+      {
+        provider: 'acme',
+        model: `ten-${bot}`,
+        input_per_million: '10',
+        output_per_million: '0',
+        currency: 'USD',
+        effective_from: iso(Date.now() - 24 * HOUR),
+      },
+    ]);
     const budgets = fx.app.get(BudgetsService);
     await budgets.put(fx.admin, bot, { period: 'month', max_cost: '0.01', currency: 'USD' });
     const before = await fx.domainCount('evt.usage.budget_exceeded');
