@@ -7,6 +7,8 @@ export const UsageConfigSchema = z.object({
   USAGE_HTTP_PORT: port(8084),
   /** Most events written in one transaction. */
   USAGE_BATCH_SIZE: z.coerce.number().int().min(1).max(5000).default(500),
+  /** Batches one instance writes at the same time (each its own transaction). */
+  USAGE_INGEST_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(2),
   /** The USAGE stream drops a re-published Nats-Msg-Id within this window; a bot's retries must end inside it. */
   USAGE_DUPLICATE_WINDOW_SECONDS: z.coerce
     .number()

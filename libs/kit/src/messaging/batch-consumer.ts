@@ -22,6 +22,11 @@ export interface BatchConsumerSpec<S extends z.ZodType> extends PullConsumerSpec
   schema: S;
   /** Most events handed to the handler at once. */
   maxBatch?: number;
+  /**
+   * Batches handled at the same time by this instance (each in its own transaction), as if
+   * that many instances shared the consumer. The handler must be safe under concurrency.
+   */
+  concurrency?: number;
   /** Deliveries after which an event that still fails on its own is dead-lettered. */
   poisonDeliveries?: number;
   /** Delay before each redelivery of an event that failed on its own; the last one repeats. */
@@ -47,7 +52,8 @@ const PAUSE_MS = [500, 1000, 2000, 5000, 10_000, 30_000];
  */
 export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
   private readonly buffer: JsMsg[] = [];
-  private wake: (() => void) | undefined;
+  /** Idle workers waiting for deliveries. */
+  private waiting: (() => void)[] = [];
 
   constructor(
     nats: Nats,
@@ -69,32 +75,35 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
   }
 
   /**
-   * Deliveries land in a buffer (callback mode) and one worker takes up to `maxBatch` of them
-   * at a time. The server's `max_ack_pending` bounds the buffer. (The iterator's pending count
+   * Deliveries land in a buffer (callback mode) and each of `concurrency` workers takes up to
+   * `maxBatch` of them at a time. The server's `max_ack_pending` bounds the buffer. (The iterator's pending count
    * cannot tell "nothing more buffered": it counts its own pull requests as in flight.)
    */
   protected override consumeOptions() {
     return {
       callback: (msg: JsMsg) => {
         this.buffer.push(msg);
-        this.wake?.();
+        const idle = this.waiting;
+        this.waiting = [];
+        for (const wake of idle) wake();
       },
     };
   }
 
   protected async drain(messages: ConsumerMessages): Promise<void> {
     const closed = messages.closed().then(() => 'closed' as const);
-    for (;;) {
-      if (this.buffer.length === 0) {
-        const arrived = new Promise<'arrived'>((resolve) => {
-          this.wake = () => resolve('arrived');
-        });
-        const woke = await Promise.race([arrived, closed]);
-        this.wake = undefined;
-        if (woke === 'closed' && this.buffer.length === 0) break;
+    const worker = async () => {
+      for (;;) {
+        if (this.buffer.length === 0) {
+          const arrived = new Promise<'arrived'>((resolve) => this.waiting.push(() => resolve('arrived')));
+          const woke = await Promise.race([arrived, closed]);
+          if (woke === 'closed' && this.buffer.length === 0) return;
+          if (this.buffer.length === 0) continue;
+        }
+        await this.process(this.buffer.splice(0, this.maxBatch));
       }
-      await this.process(this.buffer.splice(0, this.maxBatch));
-    }
+    };
+    await Promise.all(Array.from({ length: this.spec.concurrency ?? 1 }, () => worker()));
   }
 
   private async process(msgs: JsMsg[]): Promise<void> {

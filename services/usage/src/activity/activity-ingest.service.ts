@@ -1,14 +1,12 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { MikroORM, type RequiredEntityData } from '@mikro-orm/postgresql';
+import { MikroORM } from '@mikro-orm/postgresql';
 import type { ActivityEvent } from '@parley/contracts';
 import type { BatchItem, BatchVerdict } from '@parley/kit';
 import { BotDirectory } from '../access/bot-directory';
 import { verdictsByBot } from '../ingestion/bot-verdicts';
 import { UsageMetrics } from '../ingestion/usage-metrics';
-import { chunked } from '../records/usage-ledger';
-import { ActivityEventEntity, type ActivityEventRow } from './activity-event.entity';
 
-/** Stores activity events in bulk; `(bot_id, event_id)` seen before is a duplicate, counted once. */
+/** Stores activity events in one statement; `(bot_id, event_id)` seen before is a duplicate, counted once. */
 @Injectable()
 export class ActivityIngest {
   constructor(
@@ -20,7 +18,7 @@ export class ActivityIngest {
   async ingest(items: BatchItem<ActivityEvent>[]): Promise<BatchVerdict[]> {
     const verdicts = await verdictsByBot(this.bots, items);
     const receivedAt = new Date();
-    const rows = new Map<string, RequiredEntityData<ActivityEventRow>>();
+    const rows = new Map<string, Record<string, unknown>>();
     let accepted = 0;
     items.forEach((item, i) => {
       if (!verdicts[i].ok) return;
@@ -29,32 +27,28 @@ export class ActivityIngest {
       const id = `${e.bot_id}\u0000${e.event_id}`;
       if (rows.has(id)) return;
       rows.set(id, {
-        botId: e.bot_id,
-        eventId: e.event_id,
-        requestId: e.request_id ?? null,
-        eventType: e.event_type,
+        bot_id: e.bot_id,
+        event_id: e.event_id,
+        request_id: e.request_id ?? null,
+        event_type: e.event_type,
         channel: e.channel ?? null,
         detail: e.detail ?? null,
         metadata: e.metadata ?? null,
-        occurredAt: new Date(e.occurred_at),
-        receivedAt,
+        occurred_at: e.occurred_at,
+        received_at: receivedAt,
       });
     });
     if (accepted === 0) return verdicts;
-    const em = this.orm.em.fork();
-    let inserted = 0;
-    await em.transactional(async (tx) => {
-      for (const chunk of chunked([...rows.values()], 9)) {
-        const stored = await tx
-          .createQueryBuilder(ActivityEventEntity)
-          .insert(chunk)
-          .onConflict(['botId', 'eventId'])
-          .ignore()
-          .returning(['botId'])
-          .execute('all');
-        inserted += stored.length;
-      }
-    });
+    const [{ inserted }] = await this.orm.em.fork().execute<{ inserted: number }[]>(
+      `with stored as (
+         insert into activity_events (bot_id, event_id, request_id, event_type, channel, detail, metadata, occurred_at, received_at)
+         select * from jsonb_to_recordset(?::jsonb) as a(bot_id uuid, event_id text, request_id text, event_type text,
+           channel text, detail text, metadata jsonb, occurred_at timestamptz, received_at timestamptz)
+         on conflict (bot_id, event_id) do nothing
+         returning 1)
+       select count(*)::int as inserted from stored`,
+      [JSON.stringify([...rows.values()])],
+    );
     this.metrics.committed(
       'activity',
       items.filter((_, i) => verdicts[i].ok).map((i) => i.meta.storedAt),

@@ -11,11 +11,11 @@ import { verdictsByBot } from './bot-verdicts';
 import { UsageMetrics } from './usage-metrics';
 
 /**
- * Folds a batch of usage events into their records in one transaction: lock the records the
- * batch names, apply each event in stream order (status only moves forward, the first
- * terminal status wins, a repeat changes nothing), price what changed, write records,
- * rollup and daily counters together, and announce any budget this crossed. A redelivered
- * batch finds its work done and changes nothing: exactly once in effect.
+ * Folds a batch of usage events into their records in one transaction: insert the records
+ * that are new and lock those that exist, apply each event in stream order (status only
+ * moves forward, the first terminal status wins, a repeat changes nothing), price what
+ * changed, write records, rollup and daily counters together, and announce any budget this
+ * crossed. A redelivered batch finds its work done and changes nothing: exactly once in effect.
  */
 @Injectable()
 export class UsageIngest {
@@ -37,31 +37,28 @@ export class UsageIngest {
     if (accepted.length === 0) return verdicts;
 
     const now = new Date();
+    const events = new Map<string, UsageEvent[]>();
+    for (const item of accepted) {
+      const id = recordKey(key(item.event));
+      events.set(id, [...(events.get(id) ?? []), item.event]);
+    }
+    const prices = await this.ledger.book(this.orm.em.fork());
     const result = await this.orm.em.fork().transactional(async (tx) => {
-      await this.ledger.lockPricing(tx, 'shared');
-      const keys = [...new Map(accepted.map((i) => [recordKey(key(i.event)), key(i.event)])).entries()]
-        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-        .map(([, k]) => k);
-      const before = await this.ledger.lockRecords(tx, keys);
-      const current = new Map<string, RecordState>(before);
-      const outcomes = new Map<EventOutcome, number>();
-      for (const item of accepted) {
-        const id = recordKey(key(item.event));
-        const { state, outcome } = applyEvent(current.get(id), item.event, now);
-        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-        current.set(id, state);
-      }
-      const touched = [...current.entries()].filter(([id, state]) => before.get(id) !== state);
-      const book = await this.ledger.priceBook(
+      const made = new Map([...events].map(([id, list]) => [id, fold(undefined, list, now)]));
+      const { inserted, existing } = await this.ledger.claim(
         tx,
-        touched.map(([, s]) => s),
+        [...made.values()].map((m) => priced(m.state as RecordState, prices.book)),
       );
-      const changes: RecordChange[] = touched.map(([id, state]) => ({
-        before: before.get(id),
-        after: priced(state, book),
-      }));
-      const deltas = await this.ledger.write(tx, changes);
-      const announced = await this.budgets.check(tx, [...new Set(changes.map((c) => c.after.botId))], now);
+      const outcomes = new Map<EventOutcome, number>();
+      const changes: RecordChange[] = [];
+      for (const [id, list] of events) {
+        const before = existing.get(id);
+        const { state, outcomes: each } = inserted.has(id) ? (made.get(id) as Folded) : fold(before, list, now);
+        for (const outcome of each) outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+        if (state && state !== before) changes.push({ before, after: priced(state, prices.book) });
+      }
+      const { deltas, budgeted } = await this.ledger.write(tx, changes, prices);
+      const announced = budgeted.length > 0 ? await this.budgets.check(tx, budgeted, now) : 0;
       return { outcomes, daily: deltas.dailyRows(), announced };
     });
 
@@ -74,9 +71,27 @@ export class UsageIngest {
       this.metrics.budgetsExceeded.inc(result.announced);
       this.outbox.kick();
     }
-    await this.counters.add(result.daily);
+    // The counters are a cache of what just committed: bumped beside the next batch, not before it.
+    void this.counters.add(result.daily);
     return verdicts;
   }
 }
 
 const key = (e: UsageEvent) => ({ botId: e.bot_id, requestId: e.request_id });
+
+interface Folded {
+  state: RecordState | undefined;
+  outcomes: EventOutcome[];
+}
+
+/** One request's events of a batch, applied in stream order to its record as it stands. */
+function fold(base: RecordState | undefined, events: UsageEvent[], now: Date): Folded {
+  let state = base;
+  const outcomes: EventOutcome[] = [];
+  for (const event of events) {
+    const applied = applyEvent(state, event, now);
+    state = applied.state;
+    outcomes.push(applied.outcome);
+  }
+  return { state, outcomes };
+}

@@ -81,6 +81,7 @@ export class UsageStreamConsumers implements OnApplicationBootstrap, OnModuleDes
       stream: USAGE_STREAM,
       deadLetterSubject: DLQ_USAGE,
       maxBatch: this.config.USAGE_BATCH_SIZE,
+      concurrency: this.config.USAGE_INGEST_CONCURRENCY,
       maxAckPending: this.config.USAGE_BATCH_SIZE * 4,
     };
     const records = new BatchConsumer(

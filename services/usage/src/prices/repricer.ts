@@ -110,12 +110,12 @@ export class Repricer implements OnApplicationBootstrap, OnModuleDestroy {
         params,
       );
       const states = rows.map(stateOf);
-      const book = await this.ledger.priceBook(tx, [{ provider: j.provider, model: j.model }]);
+      const prices = await this.ledger.prices(tx);
       const changes = states
-        .map((before) => ({ before, after: { ...priced(before, book), updatedAt: now } }))
+        .map((before) => ({ before, after: { ...priced(before, prices.book), updatedAt: now } }))
         .filter((c) => !samePricing(c.before, c.after));
-      const deltas = await this.ledger.write(tx, changes);
-      const announced = await this.budgets.check(tx, [...new Set(changes.map((c) => c.after.botId))], now);
+      const { deltas, budgeted } = await this.ledger.write(tx, changes, prices);
+      const announced = budgeted.length > 0 ? await this.budgets.check(tx, budgeted, now) : 0;
       const last = states.at(-1);
       if (states.length < CHUNK || !last) {
         await tx.nativeDelete(RepriceJobEntity, { id: j.id });

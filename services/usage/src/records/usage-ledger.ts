@@ -1,51 +1,24 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { raw, type EntityManager } from '@mikro-orm/postgresql';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { CompiledQuery } from 'kysely';
 import { KIT_OPTIONS, serviceSchema, type KitOptions } from '@parley/kit';
 import { fromUnits } from '../prices/decimal';
-import { PriceEntity } from '../prices/price.entity';
 import { PriceBook } from '../prices/price-book';
 import type { RecordState } from './record-state';
 import { RollupDeltas } from './rollup';
-import { UsageDailyEntity, UsageHourlyEntity, UsageRecordEntity } from './usage-record.entity';
 
 export interface RecordChange {
   before: RecordState | undefined;
   after: RecordState;
 }
 
-/** Another writer created a record this transaction meant to create: run the transaction again. */
+/** A concurrent writer changed what this transaction read (a record, the prices): run it again. */
 export class RaceLost extends Error {
   readonly code = '40001';
   constructor(what: string) {
-    super(`a concurrent writer created ${what} first`);
+    super(`lost a race: ${what}`);
   }
 }
-
-/** Postgres allows 65535 bind parameters per statement; stay well under it. */
-export function chunked<T>(rows: T[], columns: number, most = 1000): T[][] {
-  const size = Math.max(1, Math.min(most, Math.floor(60_000 / columns)));
-  const out: T[][] = [];
-  for (let i = 0; i < rows.length; i += size) out.push(rows.slice(i, i + size));
-  return out;
-}
-
-const RECORD_COLUMNS = 18;
-const MERGED_FIELDS = [
-  'sessionId',
-  'userId',
-  'channel',
-  'status',
-  'provider',
-  'model',
-  'inputTokens',
-  'outputTokens',
-  'totalTokens',
-  'completedAt',
-  'cost',
-  'currency',
-  'priceId',
-  'updatedAt',
-] as const;
 
 const keyOf = (r: { botId: string; requestId: string }) => `${r.botId}\u0000${r.requestId}`;
 
@@ -96,13 +69,117 @@ export function stateOf(row: RecordRow): RecordState {
   };
 }
 
+/** Changes whenever a price version is stored or corrected. */
+const PRICES_STAMP_SQL = `(select count(*)::text || ':' || coalesce(max(updated_at)::text, '') from usage_prices)`;
+
+const RECORD_TYPES = `bot_id uuid, request_id text, session_id uuid, user_id uuid, channel text, status text,
+  provider text, model text, input_tokens bigint, output_tokens bigint, total_tokens bigint, started_at timestamptz,
+  completed_at timestamptz, cost numeric, currency text, price_id uuid, created_at timestamptz, updated_at timestamptz`;
+const RECORD_COLUMNS_LIST = `bot_id, request_id, session_id, user_id, channel, status, provider, model, input_tokens,
+  output_tokens, total_tokens, started_at, completed_at, cost, currency, price_id, created_at, updated_at`;
+
+/**
+ * Takes the pricing lock (shared), inserts the records that do not exist yet (as a batch
+ * would make them from nothing) and answers which were inserted, and the others as they
+ * stand, locked, in key order.
+ */
+const CLAIM_SQL = `
+with pricing as materialized (
+  select pg_advisory_xact_lock_shared(hashtext($1)) as locked
+), incoming as (
+  select * from jsonb_to_recordset($2::jsonb) as r(${RECORD_TYPES})
+), inserted as (
+  insert into usage_records (${RECORD_COLUMNS_LIST})
+  select ${RECORD_COLUMNS_LIST} from incoming, pricing order by bot_id, request_id
+  on conflict (bot_id, request_id) do nothing
+  returning 1
+), existing as (
+  select ${RECORD_COLUMNS_SQL} from usage_records r, pricing
+  where (r.bot_id, r.request_id) in (select bot_id, request_id from incoming)
+  order by r.bot_id, r.request_id for update of r
+)
+select (select count(*) from inserted)::int as inserted,
+       coalesce((select json_agg(e) from existing e), '[]'::json) as existing`;
+
+/**
+ * Writes the changes to existing records and every rollup delta, and answers which of the
+ * batch's bots have a budget and the price table's stamp, in one statement.
+ */
+const WRITE_SQL = `
+with changed as (
+  update usage_records u set session_id = i.session_id, user_id = i.user_id, channel = i.channel, status = i.status,
+    provider = i.provider, model = i.model, input_tokens = i.input_tokens, output_tokens = i.output_tokens,
+    total_tokens = i.total_tokens, completed_at = i.completed_at, cost = i.cost, currency = i.currency,
+    price_id = i.price_id, updated_at = i.updated_at
+  from jsonb_to_recordset($1::jsonb) as i(${RECORD_TYPES})
+  where u.bot_id = i.bot_id and u.request_id = i.request_id
+  returning 1
+), hourly as (
+  insert into usage_hourly (hour, bot_id, provider, model, channel, status, currency, requests, input_tokens,
+    output_tokens, total_tokens, cost, unpriced_requests)
+  select * from jsonb_to_recordset($2::jsonb) as h(hour timestamptz, bot_id uuid, provider text, model text,
+    channel text, status text, currency text, requests bigint, input_tokens bigint, output_tokens bigint,
+    total_tokens bigint, cost numeric, unpriced_requests bigint)
+  on conflict (hour, bot_id, provider, model, channel, status, currency) do update set
+    requests = usage_hourly.requests + excluded.requests,
+    input_tokens = usage_hourly.input_tokens + excluded.input_tokens,
+    output_tokens = usage_hourly.output_tokens + excluded.output_tokens,
+    total_tokens = usage_hourly.total_tokens + excluded.total_tokens,
+    cost = usage_hourly.cost + excluded.cost,
+    unpriced_requests = usage_hourly.unpriced_requests + excluded.unpriced_requests
+  returning 1
+), daily as (
+  insert into usage_daily (bot_id, day, currency, requests, total_tokens, cost)
+  select * from jsonb_to_recordset($3::jsonb) as d(bot_id uuid, day date, currency text, requests bigint,
+    total_tokens bigint, cost numeric)
+  on conflict (bot_id, day, currency) do update set
+    requests = usage_daily.requests + excluded.requests,
+    total_tokens = usage_daily.total_tokens + excluded.total_tokens,
+    cost = usage_daily.cost + excluded.cost
+  returning 1
+)
+select (select count(*) from changed)::int as changed, (select count(*) from hourly)::int as hourly,
+       (select count(*) from daily)::int as daily,
+       array(select bot_id::text from usage_budgets
+             where bot_id = any($4::uuid[]) and (max_tokens is not null or max_cost is not null)) as budgeted,
+       ${PRICES_STAMP_SQL} as stamp`;
+
+const recordJson = (r: RecordState) => ({
+  bot_id: r.botId,
+  request_id: r.requestId,
+  session_id: r.sessionId,
+  user_id: r.userId,
+  channel: r.channel,
+  status: r.status,
+  provider: r.provider,
+  model: r.model,
+  input_tokens: r.inputTokens,
+  output_tokens: r.outputTokens,
+  total_tokens: r.totalTokens,
+  started_at: r.startedAt.toISOString(),
+  completed_at: r.completedAt ? r.completedAt.toISOString() : null,
+  cost: r.cost,
+  currency: r.currency,
+  price_id: r.priceId,
+  created_at: r.createdAt.toISOString(),
+  updated_at: r.updatedAt.toISOString(),
+});
+
+export interface PricedBook {
+  stamp: string;
+  book: PriceBook;
+}
+
 /**
  * Writes usage records together with what is derived from them (the hourly rollup and the
- * daily per-bot counters) inside the caller's transaction, so they never disagree.
+ * daily per-bot counters) inside the caller's transaction, so they never disagree. A batch
+ * takes two statements: `claim` (insert what is new, lock what exists) and `write` (update,
+ * rollup, counters); prices come from memory and are checked to be current in `write`.
  */
 @Injectable()
 export class UsageLedger {
   private readonly pricingLockKey: string;
+  private cached: PricedBook | undefined;
 
   constructor(@Inject(KIT_OPTIONS) options: KitOptions) {
     this.pricingLockKey = `parley:${serviceSchema(options.service, options.config)}:prices`;
@@ -117,104 +194,134 @@ export class UsageLedger {
     await tx.execute(`select ${fn}(hashtext(?))`, [this.pricingLockKey]);
   }
 
-  /** The current records of these keys, locked until the transaction ends (in key order: no deadlocks). */
-  async lockRecords(
-    tx: EntityManager,
-    keys: { botId: string; requestId: string }[],
-  ): Promise<Map<string, RecordState>> {
-    const found = new Map<string, RecordState>();
-    if (keys.length === 0) return found;
-    const rows = await tx.execute<RecordRow[]>(
-      `select ${RECORD_COLUMNS_SQL} from usage_records
-       where (bot_id, request_id) in (select k.bot_id, k.request_id from jsonb_to_recordset(?::jsonb) as k(bot_id uuid, request_id text))
-       order by bot_id, request_id for update`,
-      [JSON.stringify(keys.map((k) => ({ bot_id: k.botId, request_id: k.requestId })))],
-    );
-    for (const row of rows) {
-      const state = stateOf(row);
-      found.set(keyOf(state), state);
-    }
-    return found;
+  /** The price versions as last read (read now if never). `write` tells when they are out of date. */
+  async book(em: EntityManager): Promise<PricedBook> {
+    if (this.cached) return this.cached;
+    const [row] = await em.execute<{ stamp: string }[]>(`select ${PRICES_STAMP_SQL} as stamp`);
+    return this.load(em, row.stamp);
   }
 
-  /** Every price version of the models these records name. */
-  async priceBook(tx: EntityManager, records: { provider: string | null; model: string | null }[]): Promise<PriceBook> {
-    const pairs = new Map<string, { provider: string; model: string }>();
-    for (const r of records) {
-      if (r.provider && r.model) pairs.set(`${r.provider}\u0000${r.model}`, { provider: r.provider, model: r.model });
-    }
-    if (pairs.size === 0) return new PriceBook([]);
-    const list = [...pairs.values()];
-    const rows = await tx.find(PriceEntity, { $or: list.map((p) => ({ provider: p.provider, model: p.model })) });
-    return new PriceBook(
+  /** The price versions in force, for a transaction that holds the pricing lock. */
+  async prices(tx: EntityManager): Promise<PricedBook> {
+    const [row] = await tx.execute<{ stamp: string }[]>(`select ${PRICES_STAMP_SQL} as stamp`);
+    return this.cached?.stamp === row.stamp ? this.cached : this.load(tx, row.stamp);
+  }
+
+  private async load(em: EntityManager, stamp: string): Promise<PricedBook> {
+    const rows = await em.execute<
+      {
+        id: string;
+        provider: string;
+        model: string;
+        input: string;
+        output: string;
+        currency: string;
+        effective_from: Date;
+      }[]
+    >(
+      `select id, provider, model, trim_scale(input_per_million)::text as input,
+              trim_scale(output_per_million)::text as output, currency, effective_from from usage_prices`,
+    );
+    const book = new PriceBook(
       rows.map((r) => ({
         id: r.id,
         provider: r.provider,
         model: r.model,
-        inputPerMillion: r.inputPerMillion,
-        outputPerMillion: r.outputPerMillion,
+        inputPerMillion: r.input,
+        outputPerMillion: r.output,
         currency: r.currency,
-        effectiveFrom: r.effectiveFrom,
+        effectiveFrom: new Date(r.effective_from),
       })),
     );
+    this.cached = { stamp, book };
+    return this.cached;
   }
 
-  /** Persists the changes and their rollup deltas; returns the deltas (for counters and budgets). */
-  async write(tx: EntityManager, changes: RecordChange[]): Promise<RollupDeltas> {
+  /**
+   * Takes the pricing lock, inserts `fresh` (each record as the batch makes it from nothing)
+   * where no record exists yet, and locks and answers the records that do.
+   */
+  async claim(
+    tx: EntityManager,
+    fresh: RecordState[],
+  ): Promise<{ inserted: Set<string>; existing: Map<string, RecordState> }> {
+    const [row] = await this.run<{ inserted: number; existing: RecordRow[] }>(tx, CLAIM_SQL, [
+      this.pricingLockKey,
+      JSON.stringify(fresh.map(recordJson)),
+    ]);
+    const existing = new Map<string, RecordState>();
+    for (const r of row.existing) {
+      const state = stateOf(r);
+      existing.set(keyOf(state), state);
+    }
+    if (row.inserted + existing.size < fresh.length) {
+      throw new RaceLost(
+        `${fresh.length - row.inserted - existing.size} usage records were created by a concurrent writer`,
+      );
+    }
+    // What was not found existing was inserted: the statement's snapshot cannot see its own inserts.
+    const inserted = new Set(fresh.map(keyOf).filter((id) => !existing.has(id)));
+    return { inserted, existing };
+  }
+
+  /** Runs a statement on the transaction's connection with bind parameters (large JSON stays out of the SQL text). */
+  private async run<T>(tx: EntityManager, sql: string, params: unknown[]): Promise<T[]> {
+    const trx = tx.getTransactionContext<{ executeQuery(q: CompiledQuery): Promise<{ rows: unknown[] }> }>();
+    if (!trx) throw new Error('the ledger writes inside a transaction');
+    return (await trx.executeQuery(CompiledQuery.raw(sql, params))).rows as T[];
+  }
+
+  /**
+   * Writes the changes (records in `created` are already inserted by `claim`) with their
+   * rollup deltas; returns the deltas and the changed bots that have a budget. Throws
+   * RaceLost, after refreshing the prices, if they changed since `book` was read.
+   */
+  async write(
+    tx: EntityManager,
+    changes: RecordChange[],
+    prices: PricedBook,
+  ): Promise<{ deltas: RollupDeltas; budgeted: string[] }> {
     const deltas = new RollupDeltas();
-    const created = changes.filter((c) => !c.before).map((c) => c.after);
-    const changed = changes.filter((c) => c.before).map((c) => c.after);
     for (const c of changes) deltas.add(c.before, c.after);
-
-    for (const rows of chunked(created, RECORD_COLUMNS)) {
-      const inserted = await tx
-        .createQueryBuilder(UsageRecordEntity)
-        .insert(rows)
-        .onConflict(['botId', 'requestId'])
-        .ignore()
-        .returning(['botId', 'requestId'])
-        .execute('all');
-      if (inserted.length !== rows.length) throw new RaceLost(`${rows.length - inserted.length} usage records`);
+    const hourly = deltas.hourlyRows().map(({ costUnits, hour, ...d }) => ({
+      hour: hour.toISOString(),
+      bot_id: d.botId,
+      provider: d.provider,
+      model: d.model,
+      channel: d.channel,
+      status: d.status,
+      currency: d.currency,
+      requests: d.requests,
+      input_tokens: d.inputTokens,
+      output_tokens: d.outputTokens,
+      total_tokens: d.totalTokens,
+      cost: fromUnits(costUnits),
+      unpriced_requests: d.unpricedRequests,
+    }));
+    const daily = deltas.dailyRows().map((d) => ({
+      bot_id: d.botId,
+      day: d.day,
+      currency: d.currency,
+      requests: d.requests,
+      total_tokens: d.totalTokens,
+      cost: fromUnits(d.costUnits),
+    }));
+    const updates = changes.filter((c) => c.before).map((c) => recordJson(c.after));
+    const bots = [...new Set(changes.map((c) => c.after.botId))];
+    const [result] = await this.run<{ changed: number; budgeted: string[]; stamp: string }>(tx, WRITE_SQL, [
+      JSON.stringify(updates),
+      JSON.stringify(hourly),
+      JSON.stringify(daily),
+      `{${bots.join(',')}}`,
+    ]);
+    if (result.stamp !== prices.stamp) {
+      await this.load(tx, result.stamp);
+      throw new RaceLost('the prices changed while the batch was priced');
     }
-    for (const rows of chunked(changed, RECORD_COLUMNS)) {
-      await tx
-        .createQueryBuilder(UsageRecordEntity)
-        .insert(rows)
-        .onConflict(['botId', 'requestId'])
-        .merge([...MERGED_FIELDS])
-        .execute('run');
+    if (result.changed !== updates.length) {
+      throw new Error(`expected to change ${updates.length} usage records, changed ${result.changed}`);
     }
-
-    const hourly = deltas.hourlyRows().map(({ costUnits, ...d }) => ({ ...d, cost: fromUnits(costUnits) }));
-    for (const rows of chunked(hourly, 13)) {
-      await tx
-        .createQueryBuilder(UsageHourlyEntity)
-        .insert(rows)
-        .onConflict(['hour', 'botId', 'provider', 'model', 'channel', 'status', 'currency'])
-        .merge({
-          requests: raw('usage_hourly.requests + excluded.requests'),
-          inputTokens: raw('usage_hourly.input_tokens + excluded.input_tokens'),
-          outputTokens: raw('usage_hourly.output_tokens + excluded.output_tokens'),
-          totalTokens: raw('usage_hourly.total_tokens + excluded.total_tokens'),
-          cost: raw('usage_hourly.cost + excluded.cost'),
-          unpricedRequests: raw('usage_hourly.unpriced_requests + excluded.unpriced_requests'),
-        })
-        .execute('run');
-    }
-    const daily = deltas.dailyRows().map(({ costUnits, ...d }) => ({ ...d, cost: fromUnits(costUnits) }));
-    for (const rows of chunked(daily, 6)) {
-      await tx
-        .createQueryBuilder(UsageDailyEntity)
-        .insert(rows)
-        .onConflict(['botId', 'day', 'currency'])
-        .merge({
-          requests: raw('usage_daily.requests + excluded.requests'),
-          totalTokens: raw('usage_daily.total_tokens + excluded.total_tokens'),
-          cost: raw('usage_daily.cost + excluded.cost'),
-        })
-        .execute('run');
-    }
-    return deltas;
+    return { deltas, budgeted: result.budgeted };
   }
 }
 
