@@ -1,0 +1,5 @@
+export { UsageClient, PARLEY_ERROR_HEADER, type Receipt, type UsageClientConnectOptions } from './client';
+export { UsageReportError, ParleyRequestError, UsageClientClosedError } from './errors';
+export { DEFAULT_MAX_PENDING, DEFAULT_RETRY_HORIZON_MS, type UsageClientOptions } from './options';
+export type { UsageReport, ActivityReport } from './reports';
+export type { Quota, FieldError, UsageStatus } from '@parley/contracts';
