@@ -1,5 +1,6 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
+import { UsageClient, UsageReportError } from '@parley/usage-client';
 import { NATS_URL } from '../support/stack';
 import { adminLogin, api, eventually, newUser } from '../support/http';
 
@@ -311,5 +312,42 @@ describe('usage and activity (e2e)', () => {
     expect(listed.items.map((a: { event_id: string }) => a.event_id)).toEqual(['a-2', 'a-1']);
     const alerts = await api('GET', `/api/v1/bots/${bot.id}/activity?event_type=alert`, { token: owner.token });
     expect(alerts.body.items).toEqual([expect.objectContaining({ event_id: 'a-2', detail: 'disk 91%' })]);
+  });
+
+  it('serves a bot that reports with @parley/usage-client and asks its quota over NATS', async () => {
+    const reporter = (await api('POST', '/api/v1/bots', { token: owner.token, body: { name: 'client-bot' } })).body;
+    await api('PUT', `/api/v1/bots/${reporter.id}/budget`, {
+      token: owner.token,
+      body: { period: 'day', max_tokens: 10_000 },
+    });
+    const client = new UsageClient(nc, { botId: reporter.id, subjectPrefix: prefix() });
+    const call = { request_id: 'c-1', provider: 'openai', model: 'gpt-4o', started_at: iso(Date.now() - 5000) };
+    await client.reportUsage({ ...call, status: 'started', input_tokens: 300 });
+    const done = await client.reportUsage({ ...call, status: 'completed', input_tokens: 300, output_tokens: 50 });
+    expect(done.duplicate).toBe(false);
+    expect(
+      (await client.reportUsage({ ...call, status: 'completed', input_tokens: 300, output_tokens: 50 })).duplicate,
+    ).toBe(true);
+    await expect(client.reportUsage({ ...call, status: 'completed', input_tokens: -3 })).rejects.toBeInstanceOf(
+      UsageReportError,
+    );
+    await client.reportActivity({ event_id: 'c-act', event_type: 'tool.call', occurred_at: iso(Date.now()) });
+    const quota = await eventually(async () => {
+      const q = await client.checkQuota();
+      return q.used_tokens === 350 ? q : undefined;
+    });
+    expect(quota).toMatchObject({
+      bot_id: reporter.id,
+      period: 'day',
+      max_tokens: 10_000,
+      remaining_tokens: 9650,
+      exceeded: false,
+    });
+    await eventually(async () => {
+      const r = await api('GET', `/api/v1/bots/${reporter.id}/activity`, { token: owner.token });
+      return r.body.items?.length === 1 ? true : undefined;
+    });
+    await client.close();
+    expect(nc.isClosed()).toBe(false);
   });
 });

@@ -62,11 +62,18 @@ export interface Stack {
 export function startService(name: ServiceName, env: NodeJS.ProcessEnv, logDir: string): RunningService {
   const log = join(logDir, `${name}.log`);
   const out = createWriteStream(log, { flags: 'a' });
-  const child = spawn(process.execPath, ['--enable-source-maps', '--import', '@parley/kit/telemetry', 'dist/main.js'], {
-    cwd: join(ROOT, 'services', name),
-    env: { ...env, NODE_OPTIONS: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  // PARLEY_PROFILE=<service> writes that service's CPU profile under .parley/profiles (benchmarks).
+  const extra =
+    process.env.PARLEY_PROFILE === name ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, '.parley', 'profiles')}`] : [];
+  const child = spawn(
+    process.execPath,
+    [...extra, '--enable-source-maps', '--import', '@parley/kit/telemetry', 'dist/main.js'],
+    {
+      cwd: join(ROOT, 'services', name),
+      env: { ...env, NODE_OPTIONS: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   child.stdout?.pipe(out);
   child.stderr?.pipe(out);
   return { name, port: Number(env[PORT_VARS[name]]), process: child, log };

@@ -1,0 +1,515 @@
+/**
+ * Usage accounting, measured on this machine, one JSON line per result:
+ *
+ * 1. Ingestion end to end: events stored in the USAGE stream → rows committed, for Parley's
+ *    usage service and for a baseline that pulls the same events from the same stream with
+ *    a bare durable consumer and a batched `INSERT … ON CONFLICT DO NOTHING` (pg driver) into
+ *    a table of the same shape and indexes. Rounds alternate which goes first.
+ * 2. Publish rate of one usage-client beside raw JetStream publishes with the same window.
+ * 3. Summary latency at 10M records through the gateway, beside the same totals computed by
+ *    scanning the raw records directly.
+ *
+ *   pnpm bench:usage        (BENCH_USAGE_EVENTS, BENCH_USAGE_ROUNDS, BENCH_SUMMARY_RECORDS to size it)
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
+import { UsageClient } from '@parley/usage-client';
+import {
+  DATABASE_URL,
+  NATS_URL,
+  ROOT,
+  cleanupRun,
+  runId,
+  startService,
+  startStack,
+  stopService,
+  stopStack,
+  waitReady,
+  type Stack,
+} from '../test/support/stack';
+import { machine, summarize } from './stats';
+
+const EVENTS = Number(process.env.BENCH_USAGE_EVENTS ?? 200_000);
+const ROUNDS = Number(process.env.BENCH_USAGE_ROUNDS ?? 4);
+const SUMMARY_RECORDS = Number(process.env.BENCH_SUMMARY_RECORDS ?? 10_000_000);
+const BOTS = 20;
+const BATCH = 500;
+
+const print = (result: Record<string, unknown>) => console.log(JSON.stringify({ bench: 'usage', ...result }));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const MODELS = [
+  ['openai', 'gpt-4o'],
+  ['openai', 'gpt-4o-mini'],
+  ['anthropic', 'claude-sonnet'],
+  ['deepseek', 'deepseek-chat'],
+  ['qwen', 'qwen-max'],
+  ['local', 'llama-3'],
+] as const;
+const CHANNELS = ['web', 'wechat', 'api', 'slack'];
+
+function eventOf(round: number, i: number, bots: string[]) {
+  const [provider, model] = MODELS[i % MODELS.length];
+  return {
+    request_id: `r${round}-${i}`,
+    bot_id: bots[i % bots.length],
+    user_id: null,
+    channel: CHANNELS[i % CHANNELS.length],
+    status: 'completed' as const,
+    provider,
+    model,
+    input_tokens: 200 + (i % 1800),
+    output_tokens: 20 + (i % 400),
+    started_at: new Date(Date.now() - 60 * 60 * 1000 + (i % 3_000_000)).toISOString(),
+    completed_at: new Date(Date.now() - 60 * 60 * 1000 + (i % 3_000_000) + 1500).toISOString(),
+  };
+}
+
+async function publishAll(nc: NatsConnection, prefix: string, round: number, bots: string[]): Promise<number> {
+  const js = jetstream(nc);
+  let firstSeq = 0;
+  for (let from = 0; from < EVENTS; from += 2000) {
+    const acks = [];
+    for (let i = from; i < Math.min(EVENTS, from + 2000); i++) {
+      const e = eventOf(round, i, bots);
+      acks.push(
+        js.publish(`${prefix}.usage.events.${e.bot_id}`, JSON.stringify(e), {
+          msgID: `${e.bot_id}:${e.request_id}:${e.status}`,
+        }),
+      );
+    }
+    const done = await Promise.all(acks);
+    if (from === 0) firstSeq = done[0].seq;
+  }
+  return firstSeq;
+}
+
+/** CPU seconds used so far by the processes whose command name matches, from /proc. */
+function cpuSeconds(match: (comm: string, pid: number) => boolean): number {
+  let ticks = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (!match(comm, Number(entry))) continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return ticks / 100;
+}
+
+/**
+ * Rows per second between the first and the last commit, polling the row count, and the CPU
+ * seconds each part of the machine spent meanwhile (per 1000 rows).
+ */
+async function drainRate(pg: Client, table: string, target: number, start: () => Promise<number>) {
+  const count = async () => Number((await pg.query(`select count(*)::int as n from ${table}`)).rows[0].n);
+  await pg.query('checkpoint');
+  const before = await count();
+  const consumerPid = await start();
+  const parts = {
+    consumer: () =>
+      consumerPid
+        ? cpuSeconds((_, pid) => pid === consumerPid)
+        : process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
+    postgres: () => cpuSeconds((comm) => comm === 'postgres'),
+    nats: () => cpuSeconds((comm) => comm.startsWith('nats-server')),
+  };
+  let first = 0;
+  let cpu: Record<string, number> = {};
+  for (const deadline = Date.now() + 30 * 60 * 1000; Date.now() < deadline;) {
+    const n = (await count()) - before;
+    if (n > 0 && !first) {
+      first = performance.now();
+      cpu = Object.fromEntries(Object.entries(parts).map(([k, f]) => [k, f()]));
+    }
+    if (n >= target) {
+      const perThousand = Object.fromEntries(
+        Object.entries(parts).map(([k, f]) => [k, Math.round(((f() - cpu[k]) / target) * 1000 * 1000) / 1000]),
+      );
+      return { rate: Math.round(target / ((performance.now() - first) / 1000)), cpu_s_per_1k: perThousand };
+    }
+    await sleep(20);
+  }
+  throw new Error(`${table} did not reach ${target} rows`);
+}
+
+/** The bare baseline: a durable pull consumer, batches of 500, one multi-row INSERT … ON CONFLICT DO NOTHING, ack. */
+async function baseline(nc: NatsConnection, id: string, pg: Client, table: string, fromSeq: number) {
+  const jsm = await jetstreamManager(nc);
+  const durable = `baseline-${fromSeq}`;
+  await jsm.consumers.add(`${id}_USAGE`, {
+    durable_name: durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.StartSequence,
+    opt_start_seq: fromSeq,
+    filter_subject: `${id}.usage.events.*`,
+    max_ack_pending: BATCH * 4,
+  });
+  const consumer = await jetstream(nc).consumers.get(`${id}_USAGE`, durable);
+  const columns = [
+    'bot_id',
+    'request_id',
+    'session_id',
+    'user_id',
+    'channel',
+    'status',
+    'provider',
+    'model',
+    'input_tokens',
+    'output_tokens',
+    'total_tokens',
+    'started_at',
+    'completed_at',
+    'created_at',
+    'updated_at',
+  ];
+  let stored = 0;
+  let buffer: JsMsg[] = [];
+  let wake: (() => void) | undefined;
+  const messages = await consumer.consume({
+    max_messages: BATCH * 2,
+    callback: (m) => {
+      buffer.push(m);
+      wake?.();
+    },
+  });
+  const worker = (async () => {
+    while (stored < EVENTS) {
+      if (buffer.length === 0) await new Promise<void>((r) => (wake = r));
+      const batch = buffer.slice(0, BATCH);
+      buffer = buffer.slice(batch.length);
+      const params: unknown[] = [];
+      const rows = batch.map((m) => {
+        const e = m.json<ReturnType<typeof eventOf>>();
+        const now = new Date();
+        const values = [
+          e.bot_id,
+          e.request_id,
+          null,
+          e.user_id,
+          e.channel,
+          e.status,
+          e.provider,
+          e.model,
+          e.input_tokens,
+          e.output_tokens,
+          e.input_tokens + e.output_tokens,
+          e.started_at,
+          e.completed_at,
+          now,
+          now,
+        ];
+        const at = params.length;
+        params.push(...values);
+        return `(${values.map((_, k) => `$${at + k + 1}`).join(',')})`;
+      });
+      await pg.query(
+        `insert into ${table} (${columns.join(',')}) values ${rows.join(',')} on conflict (bot_id, request_id) do nothing`,
+        params,
+      );
+      for (const m of batch) m.ack();
+      stored += batch.length;
+    }
+  })();
+  return {
+    done: worker,
+    stop: async () => {
+      await messages.close();
+      await jsm.consumers.delete(`${id}_USAGE`, durable);
+    },
+  };
+}
+
+async function login(gateway: string, password: string): Promise<string> {
+  const res = await fetch(`${gateway}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'admin', password }),
+  });
+  return ((await res.json()) as { access_token: string }).access_token;
+}
+
+async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: string[]): Promise<void> {
+  const id = stack.id;
+  const usageTable = `"${id}_usage".usage_records`;
+  const baselineTable = `"${id}_baseline".usage_records`;
+  await pg.query(`create schema "${id}_baseline"`);
+  await pg.query(`create table ${baselineTable} (like ${usageTable} including all)`);
+  const logDir = join(ROOT, '.parley', 'test-logs', id);
+  // The baseline writes on a connection of its own, as a script of its own would.
+  const pgBaseline = new Client({ connectionString: DATABASE_URL });
+  await pgBaseline.connect();
+  const ratios: number[] = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    const usage = stack.services.get('usage');
+    if (usage) await stopService(usage);
+    const fromSeq = await publishAll(nc, id, round, bots);
+    const runParley = () =>
+      drainRate(pg, usageTable, EVENTS, async () => {
+        const started = startService('usage', stack.env, logDir);
+        stack.services.set('usage', started);
+        await waitReady(started);
+        return started.process.pid ?? 0;
+      });
+    let stopBaseline: (() => Promise<void>) | undefined;
+    const runBaseline = () =>
+      drainRate(pg, baselineTable, EVENTS, async () => {
+        const b = await baseline(nc, id, pgBaseline, baselineTable, fromSeq);
+        stopBaseline = b.stop;
+        return 0;
+      });
+    let parley: Awaited<ReturnType<typeof runParley>>;
+    let bare: Awaited<ReturnType<typeof runBaseline>>;
+    if (round % 2 === 1) {
+      parley = await runParley();
+      bare = await runBaseline();
+    } else {
+      bare = await runBaseline();
+      parley = await runParley();
+    }
+    await stopBaseline?.();
+    const ratio = Math.round((parley.rate / bare.rate) * 100) / 100;
+    ratios.push(ratio);
+    print({
+      test: 'ingest',
+      round,
+      events: EVENTS,
+      parley_per_second: parley.rate,
+      baseline_per_second: bare.rate,
+      ratio,
+      parley_cpu_s_per_1k: parley.cpu_s_per_1k,
+      baseline_cpu_s_per_1k: bare.cpu_s_per_1k,
+    });
+  }
+  const sorted = [...ratios].sort((a, b) => a - b);
+  print({
+    test: 'ingest-median',
+    rounds: ROUNDS,
+    events: EVENTS,
+    median_ratio: sorted[Math.floor(sorted.length / 2)],
+    ratios,
+  });
+  await pgBaseline.end();
+}
+
+async function publishing(stack: Stack, nc: NatsConnection, bots: string[]): Promise<void> {
+  const usage = stack.services.get('usage');
+  if (usage) await stopService(usage);
+  const n = Math.min(EVENTS, 100_000);
+  const client = new UsageClient(nc, { botId: bots[0], subjectPrefix: stack.id, maxPending: 1024 });
+  let t = performance.now();
+  const reports = [];
+  for (let i = 0; i < n; i++) {
+    const { bot_id: _bot, ...e } = eventOf(100, i, bots);
+    reports.push(client.reportUsage(e));
+  }
+  await Promise.all(reports);
+  const viaClient = Math.round(n / ((performance.now() - t) / 1000));
+
+  const js = jetstream(nc);
+  t = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 1024 }, async () => {
+      while (next < n) {
+        const i = next++;
+        const e = { ...eventOf(101, i, bots), bot_id: bots[0] };
+        await js.publish(`${stack.id}.usage.events.${bots[0]}`, JSON.stringify(e), {
+          msgID: `${e.bot_id}:${e.request_id}:${e.status}`,
+        });
+      }
+    }),
+  );
+  const raw = Math.round(n / ((performance.now() - t) / 1000));
+  print({
+    test: 'publish',
+    events: n,
+    window: 1024,
+    client_per_second: viaClient,
+    raw_jetstream_per_second: raw,
+    ratio: Math.round((viaClient / raw) * 100) / 100,
+  });
+  const restarted = startService('usage', stack.env, join(ROOT, '.parley', 'test-logs', stack.id));
+  stack.services.set('usage', restarted);
+  await waitReady(restarted);
+}
+
+/** Fills records, the hourly rollup and the daily counters with `SUMMARY_RECORDS` requests over 30 days. */
+async function fill(pg: Client, schema: string, bots: string[]): Promise<void> {
+  const chunk = 1_000_000;
+  const span = 30 * 24 * 3600;
+  for (let from = 0; from < SUMMARY_RECORDS; from += chunk) {
+    await pg.query(
+      `insert into "${schema}".usage_records (bot_id, request_id, session_id, user_id, channel, status, provider, model,
+         input_tokens, output_tokens, total_tokens, started_at, completed_at, cost, currency, price_id, created_at, updated_at)
+       select ($1::uuid[])[1 + g % $2], 'fill-' || g, null,
+              ('00000000-0000-4000-8000-' || lpad(to_hex(g % 5000), 12, '0'))::uuid,
+              ($3::text[])[1 + g % 4], case when g % 10 = 0 then 'failed' else 'completed' end,
+              ($4::text[])[1 + g % 6], ($5::text[])[1 + g % 6],
+              200 + g % 1800, 20 + g % 400, 220 + g % 1800 + g % 400,
+              now() - make_interval(secs => (g * 7919) % $6), now() - make_interval(secs => (g * 7919) % $6) + interval '2 s',
+              case when g % 6 < 5 then ((200 + g % 1800) * 2.5 + (20 + g % 400) * 10) / 1000000 end,
+              case when g % 6 < 5 then 'USD' end,
+              case when g % 6 < 5 then '00000000-0000-4000-8000-000000000001'::uuid end,
+              now(), now()
+       from generate_series($7::bigint, $8::bigint) g`,
+      [
+        bots,
+        bots.length,
+        CHANNELS,
+        MODELS.map((m) => m[0]),
+        MODELS.map((m) => m[1]),
+        span,
+        from,
+        Math.min(SUMMARY_RECORDS, from + chunk) - 1,
+      ],
+    );
+  }
+  await pg.query(
+    `insert into "${schema}".usage_hourly (hour, bot_id, provider, model, channel, status, currency, requests, input_tokens,
+       output_tokens, total_tokens, cost, unpriced_requests)
+     select date_trunc('hour', started_at), bot_id, coalesce(provider, ''), coalesce(model, ''), coalesce(channel, ''),
+            status, coalesce(currency, ''), count(*), sum(input_tokens), sum(output_tokens), sum(total_tokens),
+            coalesce(sum(cost), 0), count(*) filter (where price_id is null)
+     from "${schema}".usage_records where request_id like 'fill-%'
+     group by 1, 2, 3, 4, 5, 6, 7
+     on conflict (hour, bot_id, provider, model, channel, status, currency) do update set
+       requests = usage_hourly.requests + excluded.requests, input_tokens = usage_hourly.input_tokens + excluded.input_tokens,
+       output_tokens = usage_hourly.output_tokens + excluded.output_tokens, total_tokens = usage_hourly.total_tokens + excluded.total_tokens,
+       cost = usage_hourly.cost + excluded.cost, unpriced_requests = usage_hourly.unpriced_requests + excluded.unpriced_requests`,
+  );
+  await pg.query(`vacuum analyze "${schema}".usage_records`);
+  await pg.query(`vacuum analyze "${schema}".usage_hourly`);
+}
+
+async function summaries(stack: Stack, pg: Client, token: string, bots: string[]): Promise<void> {
+  const schema = `${stack.id}_usage`;
+  const t0 = performance.now();
+  await fill(pg, schema, bots);
+  const [{ n }] = (await pg.query(`select count(*)::int as n from "${schema}".usage_records`)).rows;
+  const [{ h }] = (await pg.query(`select count(*)::int as h from "${schema}".usage_hourly`)).rows;
+  print({ test: 'summary-fill', records: n, rollup_rows: h, seconds: Math.round((performance.now() - t0) / 1000) });
+
+  const gateway = `http://127.0.0.1:${stack.services.get('gateway')?.port}`;
+  const day = 24 * 3600 * 1000;
+  const now = Date.now();
+  const range = (days: number) =>
+    `from=${new Date(now - days * day + 1234).toISOString()}&to=${new Date(now - 4321).toISOString()}`;
+  const cases: { name: string; query: string; scan?: string; scanParams?: unknown[] }[] = [
+    {
+      name: '24h totals',
+      query: range(1),
+      scan: `select currency, count(*), sum(input_tokens), sum(output_tokens), sum(total_tokens), sum(cost)
+             from "${schema}".usage_records where started_at >= $1 and started_at < $2 group by currency`,
+    },
+    {
+      name: '30d by model and day',
+      query: `${range(30)}&group_by=model,day`,
+      scan: `select model, (date_trunc('day', started_at, 'UTC'))::date, currency, count(*), sum(input_tokens),
+                    sum(output_tokens), sum(total_tokens), sum(cost)
+             from "${schema}".usage_records where started_at >= $1 and started_at < $2 group by 1, 2, 3`,
+    },
+    {
+      name: '7d by bot and hour, Asia/Shanghai',
+      query: `${range(7)}&group_by=bot,hour&tz=Asia/Shanghai`,
+      scan: `select bot_id, date_trunc('hour', started_at, 'Asia/Shanghai'), currency, count(*), sum(input_tokens),
+                    sum(output_tokens), sum(total_tokens), sum(cost)
+             from "${schema}".usage_records where started_at >= $1 and started_at < $2 group by 1, 2, 3`,
+    },
+    {
+      name: '30d by channel and status',
+      query: `${range(30)}&group_by=channel,status`,
+      scan: `select channel, status, currency, count(*), sum(input_tokens), sum(output_tokens), sum(total_tokens), sum(cost)
+             from "${schema}".usage_records where started_at >= $1 and started_at < $2 group by 1, 2, 3`,
+    },
+    { name: '24h by user (raw records)', query: `${range(1)}&group_by=user` },
+    { name: '7d by day, Asia/Kolkata (raw records)', query: `${range(7)}&group_by=day&tz=Asia/Kolkata` },
+    { name: `30d one bot by model`, query: `${range(30)}&group_by=model&bot_id=${bots[3]}` },
+  ];
+  for (const c of cases) {
+    const samples: number[] = [];
+    let rows = 0;
+    for (let i = 0; i < 12; i++) {
+      const t = performance.now();
+      const res = await fetch(`${gateway}/api/v1/usage/summary?${c.query}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const body = (await res.json()) as { items: unknown[] };
+      if (res.status !== 200) throw new Error(`${c.name}: ${res.status} ${JSON.stringify(body)}`);
+      rows = body.items.length;
+      if (i >= 2) samples.push(performance.now() - t);
+    }
+    let scan: ReturnType<typeof summarize> | undefined;
+    if (c.scan) {
+      const params = new URLSearchParams(c.query);
+      const scanSamples: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const t = performance.now();
+        await pg.query(c.scan, [params.get('from'), params.get('to')]);
+        if (i >= 1) scanSamples.push(performance.now() - t);
+      }
+      scan = summarize(scanSamples);
+    }
+    print({
+      test: 'summary',
+      case: c.name,
+      records: n,
+      rows,
+      ...summarize(samples),
+      ...(scan
+        ? { raw_scan_p50_ms: scan.p50_ms, speedup: Math.round((scan.p50_ms / summarize(samples).p50_ms) * 10) / 10 }
+        : {}),
+    });
+  }
+}
+
+async function main(): Promise<void> {
+  print({ test: 'machine', ...machine() });
+  const id = runId('bus');
+  const password = randomBytes(12).toString('base64url');
+  const stack = await startStack(id, {
+    PARLEY_ADMIN_USERNAME: 'admin',
+    PARLEY_ADMIN_PASSWORD: password,
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_PER_MINUTE: '100000',
+  });
+  const nc = await connect({ servers: NATS_URL });
+  const pg = new Client({ connectionString: DATABASE_URL });
+  await pg.connect();
+  try {
+    const gateway = `http://127.0.0.1:${stack.services.get('gateway')?.port}`;
+    const token = await login(gateway, password);
+    const bots: string[] = [];
+    for (let i = 0; i < BOTS; i++) {
+      const res = await fetch(`${gateway}/api/v1/bots`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ name: `bench-${i}` }),
+      });
+      bots.push(((await res.json()) as { id: string }).id);
+    }
+    const only = process.env.BENCH_ONLY?.split(',');
+    if (!only || only.includes('ingest')) await ingestion(stack, nc, pg, bots);
+    if (!only || only.includes('publish')) await publishing(stack, nc, bots);
+    if (!only || only.includes('summary')) await summaries(stack, pg, token, bots);
+  } finally {
+    await nc.close();
+    await pg.end();
+    await stopStack(stack);
+    await cleanupRun(id);
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
