@@ -124,6 +124,9 @@ describe('messages (e2e)', () => {
       output_tokens: 0,
       total_tokens: 0,
       cost: null,
+      currency: null,
+      costs: [],
+      unpriced_requests: 0,
     });
     expect((await api('GET', `/api/v1/sessions/${s.id}?include=everything`, { token: owner.token })).status).toBe(400);
   });

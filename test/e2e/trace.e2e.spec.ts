@@ -59,4 +59,43 @@ describe('tracing (e2e)', () => {
     ).toBe(true);
     expect(spans.some((s) => s.service === 'parley-gateway' && s.name.startsWith('handler - '))).toBe(true);
   });
+
+  it('follows a usage event from the gateway through JetStream to the usage service and its SQL', async () => {
+    const token = await adminLogin();
+    const bot = (await api('POST', '/api/v1/bots', { token, body: { name: 'traced-bot' } })).body;
+    const traceId = randomBytes(16).toString('hex');
+    const res = await api('POST', '/api/v1/usage/events', {
+      headers: { 'x-api-key': bot.api_key, traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+      body: {
+        request_id: 'traced-1',
+        bot_id: bot.id,
+        status: 'completed',
+        input_tokens: 1,
+        started_at: new Date(Date.now() - 1000).toISOString(),
+      },
+    });
+    expect(res.status).toBe(202);
+
+    const spans = await eventually(async () => {
+      const found = await spansOf(traceId);
+      const complete =
+        found.some((s) => s.service === 'parley-gateway' && s.name === 'usage.events publish') &&
+        found.some((s) => s.service === 'parley-usage' && s.name === 'usage.events.* process') &&
+        found.some((s) => s.service === 'parley-usage' && isSql(s));
+      return complete ? found : undefined;
+    }, 20_000).catch(async (error: unknown) => {
+      const found = await spansOf(traceId);
+      throw new Error(`${String(error)}; spans of the trace: ${JSON.stringify(found.map((s) => [s.service, s.name]))}`);
+    });
+    const byId = new Map(spans.map((s) => [s.spanId, s]));
+    const chain: string[] = [];
+    let cursor: ReceivedSpan | undefined = spans.find((s) => s.service === 'parley-usage' && isSql(s));
+    while (cursor) {
+      chain.push(`${cursor.service}:${cursor.name}`);
+      cursor = cursor.parentSpanId ? byId.get(cursor.parentSpanId) : undefined;
+    }
+    expect(chain).toEqual(
+      expect.arrayContaining(['parley-usage:usage.events.* process', 'parley-gateway:usage.events publish']),
+    );
+  });
 });
