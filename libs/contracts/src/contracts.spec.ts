@@ -3,6 +3,14 @@ import { ParleyError, fieldErrors } from './errors';
 import { PageQuerySchema, decodeCursor, encodeCursor, toPageRequest } from './pagination';
 import { prefixed, prefixedStream } from './rpc';
 import { CreateSessionBodySchema } from './session';
+import {
+  DEFAULT_EVENT_TIME_LIMITS,
+  UsageEventSchema,
+  UsageSummaryQuerySchema,
+  resolveRange,
+  usageEventTimeProblems,
+  usageMsgId,
+} from './usage';
 
 describe('pagination', () => {
   it('round-trips a keyset cursor and refuses one it did not issue', () => {
@@ -77,5 +85,65 @@ describe('subject prefixes', () => {
     expect(prefixed('t1', 'usage.events.b1')).toBe('t1.usage.events.b1');
     expect(prefixedStream('', 'USAGE')).toBe('USAGE');
     expect(prefixedStream('t-1', 'USAGE')).toBe('t-1_USAGE');
+  });
+});
+
+describe('usage contracts', () => {
+  const event = {
+    request_id: 'chatcmpl-1',
+    bot_id: '01900000-0000-7000-8000-000000000001',
+    status: 'completed',
+    started_at: '2026-11-24T10:00:00Z',
+  };
+
+  it('takes a usage event as bots send it, and refuses what would count wrong', () => {
+    expect(UsageEventSchema.parse(event)).toMatchObject({ input_tokens: 0, output_tokens: 0 });
+    for (const bad of [
+      { ...event, input_tokens: -1 },
+      { ...event, input_tokens: 1.5 },
+      { ...event, input_token: 5 },
+      { ...event, status: 'done' },
+      { ...event, request_id: 'has space' },
+      { ...event, model: 'gpt\u0000' },
+      { ...event, started_at: '2026-11-24 10:00' },
+    ]) {
+      expect(UsageEventSchema.safeParse(bad).success).toBe(false);
+    }
+    expect(usageMsgId(UsageEventSchema.parse(event))).toBe(`${event.bot_id}:chatcmpl-1:completed`);
+  });
+
+  it('refuses absurd times relative to the receiver clock', () => {
+    const now = Date.parse('2026-11-24T10:00:00Z');
+    const at = (started_at: string, completed_at?: string) =>
+      usageEventTimeProblems(
+        UsageEventSchema.parse({ ...event, started_at, completed_at }),
+        now,
+        DEFAULT_EVENT_TIME_LIMITS,
+      );
+    expect(at('2026-11-24T10:04:59Z')).toEqual([]);
+    expect(at('2026-11-24T10:05:01Z')).toEqual([{ field: 'started_at', message: 'more than 300 s in the future' }]);
+    expect(at('2026-08-01T00:00:00Z')).toEqual([{ field: 'started_at', message: 'older than 90 days' }]);
+    expect(at('2026-11-24T09:00:00Z', '2026-11-24T08:59:59Z')).toEqual([
+      { field: 'completed_at', message: 'earlier than started_at' },
+    ]);
+  });
+
+  it('reads summary queries: group_by keys, a known time zone, an ordered range, 24 hours by default', () => {
+    expect(UsageSummaryQuerySchema.parse({ group_by: 'model,day', tz: 'Asia/Shanghai' })).toMatchObject({
+      group_by: ['model', 'day'],
+      tz: 'Asia/Shanghai',
+    });
+    expect(UsageSummaryQuerySchema.parse({}).tz).toBe('UTC');
+    for (const bad of [
+      { group_by: 'week' },
+      { group_by: 'model,model' },
+      { tz: 'Mars/Olympus' },
+      { tz: '+08:00' },
+      { from: '2026-11-24T10:00:00Z', to: '2026-11-24T09:00:00Z' },
+    ]) {
+      expect(UsageSummaryQuerySchema.safeParse(bad).success).toBe(false);
+    }
+    const { from, to } = resolveRange({}, Date.parse('2026-11-24T10:00:00Z'));
+    expect([from.toISOString(), to.toISOString()]).toEqual(['2026-11-23T10:00:00.000Z', '2026-11-24T10:00:00.000Z']);
   });
 });

@@ -416,17 +416,16 @@ export const QuotaSchema = z.object({
 });
 export type Quota = z.infer<typeof QuotaSchema>;
 
-export const BudgetExceededSchema = z.object({
-  bot_id: z.uuid(),
-  period: z.enum(BUDGET_PERIODS),
-  period_start: TimestampSchema,
-  used_tokens: z.number().int(),
-  used_cost: DecimalStringSchema,
-  max_tokens: z.number().int().nullable(),
-  max_cost: DecimalStringSchema.nullable(),
-  currency: z.string(),
-  occurred_at: TimestampSchema,
-});
+export const BudgetExceededSchema = QuotaSchema.pick({
+  bot_id: true,
+  period: true,
+  period_start: true,
+  used_tokens: true,
+  used_cost: true,
+  max_tokens: true,
+  max_cost: true,
+  currency: true,
+}).extend({ occurred_at: TimestampSchema });
 export type BudgetExceeded = z.infer<typeof BudgetExceededSchema>;
 
 /** What `POST /usage/events` answers once every event is durably in JetStream. */

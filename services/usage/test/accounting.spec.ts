@@ -282,6 +282,7 @@ describe(UsageQueries.name, () => {
     { group_by: ['hour', 'model'], tz: 'America/New_York' },
     { group_by: ['hour'], tz: 'Asia/Kolkata' },
     { group_by: ['day', 'status'], tz: 'Asia/Kathmandu' },
+    { group_by: ['day', 'model'], tz: 'Asia/Kolkata' },
     { group_by: ['bot', 'model', 'status', 'channel', 'day'], tz: 'Europe/Berlin' },
     { group_by: ['model'], tz: 'UTC', filter: 'botA' },
     { group_by: ['model', 'hour'], tz: 'UTC', filter: 'user' },

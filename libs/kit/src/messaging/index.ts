@@ -6,3 +6,4 @@ export * from './outbox';
 export * from './consumer';
 export * from './batch-consumer';
 export * from './failures';
+export * from './background';

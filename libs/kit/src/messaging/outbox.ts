@@ -1,13 +1,14 @@
 import { defineEntity, p, type EntityManager, type MikroORM } from '@mikro-orm/postgresql';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import { ROOT_CONTEXT, context, propagation, trace, SpanKind } from '@opentelemetry/api';
+import { context, propagation, trace, SpanKind } from '@opentelemetry/api';
 import { v7 as uuidv7 } from 'uuid';
 import type { z } from 'zod';
 import type { DomainEventContract } from '@parley/contracts';
 import type { Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
 import type { Nats } from './nats';
+import { BackgroundTask } from './background';
 import { recordError } from './rpc';
 import { traceCarrier } from './trace';
 
@@ -57,10 +58,7 @@ const tracer = trace.getTracer('@parley/kit/outbox');
  * window. Instances share the work through `for update skip locked`.
  */
 export class OutboxRelay {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
+  private readonly task: BackgroundTask;
   private readonly js: JetStreamClient;
 
   constructor(
@@ -71,36 +69,17 @@ export class OutboxRelay {
     private readonly options: { batchSize?: number; pollMs?: number; retentionMs?: number } = {},
   ) {
     this.js = jetstream(nats.connection);
+    // Relay passes belong to no request's trace; each row's publish continues the trace that wrote it.
+    this.task = new BackgroundTask(() => this.pass(), options.pollMs ?? 500);
   }
 
   start(): void {
-    this.schedule(0);
+    this.task.start();
   }
 
   /** Asks for a relay pass now (after a commit that wrote to the outbox). */
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.schedule(0);
-  }
-
-  private schedule(delay: number): void {
-    if (this.stopped) return;
-    clearTimeout(this.timer);
-    // Relay passes belong to no request's trace; each row's publish continues the trace that wrote it.
-    this.timer = context.with(ROOT_CONTEXT, () =>
-      setTimeout(() => {
-        this.running = this.pass().finally(() => {
-          this.running = undefined;
-          const more = this.again;
-          this.again = false;
-          this.schedule(more ? 0 : (this.options.pollMs ?? 500));
-        });
-      }, delay),
-    );
+    this.task.kick();
   }
 
   private async pass(): Promise<void> {
@@ -108,7 +87,7 @@ export class OutboxRelay {
       let relayed: number;
       do {
         relayed = await this.relayBatch();
-      } while (relayed === (this.options.batchSize ?? 100) && !this.stopped);
+      } while (relayed === (this.options.batchSize ?? 100) && !this.task.isStopped);
       await this.purge();
     } catch (error) {
       this.logger.warn(
@@ -168,8 +147,6 @@ export class OutboxRelay {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+    await this.task.stop();
   }
 }

@@ -1,7 +1,6 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
-import { ROOT_CONTEXT, context } from '@opentelemetry/api';
-import { LOGGER, OutboxRelay, isConflictError, type Logger } from '@parley/kit';
+import { BackgroundTask, LOGGER, OutboxRelay, isConflictError, type Logger } from '@parley/kit';
 import { BudgetWatch } from '../budgets/budget-watch';
 import { QuotaCounters } from '../budgets/quota-counters';
 import { priced, samePricing } from '../records/record-state';
@@ -21,10 +20,7 @@ const POLL_MS = 30_000;
  */
 @Injectable()
 export class Repricer implements OnApplicationBootstrap, OnModuleDestroy {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
+  private readonly task = new BackgroundTask(() => this.pass(), POLL_MS);
 
   constructor(
     @Inject(MikroORM) private readonly orm: MikroORM,
@@ -36,34 +32,17 @@ export class Repricer implements OnApplicationBootstrap, OnModuleDestroy {
   ) {}
 
   onApplicationBootstrap(): void {
-    this.schedule(0);
+    this.task.start();
   }
 
   /** Asks for a pass now (after prices were stored). */
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) this.again = true;
-    else this.schedule(0);
-  }
-
-  private schedule(delay: number): void {
-    if (this.stopped) return;
-    clearTimeout(this.timer);
-    this.timer = context.with(ROOT_CONTEXT, () =>
-      setTimeout(() => {
-        this.running = this.pass().finally(() => {
-          this.running = undefined;
-          const more = this.again;
-          this.again = false;
-          this.schedule(more ? 0 : POLL_MS);
-        });
-      }, delay),
-    );
+    this.task.kick();
   }
 
   private async pass(): Promise<void> {
     try {
-      while (!this.stopped && (await this.stepWithRetry())) {
+      while (!this.task.isStopped && (await this.stepWithRetry())) {
         // one chunk per transaction, until no job is left
       }
     } catch (error) {
@@ -140,8 +119,6 @@ export class Repricer implements OnApplicationBootstrap, OnModuleDestroy {
   }
 
   async onModuleDestroy(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+    await this.task.stop();
   }
 }

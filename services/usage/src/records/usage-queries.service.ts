@@ -19,7 +19,7 @@ import { UsageAccess, type BotRestriction } from '../access/usage-access';
 import { fromUnits, toUnits } from '../prices/decimal';
 import { floorHour } from './rollup';
 import { RECORD_COLUMNS_SQL, stateOf } from './usage-ledger';
-import { localTimestamp, wholeHourZone } from './zones';
+import { hoursAcrossMidnight, localTimestamp, wholeHourZone } from './zones';
 
 type SummaryRequest = z.output<typeof UsageRpc.summary.request>;
 type RecordsRequest = z.output<typeof UsageRpc.records.request>;
@@ -40,9 +40,9 @@ class Sql {
   }
 }
 
-function restrictBots(sql: Sql, bots: BotRestriction, botId: string | undefined): void {
-  if (bots !== 'all') sql.add('and bot_id = any(?::uuid[])', `{${bots.join(',')}}`);
-  if (botId) sql.add('and bot_id = ?', botId);
+function restrictBots(sql: Sql, bots: BotRestriction, botId: string | undefined, alias = ''): void {
+  if (bots !== 'all') sql.add(`and ${alias}bot_id = any(?::uuid[])`, `{${bots.join(',')}}`);
+  if (botId) sql.add(`and ${alias}bot_id = ?`, botId);
 }
 
 /** How each `group_by` key is selected from the combined source (`ts` is the row's time). */
@@ -90,9 +90,10 @@ interface SummaryRow extends Record<string, unknown> {
 
 /**
  * Usage answers. Summaries come from the hourly rollup for the whole hours of the range and
- * from raw records for the partial hours at its ends; raw records alone serve what the rollup
- * cannot (grouping or filtering by user, or local hours and days in a zone whose offset is
- * not a whole number of hours).
+ * from raw records for the partial hours at its ends. Raw records alone serve what the rollup
+ * cannot: grouping or filtering by user, and local hours in a zone whose offset is not a whole
+ * number of hours. Local days in such a zone take the hours that hold a local midnight from
+ * the records and the rest from the rollup.
  */
 @Injectable()
 export class UsageQueries {
@@ -107,13 +108,27 @@ export class UsageQueries {
     const answer = { from: from.toISOString(), to: to.toISOString(), tz: q.tz, group_by: q.group_by };
     if (bots !== 'all' && bots.length === 0) return { ...answer, items: [] };
 
-    const local = q.group_by.includes('hour') || q.group_by.includes('day');
-    const rollup =
-      !q.group_by.includes('user') && !q.user_id && (!local || wholeHourZone(q.tz, from, to))
-        ? rollupWindow(from, to)
-        : undefined;
+    const byUser = q.group_by.includes('user') || Boolean(q.user_id);
+    const byHour = q.group_by.includes('hour');
+    const byDay = q.group_by.includes('day');
+    const wholeHours = !(byHour || byDay) || wholeHourZone(q.tz, from, to);
+    const rollup = byUser || (byHour && !wholeHours) ? undefined : rollupWindow(from, to);
+    // Days in a zone with a half-hour offset: the hours that hold a local midnight come from the records.
+    const split = rollup && !wholeHours ? hoursAcrossMidnight(q.tz, rollup.start, rollup.end) : [];
+    const splitArray = `{${split.map((h) => h.toISOString()).join(',')}}`;
 
     const src = new Sql();
+    const records = (where: string, ...params: unknown[]) => {
+      src.add(
+        `select r.bot_id, r.provider, r.model, r.channel, r.status, r.user_id, r.started_at as ts, r.currency, 1 as requests,
+                r.input_tokens, r.output_tokens, r.total_tokens, coalesce(r.cost, 0) as cost,
+                (r.price_id is null)::int as unpriced_requests
+         ${where}`,
+        ...params,
+      );
+      restrictBots(src, bots, q.bot_id, 'r.');
+      if (q.user_id) src.add('and r.user_id = ?', q.user_id);
+    };
     if (rollup) {
       src.add(
         `select bot_id, nullif(provider, '') as provider, nullif(model, '') as model, nullif(channel, '') as channel, status,
@@ -123,27 +138,29 @@ export class UsageQueries {
         rollup.start,
         rollup.end,
       );
+      if (split.length > 0) src.add('and hour <> all(?::timestamptz[])', splitArray);
       restrictBots(src, bots, q.bot_id);
       src.add('union all');
-    }
-    src.add(
-      `select bot_id, provider, model, channel, status, user_id, started_at as ts, currency, 1 as requests, input_tokens,
-              output_tokens, total_tokens, coalesce(cost, 0) as cost, (price_id is null)::int as unpriced_requests
-       from usage_records where`,
-    );
-    if (rollup) {
-      src.add(
-        '((started_at >= ? and started_at < ?) or (started_at >= ? and started_at < ?))',
+      records(
+        `from usage_records r
+         where ((r.started_at >= ? and r.started_at < ?) or (r.started_at >= ? and r.started_at < ?))`,
         from,
         rollup.start,
         rollup.end,
         to,
       );
+      if (split.length > 0) {
+        src.add('union all');
+        records(
+          `from unnest(?::timestamptz[]) as s(hour)
+           join usage_records r on r.started_at >= s.hour and r.started_at < s.hour + interval '1 hour'
+           where true`,
+          splitArray,
+        );
+      }
     } else {
-      src.add('started_at >= ? and started_at < ?', from, to);
+      records('from usage_records r where r.started_at >= ? and r.started_at < ?', from, to);
     }
-    restrictBots(src, bots, q.bot_id);
-    if (q.user_id) src.add('and user_id = ?', q.user_id);
 
     const dims = q.group_by.map((key) => dimension(key, q.tz));
     const sql = new Sql()

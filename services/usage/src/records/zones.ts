@@ -31,7 +31,8 @@ export function localTimestamp(t: Date, tz: string): string {
   return `${local}${offset < 0 ? '-' : '+'}${hh}:${mm}`;
 }
 
-const DAY_MS = 24 * 60 * 60 * 1000;
+const HOUR_MS = 60 * 60 * 1000;
+const DAY_MS = 24 * HOUR_MS;
 
 /**
  * Whether every UTC hour between `from` and `to` is a whole local hour in the zone, so
@@ -45,4 +46,18 @@ export function wholeHourZone(tz: string, from: Date, to: Date): boolean {
     if (offsetMinutes(tz, new Date(Math.min(t, to.getTime()))) % 60 !== 0) return false;
   }
   return true;
+}
+
+/**
+ * The UTC hours in [start, end) that hold a local midnight: in a zone whose offset is not a
+ * whole number of hours (Asia/Kolkata: the hour from 18:00 UTC holds 23:30 and 00:30 local)
+ * such an hour belongs to two local days, every other hour to one.
+ */
+export function hoursAcrossMidnight(tz: string, start: Date, end: Date): Date[] {
+  const out: Date[] = [];
+  for (let t = start.getTime(); t < end.getTime(); t += HOUR_MS) {
+    const local = (((t / 60_000 + offsetMinutes(tz, new Date(t))) % 1440) + 1440) % 1440;
+    if (local > 23 * 60) out.push(new Date(t));
+  }
+  return out;
 }
