@@ -48,7 +48,9 @@ const PAUSE_MS = [500, 1000, 2000, 5000, 10_000, 30_000];
  *   an event refused as bad input on its own is dead-lettered, any other lone failure is
  *   redelivered with backoff up to `poisonDeliveries`;
  * - while a dependency is away (Postgres down, an upstream service unanswering) the batch is
- *   held and retried in place, its ack deadline extended, without spending deliveries.
+ *   held and retried in place without spending deliveries.
+ * Unsettled deliveries get progress acks every third of the ack wait, so nothing is redelivered
+ * while it is still being handled.
  */
 export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
   private readonly buffer: JsMsg[] = [];
@@ -106,7 +108,33 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
     await Promise.all(Array.from({ length: this.spec.concurrency ?? 1 }, () => worker()));
   }
 
+  private ack(msg: JsMsg): void {
+    msg.ack();
+    this.settled.add(msg);
+  }
+
+  private nak(msg: JsMsg, delayMs?: number): void {
+    msg.nak(delayMs);
+    this.settled.add(msg);
+  }
+
   private async process(msgs: JsMsg[]): Promise<void> {
+    // However long the work or a hold for an absent dependency takes, the server must not
+    // redeliver what is still being handled: progress acks well inside the ack deadline.
+    const keepAlive = setInterval(
+      () => {
+        for (const msg of msgs) if (!this.settled.has(msg)) msg.working();
+      },
+      Math.max(200, Math.floor(this.ackWaitMs / 3)),
+    );
+    try {
+      await this.handleBatch(msgs);
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  private async handleBatch(msgs: JsMsg[]): Promise<void> {
     const started = process.hrtime.bigint();
     const contexts = msgs.map((m) => contextFromHeaders(m.headers));
     const traced = contexts.map((c) => trace.getSpanContext(c)).filter((c) => c !== undefined);
@@ -174,7 +202,7 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
       verdicts = await this.attempt(batch);
     } catch (error) {
       if (this.stopped) {
-        for (const { msg } of batch) msg.nak();
+        for (const { msg } of batch) this.nak(msg);
         return;
       }
       if (batch.length > 1) {
@@ -186,14 +214,14 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
       return;
     }
     if (!verdicts) {
-      for (const { msg } of batch) msg.nak();
+      for (const { msg } of batch) this.nak(msg);
       return;
     }
     for (let i = 0; i < batch.length; i++) {
       const { msg, item } = batch[i];
       const verdict = verdicts[i] ?? { ok: false, code: 'POISON', reason: 'the handler gave no verdict' };
       if (verdict.ok) {
-        msg.ack();
+        this.ack(msg);
         this.metrics.eventsProcessed.inc({ consumer: this.durable, outcome: 'ok' });
       } else {
         await this.deadLetter(msg, item.meta.subject, verdict.code, verdict.reason, item.raw);
@@ -224,7 +252,6 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
           { err: error instanceof Error ? error.message : String(error), waitMs: wait, size: batch.length },
           'a dependency is unavailable; holding the batch',
         );
-        for (const { msg } of batch) msg.working();
         await new Promise((resolve) => setTimeout(resolve, wait));
         if (this.stopped) return undefined;
       }
@@ -250,7 +277,7 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
       return;
     }
     const backoff = this.spec.backoffMs ?? [1000, 5000, 15000, 60000];
-    msg.nak(backoff[Math.min(deliveries - 1, backoff.length - 1)]);
+    this.nak(msg, backoff[Math.min(deliveries - 1, backoff.length - 1)]);
     this.metrics.eventsProcessed.inc({ consumer: this.durable, outcome: 'retry' });
     this.logger.warn({ err: error, subject: item.meta.subject, deliveries }, 'event failed on its own; will redeliver');
   }

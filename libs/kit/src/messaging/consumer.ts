@@ -86,6 +86,8 @@ export function decode<S extends z.ZodType>(msg: JsMsg, schema: S): Decoded<S> {
 export abstract class PullConsumer {
   protected messages: ConsumerMessages | undefined;
   protected stopped = false;
+  /** Deliveries already acked, nak'd or terminated. */
+  protected readonly settled = new WeakSet<JsMsg>();
   private loop: Promise<void> | undefined;
   private lagTimer: NodeJS.Timeout | undefined;
   protected readonly js: JetStreamClient;
@@ -101,6 +103,10 @@ export abstract class PullConsumer {
 
   get durable(): string {
     return this.pull.durable;
+  }
+
+  protected get ackWaitMs(): number {
+    return this.pull.ackWaitMs ?? 30_000;
   }
 
   async start(): Promise<void> {
@@ -178,6 +184,7 @@ export abstract class PullConsumer {
     // No reason on the term: NATS 2.9 does not understand `+TERM <reason>` and redelivers the
     // message; the reason travels in the dead letter instead.
     msg.term();
+    this.settled.add(msg);
     this.metrics.deadLetters.inc({ subject: this.pull.deadLetterSubject, code });
     this.metrics.eventsProcessed.inc({ consumer: this.pull.durable, outcome: 'dead_letter' });
     this.logger.warn({ subject, code, reason }, 'event dead-lettered');
