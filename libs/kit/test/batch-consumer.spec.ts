@@ -134,6 +134,11 @@ describe(BatchConsumer.name, () => {
   it('holds a batch while a dependency is away, without spending deliveries', async () => {
     const js = jetstream(nats.connection);
     await js.publish(nats.subject('kit.batch.b'), JSON.stringify({ n: 500, note: 'away' }));
+    // These wait in the buffer behind the held batch, longer than the ack deadline.
+    await eventually(() => (infraFailures >= 1 ? true : undefined));
+    for (const n of [501, 502, 503]) await js.publish(nats.subject('kit.batch.b'), JSON.stringify({ n, note: 'ok' }));
+    await eventually(() => done.get(503));
+    for (const n of [501, 502, 503]) expect([n, done.get(n)]).toEqual([n, 1001]);
     await eventually(() => done.get(500));
     // Held for 3.5 s against an ack deadline of 1 s: progress acks kept it from being redelivered.
     expect(infraFailures).toBe(3);

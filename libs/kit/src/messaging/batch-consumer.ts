@@ -84,7 +84,10 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
   protected override consumeOptions() {
     return {
       callback: (msg: JsMsg) => {
-        this.buffer.push(msg);
+        // A redelivery of what is still buffered takes its place (its ack is the one that counts).
+        const at = msg.info.deliveryCount > 1 ? this.buffer.findIndex((m) => m.seq === msg.seq) : -1;
+        if (at >= 0) this.buffer[at] = msg;
+        else this.buffer.push(msg);
         const idle = this.waiting;
         this.waiting = [];
         for (const wake of idle) wake();
@@ -94,6 +97,13 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
 
   protected async drain(messages: ConsumerMessages): Promise<void> {
     const closed = messages.closed().then(() => 'closed' as const);
+    // What waits in the buffer while every worker is busy (or held) must not be redelivered either.
+    const keepAlive = setInterval(
+      () => {
+        for (const msg of this.buffer) msg.working();
+      },
+      Math.max(200, Math.floor(this.ackWaitMs / 3)),
+    );
     const worker = async () => {
       for (;;) {
         if (this.buffer.length === 0) {
@@ -105,7 +115,11 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
         await this.process(this.buffer.splice(0, this.maxBatch));
       }
     };
-    await Promise.all(Array.from({ length: this.spec.concurrency ?? 1 }, () => worker()));
+    try {
+      await Promise.all(Array.from({ length: this.spec.concurrency ?? 1 }, () => worker()));
+    } finally {
+      clearInterval(keepAlive);
+    }
   }
 
   private ack(msg: JsMsg): void {
