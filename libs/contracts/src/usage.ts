@@ -179,11 +179,16 @@ const decimalInput = (scale: number) =>
     );
 export const CurrencySchema = z.string().regex(/^[A-Z]{3}$/, 'an ISO 4217 code such as USD');
 
-export const UsageTotalsSchema = z.object({
+/** What every usage total counts. */
+const usageCountsShape = {
   requests: z.number().int(),
   input_tokens: z.number().int(),
   output_tokens: z.number().int(),
   total_tokens: z.number().int(),
+};
+
+export const UsageTotalsSchema = z.object({
+  ...usageCountsShape,
   /** Decimal string in `currency`; null when nothing in it is priced, or when it is priced in several currencies. */
   cost: DecimalStringSchema.nullable(),
   currency: z.string().nullable(),
@@ -296,10 +301,7 @@ export const UsageSummaryItemSchema = z.object({
   hour: z.string().optional(),
   /** YYYY-MM-DD in `tz`. */
   day: z.string().optional(),
-  requests: z.number().int(),
-  input_tokens: z.number().int(),
-  output_tokens: z.number().int(),
-  total_tokens: z.number().int(),
+  ...usageCountsShape,
   cost: DecimalStringSchema.nullable(),
   currency: z.string().nullable(),
   unpriced_requests: z.number().int(),
