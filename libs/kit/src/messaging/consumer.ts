@@ -39,7 +39,6 @@ export interface PullConsumerSpec {
 
 export interface ConsumerSpec<S extends z.ZodType> extends PullConsumerSpec {
   schema: S;
-  maxDeliver?: number;
   /** Delay before each redelivery of a failed message; the last one repeats. */
   backoffMs?: number[];
 }

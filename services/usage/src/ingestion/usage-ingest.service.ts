@@ -44,16 +44,28 @@ export class UsageIngest {
     }
     const prices = await this.ledger.book(this.orm.em.fork());
     const result = await this.orm.em.fork().transactional(async (tx) => {
-      const made = new Map([...events].map(([id, list]) => [id, fold(undefined, list, now)]));
+      // Each request as the batch would make it from nothing, priced once: what `claim` inserts.
+      const made = new Map(
+        [...events].map(([id, list]) => {
+          const folded = fold(undefined, list, now);
+          return [id, { ...folded, state: priced(folded.state as RecordState, prices.book) }];
+        }),
+      );
       const { inserted, existing } = await this.ledger.claim(
         tx,
-        [...made.values()].map((m) => priced(m.state as RecordState, prices.book)),
+        [...made.values()].map((m) => m.state),
       );
       const outcomes = new Map<EventOutcome, number>();
       const changes: RecordChange[] = [];
       for (const [id, list] of events) {
+        if (inserted.has(id)) {
+          const { state, outcomes: each } = made.get(id) as Folded & { state: RecordState };
+          for (const outcome of each) outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+          changes.push({ before: undefined, after: state });
+          continue;
+        }
         const before = existing.get(id);
-        const { state, outcomes: each } = inserted.has(id) ? (made.get(id) as Folded) : fold(before, list, now);
+        const { state, outcomes: each } = fold(before, list, now);
         for (const outcome of each) outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
         if (state && state !== before) changes.push({ before, after: priced(state, prices.book) });
       }
