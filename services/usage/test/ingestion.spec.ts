@@ -3,6 +3,7 @@ import { AccessControlRpc, activitySubject, activityMsgId, type UsageEventInput 
 import type { BatchItem } from '@parley/kit';
 import { UsageIngest } from '../src/ingestion/usage-ingest.service';
 import { ActivityQueries } from '../src/activity/activity-queries.service';
+import { UsageQueries } from '../src/records/usage-queries.service';
 import { UsageFixture, eventually } from './support';
 import { runId } from '../../../test/support/stack';
 
@@ -112,6 +113,30 @@ describe(UsageIngest.name, () => {
       [bot],
     );
     expect(started.n).toBe(1);
+  });
+
+  it('answers no summary row for a status a request has moved away from', async () => {
+    const bot = await fx.bot('moved');
+    // 90 minutes back: inside a whole hour of the range, so the summary reads it from the rollup.
+    const started = { request_id: 'm-1', bot_id: bot, model: 'm', started_at: iso(Date.now() - 90 * 60_000) };
+    await fx.publish({ ...started, status: 'started', input_tokens: 5 });
+    await eventually(async () => ((await recordsOf(bot)).length === 1 ? true : undefined));
+    await fx.publish({ ...started, status: 'completed', input_tokens: 5, output_tokens: 7 });
+    await eventually(async () => ((await recordsOf(bot))[0]?.status === 'completed' ? true : undefined));
+    // The started row is still in the rollup, netted to zero.
+    const [zero] = await fx.sql<{ n: number }>(
+      `select count(*)::int as n from usage_hourly where bot_id = ? and status = 'started' and requests = 0`,
+      [bot],
+    );
+    expect(zero.n).toBe(1);
+    const summary = await fx.app.get(UsageQueries).summary(fx.admin, {
+      actor: fx.admin,
+      bot_id: bot,
+      group_by: ['status'],
+      tz: 'UTC',
+      from: iso(Date.now() - 3 * 60 * 60 * 1000),
+    });
+    expect(summary.items).toEqual([expect.objectContaining({ status: 'completed', requests: 1, total_tokens: 12 })]);
   });
 
   it('counts a duplicate publish and a redelivered batch once, and says so in a metric', async () => {

@@ -93,7 +93,8 @@ interface SummaryRow extends Record<string, unknown> {
  * from raw records for the partial hours at its ends. Raw records alone serve what the rollup
  * cannot: grouping or filtering by user, and local hours in a zone whose offset is not a whole
  * number of hours. Local days in such a zone take the hours that hold a local midnight from
- * the records and the rest from the rollup.
+ * the records and the rest from the rollup. Rollup rows whose requests all moved elsewhere
+ * (a request's `started` row once it completed) net to zero and are not answered.
  */
 @Injectable()
 export class UsageQueries {
@@ -171,6 +172,7 @@ export class UsageQueries {
          sum(output_tokens)::text as output_tokens, sum(total_tokens)::text as total_tokens,
          trim_scale(sum(cost))::text as cost, sum(unpriced_requests)::text as unpriced_requests
          from src group by ${[...dims.keys(), dims.length].map((i) => i + 1).join(', ')}
+         having sum(requests) <> 0
          order by ${[...dims.keys()].map((i) => `${i + 1} nulls last, `).join('')}currency nulls last limit ?`,
         MAX_SUMMARY_ROWS * 2 + 1,
       );
