@@ -379,19 +379,18 @@ async function start() {
     if (process.ppid !== parent) void stopAll(0);
   }, 1000).unref();
 
-  for (const service of SERVICES) {
-    const env = childEnv({
-      ...(admin.password ? { PARLEY_ADMIN_USERNAME: admin.username, PARLEY_ADMIN_PASSWORD: admin.password } : {}),
-    });
+  const env = childEnv({
+    ...(admin.password ? { PARLEY_ADMIN_USERNAME: admin.username, PARLEY_ADMIN_PASSWORD: admin.password } : {}),
+  });
+  // A service that dies is started again after a pause that doubles with each quick death (up to
+  // 30 s) and resets once it has run for a minute; the others keep running meanwhile.
+  const launch = (service, restarts = 0) => {
     const child = spawn(
       join(BIN, 'node'),
       ['--enable-source-maps', '--import', '@parley/kit/telemetry', 'dist/main.js'],
-      {
-        cwd: join(ROOT, 'services', service.name),
-        env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+      { cwd: join(ROOT, 'services', service.name), env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
+    const startedAt = Date.now();
     const prefix = `[${service.name}] `;
     for (const stream of [child.stdout, child.stderr]) {
       let partial = '';
@@ -403,11 +402,21 @@ async function start() {
     }
     child.on('exit', (code, signal) => {
       if (stopping) return;
-      log(`${service.name} stopped unexpectedly (${signal ?? `exit ${code}`})`);
-      void stopAll(1);
+      const ranLong = Date.now() - startedAt > 60_000;
+      const attempt = ranLong ? 0 : restarts;
+      const delay = Math.min(30_000, 1000 * 2 ** attempt);
+      log(
+        `${service.name} stopped unexpectedly (${signal ?? `exit ${code}`}); starting it again in ${delay / 1000} s` +
+          (attempt > 0 ? ` (restart ${attempt + 1} in a row)` : ''),
+      );
+      setTimeout(() => {
+        if (stopping) return;
+        children[children.indexOf(child)] = launch(service, attempt + 1);
+      }, delay);
     });
-    children.push(child);
-  }
+    return child;
+  };
+  for (const service of SERVICES) children.push(launch(service));
 
   const ports = SERVICES.map((s) => ({ ...s, port: Number(process.env[s.portVar] ?? s.port) }));
   const deadline = Date.now() + 120_000;

@@ -6,6 +6,7 @@ export const USAGE_STREAM = 'USAGE';
 export const DOMAIN_SUBJECTS = 'evt.>';
 export const DLQ_DOMAIN = 'dlq.domain';
 export const DLQ_USAGE = 'dlq.usage';
+export const DLQ_STREAM = 'DLQ';
 
 export const SessionEventSchema = z.object({
   session_id: z.uuid(),
@@ -36,10 +37,16 @@ export const DomainEvents = {
   },
 } as const;
 
+/** Every event of a session (created, updated, deleted), for one consumer that follows them all. */
+export const SessionEvents = { subject: 'evt.session.>', schema: SessionEventSchema } as const;
+
 export interface DomainEventContract<S extends z.ZodType = z.ZodType> {
   readonly subject: string;
   readonly schema: S;
 }
+
+/** A dead letter carries its original whole up to this size; beyond, only its first bytes as text. */
+export const DEAD_LETTER_EVENT_BYTES = 64 * 1024;
 
 /** What a dead-letter subject carries. */
 export const DeadLetterSchema = z.object({
@@ -47,7 +54,13 @@ export const DeadLetterSchema = z.object({
   /** A stable word for the reason (`INVALID_EVENT`, `UNKNOWN_BOT`, …), for alerts and replay tooling. */
   code: z.string().optional(),
   subject: z.string(),
-  event: z.unknown(),
+  /** The original payload, parsed if it was JSON; absent when truncated. */
+  event: z.unknown().optional(),
+  /** The original was larger than DEAD_LETTER_EVENT_BYTES: `event_text` holds its first bytes. */
+  event_truncated: z.literal(true).optional(),
+  event_text: z.string().optional(),
+  /** Where the original still is in its stream (while the stream keeps it). */
+  stream_seq: z.number().int().optional(),
   received_at: z.string(),
   deliveries: z.number().int().optional(),
 });

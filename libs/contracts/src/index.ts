@@ -9,3 +9,5 @@ export * from './events';
 export * from './access-control';
 export * from './message';
 export * from './usage';
+export * from './transport';
+export * from './redis-keys';

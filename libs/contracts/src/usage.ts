@@ -15,7 +15,9 @@ export const TERMINAL_STATUSES: readonly UsageStatus[] = ['completed', 'failed']
 /** Subjects bots publish on; the USAGE stream captures both families. */
 export const usageSubject = (botId: string) => `usage.events.${botId}`;
 export const activitySubject = (botId: string) => `activity.events.${botId}`;
-export const USAGE_STREAM_SUBJECTS = ['usage.events.*', 'activity.events.*'] as const;
+export const USAGE_EVENT_SUBJECTS = 'usage.events.*';
+export const USAGE_ACTIVITY_SUBJECTS = 'activity.events.*';
+export const USAGE_STREAM_SUBJECTS = [USAGE_EVENT_SUBJECTS, USAGE_ACTIVITY_SUBJECTS] as const;
 /** The bot a usage or activity subject names (its last token), or undefined. */
 export function botOfSubject(subject: string): string | undefined {
   const match = /^(?:usage|activity)\.events\.([^.]+)$/.exec(subject);

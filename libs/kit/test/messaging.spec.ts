@@ -1,3 +1,6 @@
+import { Controller, Module, type INestApplication } from '@nestjs/common';
+import { Ctx, Payload } from '@nestjs/microservices';
+import { connect as connectTcp } from 'node:net';
 import { MikroORM } from '@mikro-orm/postgresql';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
@@ -11,9 +14,14 @@ import {
   Nats,
   OutboxEntry,
   OutboxRelay,
+  DomainEventHandler,
+  NatsContext,
+  ParleyTransport,
   RpcClient,
-  RpcServer,
+  RpcHandler,
   addToOutbox,
+  createServiceApp,
+  startServing,
   createLogger,
   createOrm,
   ensureStream,
@@ -27,8 +35,10 @@ const schema = `${id}_kit`;
 const Echo = rpc('test.echo', z.object({ text: z.string().min(1) }), z.object({ text: z.string(), by: z.string() }));
 const Fail = rpc('test.fail', z.object({ kind: z.enum(['not_found', 'crash', 'slow']) }), z.object({}));
 const Nobody = rpc('test.nobody', z.object({}), z.object({}));
+const Big = rpc('test.big', z.object({ bytes: z.number().int() }), z.object({ text: z.string() }));
 
 const TestEvent = { subject: 'evt.kit.happened', schema: z.object({ n: z.number().int(), note: z.string() }) };
+const TransportedEvent = { subject: 'evt.kit.transported', schema: TestEvent.schema };
 
 async function eventually<T>(probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -40,11 +50,28 @@ async function eventually<T>(probe: () => T | undefined | Promise<T | undefined>
   }
 }
 
+/** Sends one HPUB frame as raw protocol (nats.js will not write a malformed header) and returns what comes back. */
+async function rawRequest(subject: string, headerBlock: string, body: string): Promise<string> {
+  const url = new URL(NATS_URL);
+  const socket = connectTcp({ host: url.hostname, port: Number(url.port || 4222) });
+  let seen = '';
+  socket.on('data', (chunk) => (seen += chunk.toString('latin1')));
+  await new Promise((r) => socket.once('connect', r));
+  const inbox = `_INBOX.raw${Date.now()}`;
+  const size = Buffer.byteLength(headerBlock);
+  const total = size + Buffer.byteLength(body);
+  socket.write(`CONNECT {"verbose":false,"headers":true,"no_responders":true}\r\nSUB ${inbox} 1\r\n`);
+  socket.write(`HPUB ${subject} ${inbox} ${size} ${total}\r\n${headerBlock}${body}\r\n`);
+  const deadline = Date.now() + 3000;
+  while (!seen.includes(`MSG ${inbox}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  socket.destroy();
+  return seen;
+}
+
 describe('messaging kit against real NATS and Postgres', () => {
   let nats: Nats;
   let metrics: Metrics;
   let orm: MikroORM;
-  const servers: RpcServer[] = [];
 
   beforeAll(async () => {
     nats = await Nats.connect({ url: NATS_URL, prefix: id, name: 'kit-test', logger });
@@ -57,28 +84,72 @@ describe('messaging kit against real NATS and Postgres', () => {
   });
 
   afterAll(async () => {
-    for (const s of servers) await s.close();
     await nats.close();
     await orm.close();
     await cleanupRun(id);
   });
 
-  describe(RpcServer.name, () => {
+  describe(ParleyTransport.name, () => {
     let client: RpcClient;
+    const apps: INestApplication[] = [];
+    const stored: { n: number; deliveries: number }[] = [];
+    let throwsLeft = 1;
 
-    beforeAll(async () => {
-      for (const name of ['a', 'b']) {
-        const server = new RpcServer(nats, 'kit-test', logger, metrics);
-        server.serve(Echo, async ({ text }) => ({ text, by: name }));
-        server.serve(Fail, async ({ kind }) => {
+    /** A small hybrid application serving the test contracts through the transport, as instance `name`. */
+    function testModule(name: string) {
+      @Controller()
+      class TestHandlers {
+        @RpcHandler(Echo)
+        echo({ text }: { text: string }) {
+          return { text, by: name };
+        }
+
+        @RpcHandler(Fail)
+        async fail({ kind }: { kind: string }) {
           if (kind === 'not_found') throw new ParleyError('NOT_FOUND', 'no such thing');
           if (kind === 'slow') await new Promise((r) => setTimeout(r, 1500));
           throw new Error('boom');
-        });
-        servers.push(server);
+        }
+
+        @RpcHandler(Big)
+        big({ bytes }: { bytes: number }) {
+          return { text: 'x'.repeat(bytes) };
+        }
+
+        @DomainEventHandler(TransportedEvent, { durable: 'kit-transport' })
+        async happened(@Payload() event: { n: number }, @Ctx() ctx: NatsContext) {
+          if (throwsLeft > 0) {
+            throwsLeft -= 1;
+            throw new Error('fails once');
+          }
+          if (!stored.some((s) => s.n === event.n))
+            stored.push({ n: event.n, deliveries: ctx.delivery!.deliveryCount });
+        }
       }
-      await nats.connection.flush();
+      @Module({
+        controllers: [TestHandlers],
+        providers: [
+          {
+            provide: ParleyTransport,
+            useFactory: () => new ParleyTransport(nats, { queue: 'kit-test' }, logger, metrics),
+          },
+        ],
+      })
+      class TestModule {}
+      return TestModule;
+    }
+
+    beforeAll(async () => {
+      for (const name of ['a', 'b']) {
+        const app = await createServiceApp(testModule(name), { logger: false });
+        await startServing(app);
+        apps.push(app);
+      }
       client = new RpcClient(nats, 500, metrics);
+    });
+
+    afterAll(async () => {
+      for (const app of apps) await app.close();
     });
 
     it('answers a request and shares the load across a queue group', async () => {
@@ -88,12 +159,14 @@ describe('messaging kit against real NATS and Postgres', () => {
       expect(by).toEqual(new Set(['a', 'b']));
     });
 
-    it('checks the request against the contract at the handler', async () => {
+    it('checks the request against the contract at the handler, and strips unknown fields', async () => {
       await expect(client.call(Echo, { text: '' })).rejects.toMatchObject({
         code: 'VALIDATION_FAILED',
         status: 400,
         errors: [{ field: 'text', message: expect.any(String) }],
       });
+      const loose = { text: 'hi', added_in_a_later_version: true } as { text: string };
+      await expect(client.call(Echo, loose)).resolves.toMatchObject({ text: 'hi' });
     });
 
     it('carries typed errors across, and hides unexpected ones as INTERNAL', async () => {
@@ -117,9 +190,27 @@ describe('messaging kit against real NATS and Postgres', () => {
       await expect(client.call(Nobody, {})).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE', retryable: true });
     });
 
-    it('answers a payload that is not JSON with BAD_REQUEST', async () => {
+    it('answers a payload that is not JSON, or malformed headers, with BAD_REQUEST and keeps serving', async () => {
       const reply = await nats.connection.request(nats.subject(Echo.subject), '{nope', { timeout: 2000 });
       expect(reply.headers?.get('Parley-Error')).toBe('BAD_REQUEST');
+      const answer = await rawRequest(nats.subject(Echo.subject), 'NATS/1.0\r\nbad key: 1\r\n\r\n', '{"text":"x"}');
+      expect(answer).toContain('Parley-Error: BAD_REQUEST');
+      await expect(client.call(Echo, { text: 'still here' })).resolves.toMatchObject({ text: 'still here' });
+    });
+
+    it("delivers a reply larger than the server's max payload in chunks", async () => {
+      const max = nats.connection.info!.max_payload;
+      const answer = await client.call(Big, { bytes: max * 2 + 123 });
+      expect(answer.text.length).toBe(max * 2 + 123);
+    });
+
+    it('gives an event whose handler threw once to the handler again, and it is stored once', async () => {
+      const js = jetstream(nats.connection);
+      await js.publish(nats.subject(TransportedEvent.subject), JSON.stringify({ n: 7, note: 'once' }));
+      await eventually(() => (stored.length === 1 ? true : undefined));
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(stored).toEqual([{ n: 7, deliveries: 2 }]);
+      expect(throwsLeft).toBe(0);
     });
   });
 
@@ -147,7 +238,9 @@ describe('messaging kit against real NATS and Postgres', () => {
       expect(await relay.relayBatch()).toBe(2);
 
       const jsm = await jetstreamManager(nats.connection);
-      const info = await jsm.streams.info(nats.stream(DOMAIN_STREAM));
+      const info = await jsm.streams.info(nats.stream(DOMAIN_STREAM), {
+        subjects_filter: nats.subject(TestEvent.subject),
+      });
       const last = await jsm.streams.getMessage(nats.stream(DOMAIN_STREAM), {
         last_by_subj: nats.subject(TestEvent.subject),
       });
@@ -155,7 +248,7 @@ describe('messaging kit against real NATS and Postgres', () => {
       expect(last.json()).toEqual({ n: 2, note: 'second' });
       const rows = await orm.em.fork().execute<{ id: string }[]>('select id from outbox order by id');
       expect(last.header.get('Nats-Msg-Id')).toBe(rows[1].id);
-      expect(info.state.messages).toBe(2);
+      expect(info.state.subjects?.[nats.subject(TestEvent.subject)]).toBe(2);
       await relay.stop();
     });
   });

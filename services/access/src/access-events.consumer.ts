@@ -1,6 +1,6 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Controller, Inject } from '@nestjs/common';
 import { DomainEvents } from '@parley/contracts';
-import { DurableConsumer, LOGGER, Metrics, Nats, consumeDomainEvent, type Logger } from '@parley/kit';
+import { DomainEventHandler } from '@parley/kit';
 import { AccessChanges } from './changes';
 
 /**
@@ -8,26 +8,12 @@ import { AccessChanges } from './changes';
  * writer bumps it right after its commit; this covers the writer dying in between, so no
  * cached decision outlives a committed change by more than the relay's delay.
  */
-@Injectable()
-export class AccessEventsConsumer implements OnApplicationBootstrap, OnModuleDestroy {
-  private consumer: DurableConsumer<typeof DomainEvents.accessChanged.schema> | undefined;
+@Controller()
+export class AccessEventsConsumer {
+  constructor(@Inject(AccessChanges) private readonly changes: AccessChanges) {}
 
-  constructor(
-    @Inject(Nats) private readonly nats: Nats,
-    @Inject(AccessChanges) private readonly changes: AccessChanges,
-    @Inject(LOGGER) private readonly logger: Logger,
-    @Inject(Metrics) private readonly metrics: Metrics,
-  ) {}
-
-  async onApplicationBootstrap(): Promise<void> {
-    this.consumer = await consumeDomainEvent(this.nats, this.logger, this.metrics, {
-      durable: 'access-epoch',
-      event: DomainEvents.accessChanged,
-      handle: () => this.changes.bumpEpoch(),
-    });
-  }
-
-  async onModuleDestroy(): Promise<void> {
-    await this.consumer?.stop();
+  @DomainEventHandler(DomainEvents.accessChanged, { durable: 'access-epoch' })
+  async accessChanged(): Promise<void> {
+    await this.changes.bumpEpoch();
   }
 }

@@ -22,21 +22,18 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [KitModule.forRoot({ service: 'access', config, database })],
+      controllers: [AuthHandler, UsersHandler, AccessControlHandler, AccessEventsConsumer],
       providers: [
         { provide: ACCESS_CONFIG, useValue: config },
         UsersService,
-        UsersHandler,
         KeysService,
         AuthService,
-        AuthHandler,
         BootstrapAdmin,
         AccessChanges,
         GroupsService,
         RolesService,
         BotsService,
         PermissionsService,
-        AccessControlHandler,
-        AccessEventsConsumer,
       ],
     };
   }

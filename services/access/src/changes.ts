@@ -1,13 +1,13 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Redis } from 'ioredis';
-import { DomainEvents } from '@parley/contracts';
+import { DomainEvents, RedisKeys } from '@parley/contracts';
 import { KIT_OPTIONS, LOGGER, OutboxRelay, REDIS, addToOutbox, type KitOptions, type Logger } from '@parley/kit';
 
 export type ChangeKind = 'user' | 'membership' | 'role' | 'grant' | 'bot' | 'key';
 
 /** The Redis key whose value versions every cached decision and key lookup. */
-export const epochKey = (prefix: string) => `parley:${prefix}:access:epoch`;
+export const epochKey = RedisKeys.accessEpoch;
 
 /**
  * Announces changes to who may do what: an `evt.access.changed` in the same transaction

@@ -1,12 +1,11 @@
 import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NestFactory } from '@nestjs/core';
-import type { INestApplicationContext } from '@nestjs/common';
+import type { INestApplication } from '@nestjs/common';
 import { v7 as uuidv7 } from 'uuid';
 import { parse as parseYaml } from 'yaml';
 import { AccessControlRpc, AccessRpc, type Permission, type Principal, type Resource } from '@parley/contracts';
-import { RpcClient } from '@parley/kit';
+import { RpcClient, createServiceApp, startServing } from '@parley/kit';
 import { AppModule } from '../src/app.module';
 import { loadConfig } from '../src/config';
 import { UsersService } from '../src/users/users.service';
@@ -38,7 +37,7 @@ const model = parseYaml(readFileSync(join(__dirname, 'model.yaml'), 'utf8')) as 
 const id = runId('acl');
 
 describe(`${PermissionsService.name} model (model.yaml)`, () => {
-  let app: INestApplicationContext;
+  let app: INestApplication;
   let rpc: RpcClient;
   const users = new Map<string, string>();
   const groups = new Map<string, string>();
@@ -70,8 +69,8 @@ describe(`${PermissionsService.name} model (model.yaml)`, () => {
       PARLEY_ADMIN_USERNAME: model.fixtures.admins[0],
       PARLEY_ADMIN_PASSWORD: 'root-password-1',
     });
-    app = await NestFactory.createApplicationContext(AppModule.forRoot(config), { logger: false });
-    await app.init();
+    app = await createServiceApp(AppModule.forRoot(config), { logger: false });
+    await startServing(app);
     rpc = app.get(RpcClient);
     const rootUser = await app.get(UsersService).findByUsername(model.fixtures.admins[0]);
     if (!rootUser) throw new Error('no bootstrap admin');

@@ -12,7 +12,8 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [KitModule.forRoot({ service: 'message', config, database })],
-      providers: [SessionEventsConsumer, MessagesService, MessagesHandler],
+      controllers: [MessagesHandler, SessionEventsConsumer],
+      providers: [MessagesService],
     };
   }
 }

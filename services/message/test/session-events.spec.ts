@@ -1,9 +1,8 @@
 import 'reflect-metadata';
-import { NestFactory } from '@nestjs/core';
-import type { INestApplicationContext } from '@nestjs/common';
+import type { INestApplication } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
 import { jetstream } from '@nats-io/jetstream';
-import { Nats } from '@parley/kit';
+import { Nats, createServiceApp, startServing } from '@parley/kit';
 import { v7 as uuidv7 } from 'uuid';
 import { AppModule } from '../src/app.module';
 import { loadConfig } from '../src/config';
@@ -22,7 +21,7 @@ async function eventually(probe: () => Promise<boolean>, timeoutMs = 15_000): Pr
 }
 
 describe(SessionEventsConsumer.name, () => {
-  let app: INestApplicationContext;
+  let app: INestApplication;
   let orm: MikroORM;
   let nats: Nats;
 
@@ -34,8 +33,8 @@ describe(SessionEventsConsumer.name, () => {
       NATS_SUBJECT_PREFIX: id,
       LOG_LEVEL: 'silent',
     });
-    app = await NestFactory.createApplicationContext(AppModule.forRoot(config), { logger: false });
-    await app.init();
+    app = await createServiceApp(AppModule.forRoot(config), { logger: false });
+    await startServing(app);
     orm = app.get(MikroORM);
     nats = app.get(Nats);
   });

@@ -1,11 +1,10 @@
 import 'reflect-metadata';
-import { NestFactory } from '@nestjs/core';
-import type { INestApplicationContext } from '@nestjs/common';
+import type { INestApplication } from '@nestjs/common';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { AccessControlRpc, AccessRpc, DOMAIN_STREAM, SessionRpc, type Principal } from '@parley/contracts';
-import { Nats, RpcClient } from '@parley/kit';
+import { Nats, RpcClient, createServiceApp, startServing } from '@parley/kit';
 import { AppModule } from '../src/app.module';
 import { loadConfig } from '../src/config';
 import { SessionsService } from '../src/sessions/sessions.service';
@@ -31,7 +30,7 @@ let admin: Principal;
 let bot: Principal;
 
 describe(SessionsService.name, () => {
-  let app: INestApplicationContext;
+  let app: INestApplication;
   let rpc: RpcClient;
   let access: RunningService;
 
@@ -53,8 +52,8 @@ describe(SessionsService.name, () => {
     await waitReady(access);
 
     const config = loadConfig({ ...env, LOG_LEVEL: 'silent' });
-    app = await NestFactory.createApplicationContext(AppModule.forRoot(config), { logger: false });
-    await app.init();
+    app = await createServiceApp(AppModule.forRoot(config), { logger: false });
+    await startServing(app);
     rpc = app.get(RpcClient);
 
     const login = await rpc.call(AccessRpc.login, { username: 'root', password: 'root-password-1' });

@@ -11,7 +11,7 @@ import { USAGE_CONFIG, type UsageConfig } from './config';
 import { database } from './database';
 import { UsageIngest } from './ingestion/usage-ingest.service';
 import { UsageMetrics } from './ingestion/usage-metrics';
-import { UsageStreamConsumers } from './ingestion/usage-stream';
+import { UsageStreamHandlers, usageConsumerTuning } from './ingestion/usage-stream';
 import { PricesService } from './prices/prices.service';
 import { Repricer } from './prices/repricer';
 import { UsageHandler } from './records/usage.handler';
@@ -23,7 +23,8 @@ export class AppModule {
   static forRoot(config: UsageConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [KitModule.forRoot({ service: 'usage', config, database })],
+      imports: [KitModule.forRoot({ service: 'usage', config, database, consumers: usageConsumerTuning(config) })],
+      controllers: [UsageHandler, UsageStreamHandlers],
       providers: [
         { provide: USAGE_CONFIG, useValue: config },
         UsageMetrics,
@@ -34,13 +35,11 @@ export class AppModule {
         QuotaCounters,
         UsageIngest,
         ActivityIngest,
-        UsageStreamConsumers,
         UsageQueries,
         ActivityQueries,
         Repricer,
         PricesService,
         BudgetsService,
-        UsageHandler,
       ],
     };
   }

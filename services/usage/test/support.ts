@@ -1,6 +1,5 @@
 import 'reflect-metadata';
-import { NestFactory } from '@nestjs/core';
-import type { INestApplicationContext } from '@nestjs/common';
+import type { INestApplication } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { mkdirSync } from 'node:fs';
@@ -15,7 +14,7 @@ import {
   type Principal,
   type UsageEventInput,
 } from '@parley/contracts';
-import { Metrics, Nats, RpcClient } from '@parley/kit';
+import { Metrics, Nats, RpcClient, createServiceApp, startServing } from '@parley/kit';
 import { AppModule } from '../src/app.module';
 import { loadConfig } from '../src/config';
 import {
@@ -45,7 +44,7 @@ export async function eventually<T>(probe: () => Promise<T | undefined>, timeout
  * real access service (a process) that knows the bots. Schemas and subjects are the run's own.
  */
 export class UsageFixture {
-  app!: INestApplicationContext;
+  app!: INestApplication;
   rpc!: RpcClient;
   nats!: Nats;
   js!: JetStreamClient;
@@ -74,8 +73,8 @@ export class UsageFixture {
     await waitReady(this.access);
 
     const config = loadConfig({ ...env, LOG_LEVEL: process.env.TEST_SERVICE_LOG_LEVEL ?? 'silent' });
-    this.app = await NestFactory.createApplicationContext(AppModule.forRoot(config), { logger: false });
-    await this.app.init();
+    this.app = await createServiceApp(AppModule.forRoot(config), { logger: false });
+    await startServing(this.app);
     this.rpc = this.app.get(RpcClient);
     this.nats = this.app.get(Nats);
     this.orm = this.app.get(MikroORM);

@@ -6,8 +6,8 @@ import type { Metrics } from '../observability/metrics';
 import { PullConsumer, decode, deliveryMeta, type DeliveryMeta, type PullConsumerSpec } from './consumer';
 import { isConflictError, isInfrastructureError, isInputError } from './failures';
 import type { Nats } from './nats';
-import { recordError } from './rpc';
-import { contextFromHeaders } from './trace';
+import { contextFromHeaders, recordError } from './trace';
+import { safeHeaders } from './wire';
 
 export interface BatchItem<T> {
   event: T;
@@ -150,7 +150,7 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
 
   private async handleBatch(msgs: JsMsg[]): Promise<void> {
     const started = process.hrtime.bigint();
-    const contexts = msgs.map((m) => contextFromHeaders(m.headers));
+    const contexts = msgs.map((m) => contextFromHeaders(safeHeaders(m).headers));
     const traced = contexts.map((c) => trace.getSpanContext(c)).filter((c) => c !== undefined);
     // A batch continues the trace of its first traced event and links every other one.
     const parent = contexts.find((c) => trace.getSpanContext(c)) ?? ROOT_CONTEXT;

@@ -12,14 +12,13 @@ import {
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
 import { SpanKind, trace } from '@opentelemetry/api';
-import { DLQ_DOMAIN, DOMAIN_STREAM, ParleyError, type DeadLetter } from '@parley/contracts';
+import { DEAD_LETTER_EVENT_BYTES, Headers, ParleyError, type DeadLetter } from '@parley/contracts';
 import type { z } from 'zod';
 import type { Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
 import type { Nats } from './nats';
-import { recordError } from './rpc';
-import { contextFromHeaders } from './trace';
-import { DOMAIN_STREAM_SPEC, ensureStream } from './jetstream';
+import { contextFromHeaders, recordError } from './trace';
+import { header, safeHeaders } from './wire';
 
 export interface PullConsumerSpec {
   /** Stream name without the deployment prefix. */
@@ -56,7 +55,7 @@ export const deliveryMeta = (msg: JsMsg, subject: string): DeliveryMeta => ({
   subject,
   deliveryCount: msg.info.deliveryCount,
   streamSequence: msg.info.streamSequence,
-  msgId: msg.headers?.get('Nats-Msg-Id') || undefined,
+  msgId: header(msg, Headers.msgId),
   storedAt: Math.floor(msg.info.timestampNanos / 1e6),
 });
 
@@ -167,13 +166,17 @@ export abstract class PullConsumer {
     return {};
   }
 
-  /** Publishes `{ reason, code, subject, event, received_at, deliveries }` and terminates the message. */
+  /**
+   * Publishes `{ reason, code, subject, event, received_at, deliveries }` and terminates the
+   * message. An original too large to carry travels as its first bytes (`event_truncated`,
+   * `event_text`, `stream_seq`), so the letter itself always fits.
+   */
   protected async deadLetter(msg: JsMsg, subject: string, code: string, reason: string, event: unknown): Promise<void> {
     const letter: DeadLetter = {
       reason,
       code,
       subject,
-      event,
+      ...carriedEvent(msg, event),
       received_at: new Date().toISOString(),
       deliveries: msg.info.deliveryCount,
     };
@@ -241,7 +244,7 @@ export class DurableConsumer<S extends z.ZodType> extends PullConsumer {
     await tracer.startActiveSpan(
       `${subject} process`,
       { kind: SpanKind.CONSUMER, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject } },
-      contextFromHeaders(msg.headers),
+      contextFromHeaders(safeHeaders(msg).headers),
       async (span) => {
         try {
           const decoded = decode(msg, this.spec.schema);
@@ -281,34 +284,14 @@ export class DurableConsumer<S extends z.ZodType> extends PullConsumer {
   }
 }
 
-/**
- * Starts a durable consumer of one domain event (stream `DOMAIN`, dead letters to
- * `dlq.domain`), creating the stream first if this service is the first to need it.
- */
-export async function consumeDomainEvent<S extends z.ZodType>(
-  nats: Nats,
-  logger: Logger,
-  metrics: Metrics,
-  options: {
-    durable: string;
-    event: { subject: string; schema: S };
-    handle: (event: z.output<S>, meta: DeliveryMeta) => Promise<void>;
-  },
-): Promise<DurableConsumer<S>> {
-  await ensureStream(nats, DOMAIN_STREAM_SPEC);
-  const consumer = new DurableConsumer(
-    nats,
-    {
-      stream: DOMAIN_STREAM,
-      durable: options.durable,
-      filterSubject: options.event.subject,
-      schema: options.event.schema,
-      deadLetterSubject: DLQ_DOMAIN,
-    },
-    options.handle,
-    logger,
-    metrics,
-  );
-  await consumer.start();
-  return consumer;
+/** The original event as a dead letter carries it: whole, or its first bytes when too large. */
+function carriedEvent(
+  msg: JsMsg,
+  event: unknown,
+): Pick<DeadLetter, 'event' | 'event_truncated' | 'event_text' | 'stream_seq'> {
+  if (msg.data.length <= DEAD_LETTER_EVENT_BYTES) return { event };
+  const head = msg.data.subarray(0, DEAD_LETTER_EVENT_BYTES);
+  // Cut at a character boundary: a torn UTF-8 sequence at the end is dropped, not replaced.
+  const text = new TextDecoder('utf-8').decode(head).replace(/\uFFFD$/, '');
+  return { event_truncated: true, event_text: text, stream_seq: msg.info.streamSequence };
 }

@@ -1,5 +1,6 @@
 export * from './nats';
-export * from './rpc';
+export * from './transport';
+export * from './wire';
 export * from './trace';
 export * from './jetstream';
 export * from './outbox';

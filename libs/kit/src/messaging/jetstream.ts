@@ -9,7 +9,7 @@ import {
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
-import { DLQ_DOMAIN, DLQ_USAGE, DOMAIN_STREAM, DOMAIN_SUBJECTS } from '@parley/contracts';
+import { DLQ_DOMAIN, DLQ_STREAM, DLQ_USAGE, DOMAIN_STREAM, DOMAIN_SUBJECTS } from '@parley/contracts';
 import type { Nats } from './nats';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -35,7 +35,7 @@ export const DOMAIN_STREAM_SPEC: StreamSpec = {
   duplicateWindowMs: DAY_MS,
 };
 export const DLQ_STREAM_SPEC: StreamSpec = {
-  name: 'DLQ',
+  name: DLQ_STREAM,
   subjects: [DLQ_DOMAIN, DLQ_USAGE],
   maxAgeMs: 30 * DAY_MS,
   duplicateWindowMs: 2 * 60 * 1000,

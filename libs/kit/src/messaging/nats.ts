@@ -7,14 +7,24 @@ export class Nats {
   private constructor(
     readonly connection: NatsConnection,
     readonly prefix: string,
+    /** Where this connection receives replies (its own requests' and chunked replies' continuations). */
+    readonly inboxPrefix: string,
   ) {}
 
-  static async connect(options: { url: string; prefix: string; name: string; logger: Logger }): Promise<Nats> {
+  static async connect(options: {
+    url: string;
+    prefix: string;
+    name: string;
+    logger: Logger;
+    inboxPrefix?: string;
+  }): Promise<Nats> {
+    const inboxPrefix = options.inboxPrefix ?? '_INBOX';
     const nc = await connect({
       servers: options.url.split(','),
       name: options.name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
+      inboxPrefix,
     });
     void (async () => {
       for await (const status of nc.status()) {
@@ -23,7 +33,7 @@ export class Nats {
         }
       }
     })();
-    return new Nats(nc, options.prefix);
+    return new Nats(nc, options.prefix, inboxPrefix);
   }
 
   subject(name: string): string {

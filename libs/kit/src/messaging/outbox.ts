@@ -9,8 +9,7 @@ import type { Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
 import type { Nats } from './nats';
 import { BackgroundTask } from './background';
-import { recordError } from './rpc';
-import { traceCarrier } from './trace';
+import { recordError, traceCarrier } from './trace';
 
 /** A domain event written in the same transaction as the change it describes. */
 export const OutboxEntry = defineEntity({

@@ -1,4 +1,12 @@
-import { context, propagation, type Context, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
+import {
+  SpanStatusCode,
+  context,
+  propagation,
+  type Context,
+  type Span,
+  type TextMapGetter,
+  type TextMapSetter,
+} from '@opentelemetry/api';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 
 const setter: TextMapSetter<MsgHdrs> = {
@@ -27,4 +35,10 @@ export function traceCarrier(ctx: Context = context.active()): Record<string, st
   const carrier: Record<string, string> = {};
   propagation.inject(ctx, carrier);
   return carrier;
+}
+
+/** Marks a span as failed with the error it met. */
+export function recordError(span: Span, error: unknown): void {
+  span.recordException(error instanceof Error ? error : new Error(String(error)));
+  span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
 }

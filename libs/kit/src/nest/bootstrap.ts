@@ -1,10 +1,11 @@
 import 'reflect-metadata';
-import type { LoggerService } from '@nestjs/common';
+import type { INestApplication, LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { ConfigError } from '../config/env';
 import type { Logger } from '../observability/logger';
 import { Metrics } from '../observability/metrics';
+import { ParleyTransport } from '../messaging/transport';
 import { LOGGER } from './tokens';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -33,20 +34,43 @@ export class PinoNestLogger implements LoggerService {
   }
 }
 
-/** Creates the Nest application on Fastify, records HTTP metrics per route, and listens. */
+/**
+ * The Nest application on Fastify with Parley's NATS transport connected as its microservice:
+ * handlers declared with @RpcHandler, @DomainEventHandler and @StreamBatchHandler are served
+ * once it is started. Tests use it without listening on HTTP.
+ */
+export async function createServiceApp(
+  module: unknown,
+  options: { logger?: false } = {},
+): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES, trustProxy: true });
+  const app = await NestFactory.create<NestFastifyApplication>(module as never, adapter, {
+    bufferLogs: options.logger !== false,
+    abortOnError: false,
+    ...(options.logger === false ? { logger: false } : {}),
+  });
+  // Each handler's decorator carries the filter that hands its errors to the transport.
+  app.connectMicroservice({ strategy: app.get(ParleyTransport) }, { inheritAppConfig: false });
+  return app;
+}
+
+/** Initialises the application (streams provisioned, hooks run), then serves its NATS handlers. */
+export async function startServing(app: INestApplication): Promise<void> {
+  await app.init();
+  await app.startAllMicroservices();
+}
+
+/** Creates the service's application, records HTTP metrics per route, serves NATS, and listens. */
 export async function startHttpService(
   module: unknown,
   options: { host: string; port: number; configure?: (app: NestFastifyApplication) => void | Promise<void> },
 ): Promise<NestFastifyApplication> {
-  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES, trustProxy: true });
-  const app = await NestFactory.create<NestFastifyApplication>(module as never, adapter, {
-    bufferLogs: true,
-    abortOnError: false,
-  });
+  const app = await createServiceApp(module);
   const logger = app.get<Logger>(LOGGER);
   app.useLogger(new PinoNestLogger(logger));
   app.enableShutdownHooks();
   const metrics = app.get(Metrics);
+  installProcessPolicy(logger, metrics);
   const fastify = app.getHttpAdapter().getInstance();
   fastify.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
@@ -56,9 +80,25 @@ export async function startHttpService(
     done();
   });
   await options.configure?.(app);
+  await startServing(app);
   await app.listen(options.port, options.host);
   logger.info({ url: await app.getUrl() }, 'listening');
   return app;
+}
+
+/**
+ * What no handler caught is logged and counted, and the process goes on: no message, however
+ * malformed, stops a service (handlers and subscriptions guard themselves; this is the last net).
+ */
+export function installProcessPolicy(logger: Logger, metrics: Metrics): void {
+  process.on('unhandledRejection', (reason) => {
+    metrics.unexpectedErrors.inc({ kind: 'unhandled_rejection' });
+    logger.error({ err: reason }, 'unhandled promise rejection');
+  });
+  process.on('uncaughtException', (error, origin) => {
+    metrics.unexpectedErrors.inc({ kind: 'uncaught_exception' });
+    logger.error({ err: error, origin }, 'uncaught exception');
+  });
 }
 
 /** Runs a service's main; a configuration problem is printed plainly and stops the process. */

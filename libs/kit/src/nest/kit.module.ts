@@ -8,15 +8,13 @@ import {
   type OnApplicationBootstrap,
   type Provider,
 } from '@nestjs/common';
-import { DiscoveryModule, DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import { MikroORM } from '@mikro-orm/postgresql';
 import { Redis } from 'ioredis';
-import type { RpcContract } from '@parley/contracts';
 import { serviceDatabaseUrl, serviceSchema, type CommonConfig } from '../config/env';
 import { createLogger, type Logger } from '../observability/logger';
 import { Metrics } from '../observability/metrics';
 import { Nats } from '../messaging/nats';
-import { RPC_HANDLER, RpcClient, RpcServer, type RpcHandlerFn } from '../messaging/rpc';
+import { ParleyTransport, RpcClient, type TransportOptions } from '../messaging/transport';
 import { DLQ_STREAM_SPEC, DOMAIN_STREAM_SPEC, ensureStream } from '../messaging/jetstream';
 import { OutboxEntry, OutboxRelay } from '../messaging/outbox';
 import { createOrm, migrateUnderLock, type MigrationEntry } from '../persistence/orm';
@@ -35,19 +33,16 @@ export interface KitOptions {
     outbox?: boolean;
   };
   redis?: boolean;
+  /** Run-time tuning of the service's batch consumers, by durable name. */
+  consumers?: TransportOptions['consumers'];
 }
 
-/** Serves every `@RpcHandler` method found on the application's providers; closes what the kit opened. */
+/** Provisions the streams every service shares and closes what the kit opened, in order. */
 @Injectable()
 class KitLifecycle implements OnApplicationBootstrap, BeforeApplicationShutdown {
   constructor(
-    @Inject(KIT_OPTIONS) private readonly options: KitOptions,
-    private readonly discovery: DiscoveryService,
-    private readonly scanner: MetadataScanner,
-    private readonly reflector: Reflector,
-    @Inject(RpcServer) private readonly server: RpcServer,
+    @Inject(ParleyTransport) private readonly transport: ParleyTransport,
     @Inject(Nats) private readonly nats: Nats,
-    @Inject(LOGGER) private readonly logger: Logger,
     @Optional() @Inject(MikroORM) private readonly orm?: MikroORM,
     @Optional() @Inject(OutboxRelay) private readonly relay?: OutboxRelay,
     @Optional() @Inject(REDIS) private readonly redis?: Redis,
@@ -59,26 +54,10 @@ class KitLifecycle implements OnApplicationBootstrap, BeforeApplicationShutdown 
       await ensureStream(this.nats, DOMAIN_STREAM_SPEC);
       this.relay.start();
     }
-    const subjects: string[] = [];
-    for (const wrapper of this.discovery.getProviders()) {
-      const instance: unknown = wrapper.instance;
-      if (!instance || typeof instance !== 'object') continue;
-      const prototype = Object.getPrototypeOf(instance) as object;
-      for (const name of this.scanner.getAllMethodNames(prototype)) {
-        const method = (instance as Record<string, unknown>)[name];
-        if (typeof method !== 'function') continue;
-        const contract = this.reflector.get<RpcContract | undefined>(RPC_HANDLER, method);
-        if (!contract) continue;
-        this.server.serve(contract, (method as RpcHandlerFn<RpcContract>).bind(instance));
-        subjects.push(contract.subject);
-      }
-    }
-    await this.nats.connection.flush();
-    this.logger.info({ subjects, queue: this.options.service }, 'serving requests');
   }
 
   async beforeApplicationShutdown(): Promise<void> {
-    await this.server.close();
+    await this.transport.close();
     await this.relay?.stop();
     await this.nats.close();
     await this.orm?.close();
@@ -111,10 +90,10 @@ export class KitModule {
           new RpcClient(nats, options.config.NATS_REQUEST_TIMEOUT_MS, metrics),
       },
       {
-        provide: RpcServer,
+        provide: ParleyTransport,
         inject: [Nats, LOGGER, Metrics],
         useFactory: (nats: Nats, logger: Logger, metrics: Metrics) =>
-          new RpcServer(nats, options.service, logger, metrics),
+          new ParleyTransport(nats, { queue: options.service, consumers: options.consumers }, logger, metrics),
       },
       {
         provide: Readiness,
@@ -123,7 +102,15 @@ export class KitModule {
       },
       KitLifecycle,
     ];
-    const exported: NonNullable<DynamicModule['exports']> = [LOGGER, Metrics, Nats, RpcClient, Readiness, KIT_OPTIONS];
+    const exported: NonNullable<DynamicModule['exports']> = [
+      LOGGER,
+      Metrics,
+      Nats,
+      RpcClient,
+      ParleyTransport,
+      Readiness,
+      KIT_OPTIONS,
+    ];
 
     if (options.redis !== false) {
       providers.push({
@@ -175,7 +162,6 @@ export class KitModule {
     return {
       module: KitModule,
       global: true,
-      imports: [DiscoveryModule],
       controllers: [HealthController],
       providers,
       exports: exported,

@@ -19,6 +19,8 @@ export class Metrics {
   readonly consumerPending: Gauge<'consumer'>;
   readonly consumerBatchSize: Histogram<'consumer'>;
   readonly consumerBatchDuration: Histogram<'consumer'>;
+  readonly unexpectedErrors: Counter<'kind'>;
+  readonly liveDropped: Counter<'reason'>;
   /** Counts the outbox rows not yet relayed, read when Prometheus scrapes. */
   outboxBacklogSource: (() => Promise<number>) | undefined;
 
@@ -108,6 +110,18 @@ export class Metrics {
       help: 'Time to handle one batch, from delivery to ack',
       labelNames: ['consumer'],
       buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.unexpectedErrors = new Counter({
+      name: 'parley_unexpected_errors_total',
+      help: 'Errors no handler expected (unhandled rejections, uncaught exceptions), logged and survived',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.liveDropped = new Counter({
+      name: 'parley_live_messages_dropped_total',
+      help: 'Live fan-out messages dropped because they could not be read',
+      labelNames: ['reason'],
       registers,
     });
   }

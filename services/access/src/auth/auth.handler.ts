@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Controller, Inject } from '@nestjs/common';
 import type { z } from 'zod';
 import { AccessRpc, ParleyError } from '@parley/contracts';
 import { BotsService } from '../bots/bots.service';
@@ -11,7 +11,7 @@ import { KeysService } from './keys.service';
 
 type Req<K extends keyof typeof AccessRpc> = z.output<(typeof AccessRpc)[K]['request']>;
 
-@Injectable()
+@Controller()
 export class AuthHandler {
   constructor(
     @Inject(AuthService) private readonly auth: AuthService,

@@ -4,7 +4,7 @@ import * as argon2 from 'argon2';
 import { createHash, randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { Redis } from 'ioredis';
-import { ParleyError, type TokenResponse } from '@parley/contracts';
+import { ParleyError, RedisKeys, type TokenResponse } from '@parley/contracts';
 import { KIT_OPTIONS, LOGGER, REDIS, type KitOptions, type Logger } from '@parley/kit';
 import { ACCESS_CONFIG, type AccessConfig } from '../config';
 import { UsersService, hashPassword } from '../users/users.service';
@@ -33,8 +33,11 @@ export class AuthService {
   ) {}
 
   private throttleKeys(username: string, address?: string): string[] {
-    const base = `parley:${this.options.config.NATS_SUBJECT_PREFIX}:login`;
-    return [`${base}:user:${username.toLowerCase()}`, ...(address ? [`${base}:addr:${address}`] : [])];
+    const prefix = this.options.config.NATS_SUBJECT_PREFIX;
+    return [
+      RedisKeys.loginFailuresByUser(prefix, username),
+      ...(address ? [RedisKeys.loginFailuresByAddress(prefix, address)] : []),
+    ];
   }
 
   /** Refuses a login while its username or address has failed too often (Redis away: no throttling). */

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Controller, Inject } from '@nestjs/common';
 import type { z } from 'zod';
 import { AccessControlRpc, ParleyError, ReadScopeRpc } from '@parley/contracts';
 import { RpcHandler } from '@parley/kit';
@@ -12,7 +12,7 @@ type Req<K extends keyof typeof AccessControlRpc> = z.output<(typeof AccessContr
 const ok = { ok: true as const };
 
 /** The NATS edge of groups, roles, bots, keys and permission checks. */
-@Injectable()
+@Controller()
 export class AccessControlHandler {
   constructor(
     @Inject(PermissionsService) private readonly permissions: PermissionsService,

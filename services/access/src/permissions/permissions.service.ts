@@ -10,6 +10,7 @@ import {
   type Principal,
   type ReadScope,
   type Resource,
+  RedisKeys,
 } from '@parley/contracts';
 import { KIT_OPTIONS, REDIS, type KitOptions } from '@parley/kit';
 import { epochKey } from '../changes';
@@ -57,7 +58,7 @@ export class PermissionsService {
     try {
       const epoch = (await this.redis.get(epochKey(this.prefix))) ?? '0';
       const hash = createHash('sha1').update(JSON.stringify(check)).digest('base64url');
-      const key = `parley:${this.prefix}:access:decision:${epoch}:${hash}`;
+      const key = RedisKeys.accessDecision(this.prefix, epoch, hash);
       const hit = await this.redis.get(key);
       return { key, decision: hit ? (JSON.parse(hit) as Decision) : undefined };
     } catch {

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Controller, Inject } from '@nestjs/common';
 import type { z } from 'zod';
 import { AccessRpc } from '@parley/contracts';
 import { RpcHandler } from '@parley/kit';
@@ -7,7 +7,7 @@ import { UsersService } from './users.service';
 
 type Req<K extends keyof typeof AccessRpc> = z.output<(typeof AccessRpc)[K]['request']>;
 
-@Injectable()
+@Controller()
 export class UsersHandler {
   constructor(@Inject(UsersService) private readonly users: UsersService) {}
 

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { createHash } from 'node:crypto';
-import { AccessControlRpc, ParleyError } from '@parley/contracts';
+import { AccessControlRpc, ParleyError, RedisKeys } from '@parley/contracts';
 import { KIT_OPTIONS, REDIS, RpcClient, type KitOptions } from '@parley/kit';
 
 /** How long a verified key is trusted without asking again; a change in access drops it at once. */
@@ -32,8 +32,8 @@ export class KeyVerifier {
     const hash = createHash('sha256').update(apiKey).digest('base64url');
     let cacheKey: string | undefined;
     try {
-      const epoch = (await this.redis.get(`parley:${prefix}:access:epoch`)) ?? '0';
-      cacheKey = `parley:${prefix}:gateway:key:${epoch}:${hash}`;
+      const epoch = (await this.redis.get(RedisKeys.accessEpoch(prefix))) ?? '0';
+      cacheKey = RedisKeys.gatewayKey(prefix, epoch, hash);
       const hit = await this.redis.get(cacheKey);
       if (hit) return JSON.parse(hit) as BotIdentity;
     } catch {

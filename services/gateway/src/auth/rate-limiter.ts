@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Redis } from 'ioredis';
-import { ParleyError, type Principal } from '@parley/contracts';
+import { ParleyError, RedisKeys, type Principal } from '@parley/contracts';
 import { KIT_OPTIONS, LOGGER, REDIS, type KitOptions, type Logger } from '@parley/kit';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 
@@ -20,7 +20,7 @@ export class RateLimiter {
   async take(principal: Principal): Promise<void> {
     const limit = principal.type === 'bot' ? this.config.BOT_RATE_LIMIT_PER_MINUTE : this.config.RATE_LIMIT_PER_MINUTE;
     const window = Math.floor(Date.now() / 60_000);
-    const key = `parley:${this.options.config.NATS_SUBJECT_PREFIX}:rate:${principal.type}:${principal.id}:${window}`;
+    const key = RedisKeys.rateWindow(this.options.config.NATS_SUBJECT_PREFIX, principal.type, principal.id, window);
     let count: number;
     try {
       const result = await this.redis.multi().incr(key).expire(key, 120, 'NX').exec();

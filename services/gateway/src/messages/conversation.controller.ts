@@ -2,8 +2,16 @@ import { Controller, Get, Headers, Inject, Param, Query, Req, Res } from '@nestj
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
-import { IdParamSchema, MessageRpc, MessageSchema, SessionRpc, type Message, type Principal } from '@parley/contracts';
-import { LOGGER, Nats, RpcClient, type Logger } from '@parley/kit';
+import {
+  IdParamSchema,
+  MessageRpc,
+  MessageSchema,
+  SessionRpc,
+  liveSessionSubject,
+  type Message,
+  type Principal,
+} from '@parley/contracts';
+import { LOGGER, Metrics, Nats, RpcClient, subscribeLive, type Logger } from '@parley/kit';
 import { Caller } from '../auth/principal';
 import { ApiRoute, parse } from '../http/api-route';
 
@@ -41,6 +49,7 @@ export class ConversationController {
     @Inject(RpcClient) private readonly rpc: RpcClient,
     @Inject(Nats) private readonly nats: Nats,
     @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(Metrics) private readonly metrics: Metrics,
   ) {}
 
   @Get(':id/export')
@@ -112,7 +121,12 @@ export class ConversationController {
     await this.rpc.call(SessionRpc.get, { actor, id });
 
     // Subscribe first, then replay what was missed: nothing falls between the two.
-    const live = this.nats.connection.subscribe(this.nats.subject(`live.session.${id}`));
+    const buffered: Message[] = [];
+    let replaying = true;
+    const live = subscribeLive(this.nats, liveSessionSubject(id), MessageSchema, this.metrics, (m) => {
+      if (replaying) buffered.push(m);
+      else send(m);
+    });
     const raw = reply.raw;
     reply.hijack();
     raw.writeHead(200, {
@@ -134,15 +148,6 @@ export class ConversationController {
       clearInterval(keepalive);
       live.unsubscribe();
     });
-    const buffered: Message[] = [];
-    let replaying = true;
-    void (async () => {
-      for await (const msg of live) {
-        const m = msg.json<Message>();
-        if (replaying) buffered.push(m);
-        else send(m);
-      }
-    })();
     try {
       if (lastSent > 0 || headerSeq !== undefined || parsed.last_event_id !== undefined) {
         for await (const m of messagesAfter(this.rpc, actor, id, lastSent)) {

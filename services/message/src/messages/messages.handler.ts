@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Controller, Inject } from '@nestjs/common';
 import type { z } from 'zod';
 import { MessageRpc } from '@parley/contracts';
 import { RpcHandler } from '@parley/kit';
@@ -6,7 +6,7 @@ import { MessagesService } from './messages.service';
 
 type Req<K extends keyof typeof MessageRpc> = z.output<(typeof MessageRpc)[K]['request']>;
 
-@Injectable()
+@Controller()
 export class MessagesHandler {
   constructor(@Inject(MessagesService) private readonly messages: MessagesService) {}
 

@@ -8,6 +8,7 @@ import {
   SessionAccessRpc,
   decodeCursor,
   encodeCursor,
+  liveSessionSubject,
   type Message as MessageView,
   type MessageStats,
   type NewMessage,
@@ -23,8 +24,6 @@ import { MessageEntity, SessionScopeEntity, type Message, type SessionScope } fr
 type SessionAccess = z.infer<typeof SessionAccessSchema>;
 type Feedback = 'like' | 'dislike' | null;
 type Sensitive = 'unchecked' | 'pass' | 'violation';
-
-export const liveSubject = (sessionId: string) => `live.session.${sessionId}`;
 
 export function toView(m: Message): MessageView {
   return {
@@ -101,7 +100,7 @@ export class MessagesService {
 
   private publishLive(messages: Message[]): void {
     for (const m of messages) {
-      this.nats.connection.publish(this.nats.subject(liveSubject(m.sessionId)), JSON.stringify(toView(m)), {
+      this.nats.connection.publish(this.nats.subject(liveSessionSubject(m.sessionId)), JSON.stringify(toView(m)), {
         headers: traceHeaders(),
       });
     }

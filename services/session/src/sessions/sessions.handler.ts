@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Controller, Inject } from '@nestjs/common';
 import type { z } from 'zod';
 import { SessionAccessRpc, SessionRpc } from '@parley/contracts';
 import { RpcHandler } from '@parley/kit';
@@ -6,7 +6,7 @@ import { SessionsService } from './sessions.service';
 
 type Req<K extends keyof typeof SessionRpc> = z.output<(typeof SessionRpc)[K]['request']>;
 
-@Injectable()
+@Controller()
 export class SessionsHandler {
   constructor(@Inject(SessionsService) private readonly sessions: SessionsService) {}
 

@@ -3,5 +3,9 @@ import { SessionsHandler } from './sessions.handler';
 import { SessionsService } from './sessions.service';
 import { MessageStatsConsumer } from './message-stats.consumer';
 
-@Module({ providers: [SessionsService, SessionsHandler, MessageStatsConsumer], exports: [SessionsService] })
+@Module({
+  controllers: [SessionsHandler, MessageStatsConsumer],
+  providers: [SessionsService],
+  exports: [SessionsService],
+})
 export class SessionsModule {}

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
 import type { Redis } from 'ioredis';
-import type { BudgetPeriod } from '@parley/contracts';
+import { RedisKeys, type BudgetPeriod } from '@parley/contracts';
 import { KIT_OPTIONS, LOGGER, REDIS, type KitOptions, type Logger } from '@parley/kit';
 import { USAGE_CONFIG, type UsageConfig } from '../config';
 import { toUnits } from '../prices/decimal';
@@ -42,7 +42,7 @@ type CountingRedis = Redis & {
 @Injectable()
 export class QuotaCounters {
   private readonly redis: CountingRedis;
-  private readonly head: string;
+  private readonly prefix: string;
 
   constructor(
     @Inject(REDIS) redis: Redis,
@@ -54,11 +54,11 @@ export class QuotaCounters {
     redis.defineCommand('usageIncrement', { numberOfKeys: 1, lua: INCREMENT_IF_PRESENT });
     redis.defineCommand('usageRebuild', { numberOfKeys: 1, lua: SET_IF_ABSENT });
     this.redis = redis as CountingRedis;
-    this.head = `parley:${options.config.NATS_SUBJECT_PREFIX}:usage:quota`;
+    this.prefix = options.config.NATS_SUBJECT_PREFIX;
   }
 
   key(botId: string, period: BudgetPeriod, start: Date): string {
-    return `${this.head}:${botId}:${period}:${period === 'day' ? dayOf(start) : dayOf(start).slice(0, 7)}`;
+    return RedisKeys.usageQuota(this.prefix, botId, period, period === 'day' ? dayOf(start) : dayOf(start).slice(0, 7));
   }
 
   /** Adds committed deltas to the counters that exist. */

@@ -1,25 +1,28 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Controller, Inject, type OnApplicationBootstrap } from '@nestjs/common';
 import {
   ActivityEventSchema,
   DLQ_USAGE,
+  USAGE_ACTIVITY_SUBJECTS,
+  USAGE_EVENT_SUBJECTS,
   USAGE_STREAM,
   USAGE_STREAM_SUBJECTS,
   UsageEventSchema,
   activityEventTimeProblems,
   botOfSubject,
   usageEventTimeProblems,
+  type ActivityEvent,
   type EventTimeLimits,
   type FieldError,
+  type UsageEvent,
 } from '@parley/contracts';
 import {
-  BatchConsumer,
-  LOGGER,
-  Metrics,
   Nats,
+  StreamBatchHandler,
   ensureStream,
   eventTimeLimits,
+  type BatchItem,
+  type BatchVerdict,
   type DeliveryMeta,
-  type Logger,
   type StreamSpec,
 } from '@parley/kit';
 import { ActivityIngest } from '../activity/activity-ingest.service';
@@ -57,65 +60,78 @@ export function eventCheck<E extends { bot_id: string }>(
   };
 }
 
+export const USAGE_RECORDS_DURABLE = 'usage-records';
+export const USAGE_ACTIVITY_DURABLE = 'usage-activity';
+
 /**
- * Provisions the USAGE stream (idempotently, at every start) and consumes it with two durable
- * pull consumers shared by every instance: `usage-records` and `usage-activity`.
+ * Provisions the USAGE stream (idempotently, at every start) and takes it in batches through
+ * two durable consumers shared by every instance: `usage-records` and `usage-activity`.
+ * Events whose subject names another bot, or whose times are implausible, are dead-lettered
+ * before the rest of the batch is written.
  */
-@Injectable()
-export class UsageStreamConsumers implements OnApplicationBootstrap, OnModuleDestroy {
-  private consumers: { stop(): Promise<void> }[] = [];
+@Controller()
+export class UsageStreamHandlers implements OnApplicationBootstrap {
+  private readonly checkUsage: ReturnType<typeof eventCheck<UsageEvent>>;
+  private readonly checkActivity: ReturnType<typeof eventCheck<ActivityEvent>>;
 
   constructor(
     @Inject(USAGE_CONFIG) private readonly config: UsageConfig,
     @Inject(Nats) private readonly nats: Nats,
-    @Inject(LOGGER) private readonly logger: Logger,
-    @Inject(Metrics) private readonly metrics: Metrics,
     @Inject(UsageIngest) private readonly usage: UsageIngest,
     @Inject(ActivityIngest) private readonly activity: ActivityIngest,
-  ) {}
+  ) {
+    const limits = eventTimeLimits(config);
+    this.checkUsage = eventCheck(usageEventTimeProblems, limits);
+    this.checkActivity = eventCheck(activityEventTimeProblems, limits);
+  }
 
   async onApplicationBootstrap(): Promise<void> {
     await ensureStream(this.nats, usageStreamSpec(this.config));
-    const limits = eventTimeLimits(this.config);
-    const common = {
-      stream: USAGE_STREAM,
-      deadLetterSubject: DLQ_USAGE,
-      maxBatch: this.config.USAGE_BATCH_SIZE,
-      concurrency: this.config.USAGE_INGEST_CONCURRENCY,
-      maxAckPending: this.config.USAGE_BATCH_SIZE * 4,
-    };
-    const records = new BatchConsumer(
-      this.nats,
-      {
-        ...common,
-        durable: 'usage-records',
-        filterSubject: 'usage.events.*',
-        schema: UsageEventSchema,
-        check: eventCheck(usageEventTimeProblems, limits),
-      },
-      (items) => this.usage.ingest(items),
-      this.logger,
-      this.metrics,
-    );
-    const activity = new BatchConsumer(
-      this.nats,
-      {
-        ...common,
-        durable: 'usage-activity',
-        filterSubject: 'activity.events.*',
-        schema: ActivityEventSchema,
-        check: eventCheck(activityEventTimeProblems, limits),
-      },
-      (items) => this.activity.ingest(items),
-      this.logger,
-      this.metrics,
-    );
-    await records.start();
-    await activity.start();
-    this.consumers = [records, activity];
   }
 
-  async onModuleDestroy(): Promise<void> {
-    await Promise.all(this.consumers.map((c) => c.stop()));
+  @StreamBatchHandler(USAGE_EVENT_SUBJECTS, {
+    stream: USAGE_STREAM,
+    durable: USAGE_RECORDS_DURABLE,
+    deadLetterSubject: DLQ_USAGE,
+    schema: UsageEventSchema,
+  })
+  records(items: BatchItem<UsageEvent>[]): Promise<BatchVerdict[]> {
+    return screened(items, this.checkUsage, (accepted) => this.usage.ingest(accepted));
   }
+
+  @StreamBatchHandler(USAGE_ACTIVITY_SUBJECTS, {
+    stream: USAGE_STREAM,
+    durable: USAGE_ACTIVITY_DURABLE,
+    deadLetterSubject: DLQ_USAGE,
+    schema: ActivityEventSchema,
+  })
+  activities(items: BatchItem<ActivityEvent>[]): Promise<BatchVerdict[]> {
+    return screened(items, this.checkActivity, (accepted) => this.activity.ingest(accepted));
+  }
+}
+
+/** Batch consumer tuning from the configuration, by durable name. */
+export function usageConsumerTuning(config: UsageConfig) {
+  const tuning = {
+    maxBatch: config.USAGE_BATCH_SIZE,
+    concurrency: config.USAGE_INGEST_CONCURRENCY,
+    maxAckPending: config.USAGE_BATCH_SIZE * 4,
+  };
+  return { [USAGE_RECORDS_DURABLE]: tuning, [USAGE_ACTIVITY_DURABLE]: tuning };
+}
+
+/** Refuses what `check` refuses, hands the rest to `handle`, and answers a verdict per item in order. */
+async function screened<T>(
+  items: BatchItem<T>[],
+  check: (event: T, meta: DeliveryMeta) => { code: string; reason: string } | undefined,
+  handle: (accepted: BatchItem<T>[]) => Promise<BatchVerdict[]>,
+): Promise<BatchVerdict[]> {
+  const verdicts: (BatchVerdict | undefined)[] = items.map((item) => {
+    const refused = check(item.event, item.meta);
+    return refused ? { ok: false, ...refused } : undefined;
+  });
+  const accepted = items.filter((_, i) => verdicts[i] === undefined);
+  const handled = accepted.length > 0 ? await handle(accepted) : [];
+  let next = 0;
+  return verdicts.map((v) => v ?? handled[next++] ?? { ok: false, code: 'POISON', reason: 'no verdict' });
 }

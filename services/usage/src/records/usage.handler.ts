@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Controller, Inject } from '@nestjs/common';
 import type { z } from 'zod';
 import { QuotaCheckRpc, UsageRpc } from '@parley/contracts';
 import { RpcHandler } from '@parley/kit';
@@ -10,7 +10,7 @@ import { UsageQueries } from './usage-queries.service';
 type Req<K extends keyof typeof UsageRpc> = z.output<(typeof UsageRpc)[K]['request']>;
 
 /** The NATS edge of the usage service. */
-@Injectable()
+@Controller()
 export class UsageHandler {
   constructor(
     @Inject(UsageQueries) private readonly queries: UsageQueries,

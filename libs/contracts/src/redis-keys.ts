@@ -1,0 +1,25 @@
+/**
+ * Every Redis key Parley writes, in one place. Each starts with `parley:<NATS_SUBJECT_PREFIX>:`
+ * so deployments (and test runs) sharing one Redis never collide. Redis holds only what can be
+ * rebuilt: losing any of these loses no data.
+ */
+const head = (prefix: string) => `parley:${prefix}`;
+
+export const RedisKeys = {
+  /** Bumped after every committed access change: cached decisions and keys under an older epoch are ignored. */
+  accessEpoch: (prefix: string) => `${head(prefix)}:access:epoch`,
+  /** A cached permission decision. */
+  accessDecision: (prefix: string, epoch: string, hash: string) => `${head(prefix)}:access:decision:${epoch}:${hash}`,
+  /** Failed logins counted for one username. */
+  loginFailuresByUser: (prefix: string, username: string) => `${head(prefix)}:login:user:${username.toLowerCase()}`,
+  /** Failed logins counted for one client address. */
+  loginFailuresByAddress: (prefix: string, address: string) => `${head(prefix)}:login:addr:${address}`,
+  /** The gateway's cache of a verified API key. */
+  gatewayKey: (prefix: string, epoch: string, hash: string) => `${head(prefix)}:gateway:key:${epoch}:${hash}`,
+  /** Requests of one principal in one minute window. */
+  rateWindow: (prefix: string, principalType: string, principalId: string, window: number) =>
+    `${head(prefix)}:rate:${principalType}:${principalId}:${window}`,
+  /** A bot's usage counters for one budget period (a hash: tokens, cost per currency). */
+  usageQuota: (prefix: string, botId: string, period: string, periodKey: string) =>
+    `${head(prefix)}:usage:quota:${botId}:${period}:${periodKey}`,
+} as const;
