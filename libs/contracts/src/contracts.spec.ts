@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { ParleyError, fieldErrors } from './errors';
 import { PageQuerySchema, decodeCursor, encodeCursor, toPageRequest } from './pagination';
-import { prefixed, prefixedStream } from './rpc';
+import { prefixed, prefixedStream, rpc } from './rpc';
+import { UpdateGroupBodySchema } from './access-control';
 import { CreateSessionBodySchema } from './session';
 import {
   DEFAULT_EVENT_TIME_LIMITS,
@@ -44,6 +45,31 @@ describe('pagination', () => {
     ]) {
       expect(PageQuerySchema.safeParse(bad).success).toBe(false);
     }
+  });
+});
+
+describe('internal contracts', () => {
+  it('drop the fields they do not know, however nested, instead of refusing them', () => {
+    const strict = z
+      .object({
+        a: z.string(),
+        items: z.array(z.object({ b: z.number() }).strict()).optional(),
+        inner: z.object({ c: z.boolean() }).strict().nullable(),
+      })
+      .strict();
+    const contract = rpc('x.y.z', strict, strict);
+    const input = { a: 'a', extra: 1, items: [{ b: 1, later: true }], inner: { c: true, more: 'x' } };
+    expect(strict.safeParse(input).success).toBe(false);
+    expect(contract.request.parse(input)).toEqual({ a: 'a', items: [{ b: 1 }], inner: { c: true } });
+    expect(contract.response.safeParse({ a: 1 }).success).toBe(false);
+  });
+
+  it('keep their refinements and defaults', () => {
+    const contract = rpc('x.y.z', UpdateGroupBodySchema, z.object({}));
+    expect(contract.request.safeParse({}).success).toBe(false);
+    expect(contract.request.parse({ name: 'g', unknown: 1 })).toEqual({ name: 'g' });
+    const withDefault = rpc('x.y.z', z.object({ n: z.number().default(3) }).strict(), z.object({}));
+    expect(withDefault.request.parse({ extra: true })).toEqual({ n: 3 });
   });
 });
 
