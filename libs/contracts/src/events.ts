@@ -8,6 +8,15 @@ export const DLQ_DOMAIN = 'dlq.domain';
 export const DLQ_USAGE = 'dlq.usage';
 export const DLQ_STREAM = 'DLQ';
 
+/** Durable consumer names (shared by every instance of the consuming service). */
+export const Durables = {
+  accessEpoch: 'access-epoch',
+  sessionMessageStats: 'session-message-stats',
+  messageSessionEvents: 'message-session-events',
+  usageRecords: 'usage-records',
+  usageActivity: 'usage-activity',
+} as const;
+
 export const SessionEventSchema = z.object({
   session_id: z.uuid(),
   user_id: z.uuid(),

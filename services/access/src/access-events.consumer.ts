@@ -1,5 +1,5 @@
 import { Controller, Inject } from '@nestjs/common';
-import { DomainEvents } from '@parley/contracts';
+import { Durables, DomainEvents } from '@parley/contracts';
 import { DomainEventHandler } from '@parley/kit';
 import { AccessChanges } from './changes';
 
@@ -12,7 +12,7 @@ import { AccessChanges } from './changes';
 export class AccessEventsConsumer {
   constructor(@Inject(AccessChanges) private readonly changes: AccessChanges) {}
 
-  @DomainEventHandler(DomainEvents.accessChanged, { durable: 'access-epoch' })
+  @DomainEventHandler(DomainEvents.accessChanged, { durable: Durables.accessEpoch })
   async accessChanged(): Promise<void> {
     await this.changes.bumpEpoch();
   }

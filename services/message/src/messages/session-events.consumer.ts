@@ -1,7 +1,7 @@
 import { Controller, Inject } from '@nestjs/common';
 import { Ctx, Payload } from '@nestjs/microservices';
 import { MikroORM } from '@mikro-orm/postgresql';
-import { DomainEvents, SessionEvents, type SessionEvent } from '@parley/contracts';
+import { Durables, DomainEvents, SessionEvents, type SessionEvent } from '@parley/contracts';
 import { DomainEventHandler, NatsContext } from '@parley/kit';
 import { MessageEntity, SessionScopeEntity } from './message.entity';
 
@@ -13,7 +13,7 @@ import { MessageEntity, SessionScopeEntity } from './message.entity';
 export class SessionEventsConsumer {
   constructor(@Inject(MikroORM) private readonly orm: MikroORM) {}
 
-  @DomainEventHandler(SessionEvents, { durable: 'message-session-events' })
+  @DomainEventHandler(SessionEvents, { durable: Durables.messageSessionEvents })
   async handle(@Payload() event: SessionEvent, @Ctx() ctx: NatsContext): Promise<void> {
     const em = this.orm.em.fork();
     if (ctx.subject === DomainEvents.sessionDeleted.subject) {

@@ -1,5 +1,5 @@
 import { Controller, Inject } from '@nestjs/common';
-import { DomainEvents, type MessageStats } from '@parley/contracts';
+import { Durables, DomainEvents, type MessageStats } from '@parley/contracts';
 import { DomainEventHandler } from '@parley/kit';
 import { SessionsService } from './sessions.service';
 
@@ -8,7 +8,7 @@ import { SessionsService } from './sessions.service';
 export class MessageStatsConsumer {
   constructor(@Inject(SessionsService) private readonly sessions: SessionsService) {}
 
-  @DomainEventHandler(DomainEvents.messageStats, { durable: 'session-message-stats' })
+  @DomainEventHandler(DomainEvents.messageStats, { durable: Durables.sessionMessageStats })
   async messageStats(stats: MessageStats): Promise<void> {
     await this.sessions.applyStats(stats);
   }

@@ -2,6 +2,7 @@ import { Controller, Inject, type OnApplicationBootstrap } from '@nestjs/common'
 import {
   ActivityEventSchema,
   DLQ_USAGE,
+  Durables,
   USAGE_ACTIVITY_SUBJECTS,
   USAGE_EVENT_SUBJECTS,
   USAGE_STREAM,
@@ -60,9 +61,6 @@ export function eventCheck<E extends { bot_id: string }>(
   };
 }
 
-export const USAGE_RECORDS_DURABLE = 'usage-records';
-export const USAGE_ACTIVITY_DURABLE = 'usage-activity';
-
 /**
  * Provisions the USAGE stream (idempotently, at every start) and takes it in batches through
  * two durable consumers shared by every instance: `usage-records` and `usage-activity`.
@@ -91,7 +89,7 @@ export class UsageStreamHandlers implements OnApplicationBootstrap {
 
   @StreamBatchHandler(USAGE_EVENT_SUBJECTS, {
     stream: USAGE_STREAM,
-    durable: USAGE_RECORDS_DURABLE,
+    durable: Durables.usageRecords,
     deadLetterSubject: DLQ_USAGE,
     schema: UsageEventSchema,
   })
@@ -101,7 +99,7 @@ export class UsageStreamHandlers implements OnApplicationBootstrap {
 
   @StreamBatchHandler(USAGE_ACTIVITY_SUBJECTS, {
     stream: USAGE_STREAM,
-    durable: USAGE_ACTIVITY_DURABLE,
+    durable: Durables.usageActivity,
     deadLetterSubject: DLQ_USAGE,
     schema: ActivityEventSchema,
   })
@@ -117,7 +115,7 @@ export function usageConsumerTuning(config: UsageConfig) {
     concurrency: config.USAGE_INGEST_CONCURRENCY,
     maxAckPending: config.USAGE_BATCH_SIZE * 4,
   };
-  return { [USAGE_RECORDS_DURABLE]: tuning, [USAGE_ACTIVITY_DURABLE]: tuning };
+  return { [Durables.usageRecords]: tuning, [Durables.usageActivity]: tuning };
 }
 
 /** Refuses what `check` refuses, hands the rest to `handle`, and answers a verdict per item in order. */
