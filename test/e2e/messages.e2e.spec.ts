@@ -1,47 +1,7 @@
-import { request as httpRequest } from 'node:http';
 import { Client } from 'pg';
 import { DATABASE_URL } from '../support/stack';
-import { adminLogin, api, eventually, gatewayUrl, newUser } from '../support/http';
-
-interface SseEvent {
-  id?: string;
-  event?: string;
-  data?: string;
-}
-
-/** A tiny server-sent-events client: collects events until closed. */
-function openStream(path: string, headers: Record<string, string> = {}) {
-  const events: SseEvent[] = [];
-  let status = 0;
-  const url = new URL(`${gatewayUrl()}${path}`);
-  const req = httpRequest(url, { headers: { accept: 'text/event-stream', ...headers } });
-  const ready = new Promise<void>((resolve, reject) => {
-    req.on('response', (res) => {
-      status = res.statusCode ?? 0;
-      let buffer = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buffer += chunk;
-        if (buffer.startsWith(': connected')) resolve();
-        let at: number;
-        while ((at = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, at);
-          buffer = buffer.slice(at + 2);
-          const event: SseEvent = {};
-          for (const line of block.split('\n')) {
-            const [key, ...rest] = line.split(': ');
-            if (key === 'id' || key === 'event' || key === 'data') event[key] = rest.join(': ');
-          }
-          if (event.event) events.push(event);
-        }
-      });
-      if (status !== 200) resolve();
-    });
-    req.on('error', reject);
-  });
-  req.end();
-  return { events, ready, status: () => status, close: () => req.destroy() };
-}
+import { adminLogin, api, eventually, newUser } from '../support/http';
+import { openStream } from '../support/sse';
 
 async function messageRows(sessionId: string): Promise<number> {
   const pg = new Client({ connectionString: DATABASE_URL });

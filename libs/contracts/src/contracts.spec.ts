@@ -1,9 +1,17 @@
 import { z } from 'zod';
-import { ParleyError, fieldErrors } from './errors';
+import { ParleyError, fieldErrors, validationError } from './errors';
+import {
+  BatchBodySchema,
+  MAX_BATCH_BYTES,
+  MAX_CONTENT_BYTES,
+  MessagePageSchema,
+  MessageRpc,
+  NewMessageSchema,
+} from './message';
 import { PageQuerySchema, decodeCursor, encodeCursor, toPageRequest } from './pagination';
 import { prefixed, prefixedStream, rpc } from './rpc';
 import { UpdateGroupBodySchema } from './access-control';
-import { CreateSessionBodySchema } from './session';
+import { CreateSessionBodySchema, SessionRpc, UpdateSessionBodySchema } from './session';
 import {
   DEFAULT_EVENT_TIME_LIMITS,
   UsageEventSchema,
@@ -102,6 +110,124 @@ describe('errors', () => {
       'INTERNAL',
     );
     expect(new ParleyError('UPSTREAM_TIMEOUT', 'slow').retryable).toBe(true);
+  });
+});
+
+describe('size limits', () => {
+  const KiB = 1024;
+  const actor = { type: 'user', id: '01900000-0000-7000-8000-000000000001', is_admin: false } as const;
+  const sessionId = '01900000-0000-7000-8000-000000000002';
+  /** The problem a schema's refusal becomes, as the gateway and the RPC server both build it. */
+  const problem = (schema: z.ZodType, value: unknown) => {
+    const result = schema.safeParse(value);
+    if (result.success) return undefined;
+    const error = validationError(result.error);
+    return { code: error.code, status: error.status, fields: error.errors?.map((e) => e.field) };
+  };
+  const tooLarge = (...fields: string[]) => ({ code: 'PAYLOAD_TOO_LARGE', status: 413, fields });
+  /** A JSON object of exactly `bytes` bytes. */
+  const objectOf = (bytes: number) => ({ blob: 'm'.repeat(bytes - '{"blob":""}'.length) });
+
+  it('takes content up to 256 KiB of UTF-8 and refuses a byte more with 413 naming it', () => {
+    const at = 'x'.repeat(MAX_CONTENT_BYTES);
+    expect(problem(NewMessageSchema, { role: 'user', content: at })).toBeUndefined();
+    expect(problem(NewMessageSchema, { role: 'user', content: `${at}x` })).toEqual(tooLarge('content'));
+    // Counted in bytes, not characters: 128 Ki two-byte characters are exactly the limit.
+    expect(problem(NewMessageSchema, { role: 'user', content: 'é'.repeat(128 * KiB) })).toBeUndefined();
+    expect(problem(NewMessageSchema, { role: 'user', content: `${'é'.repeat(128 * KiB)}x` })).toEqual(
+      tooLarge('content'),
+    );
+  });
+
+  it('holds at the message service boundary too, in the RPC requests', () => {
+    const message = { role: 'user', content: 'x'.repeat(MAX_CONTENT_BYTES + 1) };
+    expect(problem(MessageRpc.append.request, { actor, session_id: sessionId, message })).toEqual(
+      tooLarge('message.content'),
+    );
+    expect(
+      problem(MessageRpc.appendBatch.request, {
+        actor,
+        session_id: sessionId,
+        messages: [{ role: 'user', content: 'a' }, message],
+      }),
+    ).toEqual(tooLarge('messages.1.content'));
+    const many = Array.from({ length: 4 }, () => ({ role: 'user', content: 'x'.repeat(240 * KiB) }));
+    expect(problem(MessageRpc.appendBatch.request, { actor, session_id: sessionId, messages: many })).toEqual(
+      tooLarge('messages'),
+    );
+    expect(
+      problem(SessionRpc.update.request, { actor, id: sessionId, patch: { state: objectOf(64 * KiB + 1) } }),
+    ).toEqual(tooLarge('patch.state'));
+  });
+
+  it('bounds metadata, state and media at 64 KiB as JSON', () => {
+    expect(problem(NewMessageSchema, { role: 'user', content: '', metadata: objectOf(64 * KiB) })).toBeUndefined();
+    expect(problem(NewMessageSchema, { role: 'user', content: '', metadata: objectOf(64 * KiB + 1) })).toEqual(
+      tooLarge('metadata'),
+    );
+    const media = Array.from({ length: 20 }, (_, i) => ({ type: 'image', url: `https://x/${i}/${'p'.repeat(4000)}` }));
+    expect(problem(NewMessageSchema, { role: 'user', content: '', media })).toEqual(tooLarge('media'));
+    for (const field of ['metadata', 'state']) {
+      expect(problem(CreateSessionBodySchema, { [field]: objectOf(64 * KiB) })).toBeUndefined();
+      expect(problem(CreateSessionBodySchema, { [field]: objectOf(64 * KiB + 1) })).toEqual(tooLarge(field));
+      expect(problem(UpdateSessionBodySchema, { [field]: objectOf(64 * KiB + 1) })).toEqual(tooLarge(field));
+    }
+  });
+
+  it('takes a batch up to 768 KiB together, measured as the JSON of its messages', () => {
+    const batch = (total: number) => {
+      const messages = Array.from({ length: 500 }, () => ({ role: 'user', content: '', tokens: 0 }));
+      const spare = total - JSON.stringify(messages).length;
+      messages.forEach((m, i) => (m.content = 'q'.repeat(Math.floor(spare / 500) + (i < spare % 500 ? 1 : 0))));
+      expect(JSON.stringify(messages).length).toBe(total);
+      return { messages };
+    };
+    expect(problem(BatchBodySchema, batch(MAX_BATCH_BYTES))).toBeUndefined();
+    expect(problem(BatchBodySchema, batch(MAX_BATCH_BYTES + 1))).toEqual(tooLarge('messages'));
+    // A count over the limit stays a plain validation error.
+    const many = { messages: Array.from({ length: 501 }, () => ({ role: 'user', content: 'x' })) };
+    expect(problem(BatchBodySchema, many)?.status).toBe(400);
+  });
+
+  it('names only the fields over a limit when others are wrong too', () => {
+    expect(problem(NewMessageSchema, { role: 'robot', content: 'x'.repeat(MAX_CONTENT_BYTES + 1) })).toEqual(
+      tooLarge('content'),
+    );
+    expect(problem(NewMessageSchema, { role: 'robot', content: 'x' })).toMatchObject({ status: 400 });
+    expect(problem(NewMessageSchema, { role: 'user', content: 'x', tokens: 2 ** 31 })).toMatchObject({ status: 400 });
+  });
+});
+
+describe('message pages', () => {
+  const message = {
+    id: '01900000-0000-7000-8000-000000000001',
+    session_id: '01900000-0000-7000-8000-000000000002',
+    seq: 1,
+    role: 'user',
+    content: 'hi',
+    tokens: 0,
+    metadata: {},
+    media: [],
+    feedback: null,
+    copied: false,
+    sensitive_status: 'unchecked',
+    client_message_id: null,
+    created_at: '2026-11-24T10:00:00.000Z',
+  };
+
+  it('keeps a page/size page whole when it carries a cursor to the rest of it', () => {
+    const cut = { items: [message], total: 6, page: 1, size: 6, next_cursor: 'abc' };
+    expect(MessagePageSchema.parse(cut)).toEqual(cut);
+    expect(MessagePageSchema.parse({ items: [message], total: 1, page: 1, size: 6 })).toEqual({
+      items: [message],
+      total: 1,
+      page: 1,
+      size: 6,
+    });
+    expect(MessagePageSchema.parse({ items: [message], next_cursor: null })).toEqual({
+      items: [message],
+      next_cursor: null,
+    });
   });
 });
 

@@ -80,9 +80,28 @@ export function isParleyError(value: unknown): value is ParleyError {
   return value instanceof ParleyError;
 }
 
+const TOO_LARGE = 'parley_too_large';
+
+/**
+ * The options of a zod refinement that enforces a size limit. Such an issue makes
+ * `validationError` answer PAYLOAD_TOO_LARGE (413) naming the field, rather than 400, so a
+ * limit in a schema holds the same way at the gateway and at a service's NATS boundary.
+ */
+export function tooLarge(message: string): { message: string; params: Record<string, unknown> } {
+  return { message, params: { [TOO_LARGE]: true } };
+}
+
+function isTooLarge(issue: z.core.$ZodIssue): boolean {
+  return issue.code === 'custom' && issue.params?.[TOO_LARGE] === true;
+}
+
 /** Turns zod issues into the `errors[]` of a problem. */
 export function fieldErrors(error: z.ZodError, root?: string): FieldError[] {
-  return error.issues.flatMap((issue) => {
+  return issueErrors(error.issues, root);
+}
+
+function issueErrors(issues: z.core.$ZodIssue[], root?: string): FieldError[] {
+  return issues.flatMap((issue) => {
     const path = issue.path.map(String).join('.');
     const field = (name: string) => [root, name].filter(Boolean).join('.') || '(root)';
     if (issue.code === 'unrecognized_keys') {
@@ -95,8 +114,10 @@ export function fieldErrors(error: z.ZodError, root?: string): FieldError[] {
   });
 }
 
+/** A 400 naming each bad field; or, when a value is over a size limit, a 413 naming those fields. */
 export function validationError(error: z.ZodError, root?: string): ParleyError {
-  const errors = fieldErrors(error, root);
+  const large = error.issues.filter(isTooLarge);
+  const errors = issueErrors(large.length ? large : error.issues, root);
   const detail = errors.map((e) => `${e.field}: ${e.message}`).join('; ');
-  return new ParleyError('VALIDATION_FAILED', detail, { errors });
+  return new ParleyError(large.length ? 'PAYLOAD_TOO_LARGE' : 'VALIDATION_FAILED', detail, { errors });
 }

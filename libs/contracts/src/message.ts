@@ -1,15 +1,40 @@
 import { z } from 'zod';
 import { rpc } from './rpc';
 import { PrincipalSchema } from './principal';
-import { JsonObjectSchema, TimestampSchema } from './common';
-import { pageSchema, PageRequestSchema, cursorPageSchema } from './pagination';
+import { BoundedJsonObjectSchema, JsonObjectSchema, TimestampSchema, jsonBytes, utf8Bytes } from './common';
+import { tooLarge } from './errors';
+import { cursorPageSchema, offsetPageSchema, PageRequestSchema } from './pagination';
 import { FEEDBACK_VALUES, SENSITIVE_STATUSES, SESSION_STATUSES } from './session';
 
 export const MESSAGE_ROLES = ['user', 'assistant', 'system', 'tool'] as const;
-/** Content limit per message (API.md): beyond it, 413. */
+
+/*
+ * Size limits (API.md), in UTF-8 bytes. The schemas below enforce them, so they hold at the
+ * gateway and again at the message service's NATS boundary: beyond one, 413 naming the field.
+ * Together they bound what a message can weigh on the wire, which is what keeps every
+ * request and reply under NATS's 1 MiB max_payload.
+ */
+/** A message's `content`. */
 export const MAX_CONTENT_BYTES = 256 * 1024;
+/** A message's `media` list, as JSON. */
+export const MAX_MEDIA_BYTES = 64 * 1024;
+export const MAX_MEDIA_ENTRIES = 100;
+export const MAX_CLIENT_MESSAGE_ID_LENGTH = 128;
 export const MAX_BATCH_MESSAGES = 500;
-export const MAX_BATCH_BYTES = 900 * 1024;
+/** A batch's messages together, measured as their JSON array (after defaults such as `tokens: 0`). */
+export const MAX_BATCH_BYTES = 768 * 1024;
+/**
+ * A batch's answer. Fresh messages add a bounded overhead each (id, seq, timestamps, flags), so a
+ * batch within MAX_BATCH_BYTES always answers within this; only messages named by a
+ * `client_message_id` used before, which answer as stored, can go beyond, and that batch is 413.
+ */
+export const MAX_BATCH_REPLY_BYTES = 960 * 1024;
+/**
+ * A page of messages (lists, search, `after`) holds items while their JSON adds up to at most
+ * this, and always at least one: with the limits above, one reply stays well under 1 MiB.
+ */
+export const MESSAGE_PAGE_BYTES = 512 * 1024;
+const MAX_TOKENS = 2 ** 31 - 1;
 
 export const MediaSchema = z
   .object({
@@ -40,18 +65,26 @@ export type Message = z.infer<typeof MessageSchema>;
 export const NewMessageSchema = z
   .object({
     role: z.enum(MESSAGE_ROLES, { error: `one of ${MESSAGE_ROLES.join(', ')}` }),
-    content: z.string(),
-    tokens: z.number().int().nonnegative().default(0),
-    metadata: JsonObjectSchema.optional(),
-    media: z.array(MediaSchema).max(100).optional(),
-    client_message_id: z.string().min(1).max(128).optional(),
+    content: z.string().refine((v) => utf8Bytes(v) <= MAX_CONTENT_BYTES, tooLarge('larger than 256 KiB')),
+    tokens: z.number().int().nonnegative().max(MAX_TOKENS).default(0),
+    metadata: BoundedJsonObjectSchema.optional(),
+    media: z
+      .array(MediaSchema)
+      .max(MAX_MEDIA_ENTRIES)
+      .refine((v) => jsonBytes(v) <= MAX_MEDIA_BYTES, tooLarge('larger than 64 KiB as JSON'))
+      .optional(),
+    client_message_id: z.string().min(1).max(MAX_CLIENT_MESSAGE_ID_LENGTH).optional(),
   })
   .strict();
 export type NewMessage = z.input<typeof NewMessageSchema>;
 
-export const BatchBodySchema = z
-  .object({ messages: z.array(NewMessageSchema).min(1).max(MAX_BATCH_MESSAGES) })
-  .strict();
+const NewMessagesSchema = z
+  .array(NewMessageSchema)
+  .min(1)
+  .max(MAX_BATCH_MESSAGES)
+  .refine((v) => jsonBytes(v) <= MAX_BATCH_BYTES, tooLarge('larger than 768 KiB together'));
+
+export const BatchBodySchema = z.object({ messages: NewMessagesSchema }).strict();
 
 export const MessageListQuerySchema = z.object({ order: z.enum(['asc', 'desc']).default('asc') });
 
@@ -66,6 +99,24 @@ export const SearchQuerySchema = z.object({
   session_id: z.uuid().optional(),
 });
 export const SearchHitSchema = MessageSchema.extend({ rank: z.number() });
+
+/**
+ * A page of messages. With a cursor: `{ items, next_cursor }`. With page/size: `{ items, total,
+ * page, size }`, and when the page's messages do not all fit in MESSAGE_PAGE_BYTES it holds the
+ * first of them and adds `next_cursor`: a cursor (same order) continuing after its last item, to
+ * read the rest of that page with `cursor` and `limit`. The page/size form comes first: a page
+ * carrying both would otherwise lose total, page and size to the cursor form.
+ */
+export const MessagePageSchema = z.union([
+  offsetPageSchema(MessageSchema).extend({
+    next_cursor: z
+      .string()
+      .optional()
+      .describe('only when the page was cut short by size: a cursor continuing after its last item'),
+  }),
+  cursorPageSchema(MessageSchema),
+]);
+export type MessagePage = z.infer<typeof MessagePageSchema>;
 
 /** The session facts the message service needs to accept a write: from the session service, authoritative. */
 export const SessionAccessSchema = z.object({
@@ -116,19 +167,26 @@ export const MessageRpc = {
   ),
   appendBatch: rpc(
     'message.messages.append_batch',
-    z.object({ ...sessionRef, messages: z.array(NewMessageSchema).min(1).max(MAX_BATCH_MESSAGES) }),
+    z.object({ ...sessionRef, messages: NewMessagesSchema }),
     z.object({ items: z.array(MessageSchema) }),
   ),
   list: rpc(
     'message.messages.list',
     z.object({ ...sessionRef, order: z.enum(['asc', 'desc']).default('asc'), page: PageRequestSchema }),
-    pageSchema(MessageSchema),
+    MessagePageSchema,
   ),
-  /** Messages after a sequence number, for streams resuming from Last-Event-ID and for export. */
+  /**
+   * Messages after a sequence number, for streams resuming from Last-Event-ID and for export:
+   * up to `limit` or MESSAGE_PAGE_BYTES; `more` when messages after these remain.
+   */
   after: rpc(
     'message.messages.after',
     z.object({ ...sessionRef, after_seq: z.number().int().nonnegative(), limit: z.number().int().min(1).max(1000) }),
-    z.object({ items: z.array(MessageSchema) }),
+    z.object({
+      items: z.array(MessageSchema),
+      /** Absent from a message service older than byte-bounded pages: there, fewer than `limit` meant the end. */
+      more: z.boolean().optional(),
+    }),
   ),
   latest: rpc('message.messages.latest', z.object(sessionRef), MessageSchema),
   feedback: rpc(

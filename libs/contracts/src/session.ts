@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { rpc } from './rpc';
 import { PrincipalSchema } from './principal';
-import { JsonObjectSchema, TimestampSchema } from './common';
+import { BoundedJsonObjectSchema, JsonObjectSchema, TimestampSchema } from './common';
 import { pageSchema, PageRequestSchema } from './pagination';
 
 export const SESSION_STATUSES = ['active', 'archived'] as const;
@@ -34,8 +34,8 @@ export const CreateSessionBodySchema = z
   .object({
     title: title.optional(),
     bot_id: z.uuid().optional(),
-    metadata: JsonObjectSchema.optional(),
-    state: JsonObjectSchema.optional(),
+    metadata: BoundedJsonObjectSchema.optional(),
+    state: BoundedJsonObjectSchema.optional(),
     user_id: z.uuid().optional(),
   })
   .strict();
@@ -44,8 +44,8 @@ export const UpdateSessionBodySchema = z
   .object({
     title: title.nullable().optional(),
     status: z.enum(SESSION_STATUSES).optional(),
-    metadata: JsonObjectSchema.optional(),
-    state: JsonObjectSchema.optional(),
+    metadata: BoundedJsonObjectSchema.optional(),
+    state: BoundedJsonObjectSchema.optional(),
   })
   .strict()
   .refine((b) => Object.keys(b).length > 0, { message: 'nothing to update' });

@@ -78,6 +78,7 @@ describe(SessionEventsConsumer.name, () => {
         sensitiveStatus: 'unchecked',
         clientMessageId: null,
         createdAt: new Date(),
+        sizeBytes: 300,
       });
     }
     await em.flush();

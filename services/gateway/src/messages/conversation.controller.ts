@@ -23,7 +23,11 @@ const StreamQuerySchema = z.object({
 const PAGE = 500;
 const KEEPALIVE_MS = 15_000;
 
-/** Every message of a session after `afterSeq`, page by page: memory stays bounded whatever the size. */
+/**
+ * Every message of a session after `afterSeq`, page by page until the message service says no
+ * more follow: a page holds up to PAGE messages or MESSAGE_PAGE_BYTES, so memory stays bounded
+ * whatever the session's size and however large its messages.
+ */
 async function* messagesAfter(
   rpc: RpcClient,
   actor: Principal,
@@ -32,10 +36,16 @@ async function* messagesAfter(
 ): AsyncGenerator<Message> {
   let seq = afterSeq;
   for (;;) {
-    const { items } = await rpc.call(MessageRpc.after, { actor, session_id: sessionId, after_seq: seq, limit: PAGE });
+    const { items, more } = await rpc.call(MessageRpc.after, {
+      actor,
+      session_id: sessionId,
+      after_seq: seq,
+      limit: PAGE,
+    });
     for (const m of items) yield m;
-    if (items.length < PAGE) return;
-    seq = items[items.length - 1].seq;
+    const last = items.at(-1);
+    if (!last || !(more ?? items.length === PAGE)) return;
+    seq = last.seq;
   }
 }
 
@@ -54,7 +64,8 @@ export class ConversationController {
 
   @Get(':id/export')
   @ApiRoute({
-    summary: 'The whole conversation as JSON or Markdown, streamed',
+    summary:
+      'The whole conversation as JSON or Markdown, streamed: the gateway reads it from the message service page by page, however large its messages',
     tags: ['sessions'],
     params: IdParamSchema,
     query: ExportQuerySchema,
@@ -96,7 +107,7 @@ export class ConversationController {
   @Get(':id/stream')
   @ApiRoute({
     summary:
-      'Server-sent events: each appended message as `id: <seq>`, `event: message`; resume with Last-Event-ID (or last_event_id); browsers may pass access_token',
+      'Server-sent events: each appended message as `id: <seq>`, `event: message`; resume with Last-Event-ID (or last_event_id): the messages after it are replayed page by page until caught up, then live ones follow; browsers may pass access_token',
     tags: ['sessions'],
     params: IdParamSchema,
     query: StreamQuerySchema,

@@ -6,9 +6,9 @@ import {
   BatchBodySchema,
   FeedbackBodySchema,
   IdParamSchema,
-  MAX_BATCH_BYTES,
-  MAX_CONTENT_BYTES,
+  MESSAGE_PAGE_BYTES,
   MessageListQuerySchema,
+  MessagePageSchema,
   MessageRpc,
   MessageSchema,
   NewMessageSchema,
@@ -20,9 +20,7 @@ import {
   SensitiveBodySchema,
   SessionRpc,
   cursorPageSchema,
-  pageSchema,
   toPageRequest,
-  type NewMessage,
   type Principal,
 } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
@@ -34,15 +32,7 @@ const SearchPageSchema = z.object({
   cursor: z.string().min(1).max(512).optional(),
 });
 
-function checkSizes(messages: NewMessage[], field: (i: number) => string): void {
-  messages.forEach((m, i) => {
-    if (Buffer.byteLength(m.content, 'utf8') > MAX_CONTENT_BYTES) {
-      throw new ParleyError('PAYLOAD_TOO_LARGE', `${field(i)}: content is larger than 256 KiB`, {
-        errors: [{ field: field(i), message: 'larger than 256 KiB' }],
-      });
-    }
-  });
-}
+const PAGE_KIB = MESSAGE_PAGE_BYTES / 1024;
 
 @Controller('api/v1')
 export class MessagesController {
@@ -66,15 +56,16 @@ export class MessagesController {
     @Res() reply: FastifyReply,
   ) {
     const { id } = parse(IdParamSchema, params, 'path');
+    // The schema holds the size limits too: content, metadata or media too large is a 413 naming it.
     const message = parse(NewMessageSchema, body, 'body');
-    checkSizes([message], () => 'content');
     const answer = await this.rpc.call(MessageRpc.append, { actor, session_id: id, message });
     await reply.status(answer.created ? 201 : 200).send(answer.message);
   }
 
   @Post('sessions/:id/messages/batch')
   @ApiRoute({
-    summary: 'Append up to 500 messages (900 KiB together) in order, all or none',
+    summary:
+      'Append up to 500 messages (768 KiB together, as the JSON of the messages) in order, all or none; 413 naming the field over a limit',
     tags: ['messages'],
     params: IdParamSchema,
     body: BatchBodySchema,
@@ -85,21 +76,17 @@ export class MessagesController {
   appendBatch(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
     const { id } = parse(IdParamSchema, params, 'path');
     const { messages } = parse(BatchBodySchema, body, 'body');
-    checkSizes(messages, (i) => `messages.${i}.content`);
-    const total = messages.reduce((sum, m) => sum + Buffer.byteLength(JSON.stringify(m), 'utf8'), 0);
-    if (total > MAX_BATCH_BYTES)
-      throw new ParleyError('PAYLOAD_TOO_LARGE', 'the messages are larger than 900 KiB together');
     return this.rpc.call(MessageRpc.appendBatch, { actor, session_id: id, messages });
   }
 
   @Get('sessions/:id/messages')
   @ApiRoute({
-    summary: "List a session's messages by seq (order=asc|desc), with a cursor or page/size",
+    summary: `List a session's messages by seq (order=asc|desc), with a cursor or page/size. A page holds up to limit messages while they fit in ${PAGE_KIB} KiB, and always one; only a null next_cursor means the end. A page/size page cut short by size holds its first messages and adds next_cursor, to read the rest of that page with cursor and limit`,
     tags: ['messages'],
     params: IdParamSchema,
     query: [MessageListQuerySchema, PageQuerySchema],
     status: 200,
-    response: pageSchema(MessageSchema),
+    response: MessagePageSchema,
     errors: ['NOT_FOUND'],
   })
   list(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {
@@ -157,8 +144,7 @@ export class MessagesController {
 
   @Get('messages/search')
   @ApiRoute({
-    summary:
-      'Messages matching q in sessions the caller may read, best match first: English words by full-text search, any substring (Chinese) by trigrams',
+    summary: `Messages matching q in sessions the caller may read, best match first: English words by full-text search, any substring (Chinese) by trigrams. A page holds up to limit messages while they fit in ${PAGE_KIB} KiB, and always one`,
     tags: ['messages'],
     query: [SearchQuerySchema, SearchPageSchema],
     status: 200,

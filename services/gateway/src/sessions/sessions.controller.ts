@@ -5,6 +5,7 @@ import {
   PageQuerySchema,
   pageSchema,
   SessionFiltersSchema,
+  MESSAGE_PAGE_BYTES,
   MessageRpc,
   MessageSchema,
   SessionRpc,
@@ -30,8 +31,23 @@ const IncludeQuerySchema = z.object({
       'a comma-separated list of messages, usage',
     ),
 });
+/** include=messages asks for the newest messages up to this many, as many as fit in a page. */
+const INCLUDED_MESSAGES = 50;
+
 const SessionWithIncludesSchema = SessionSchema.extend({
-  messages: z.array(MessageSchema).optional(),
+  messages: z
+    .array(MessageSchema)
+    .optional()
+    .describe(
+      `include=messages: the newest messages, up to ${INCLUDED_MESSAGES} while they fit in ${MESSAGE_PAGE_BYTES / 1024} KiB (always one if any), ascending`,
+    ),
+  messages_next_cursor: z
+    .string()
+    .nullable()
+    .optional()
+    .describe(
+      'include=messages: a cursor for GET /sessions/{id}/messages?order=desc to the older messages; null if none',
+    ),
   usage: UsageTotalsSchema.optional(),
 });
 
@@ -41,7 +57,8 @@ export class SessionsController {
 
   @Post()
   @ApiRoute({
-    summary: 'Create a session owned by the caller',
+    summary:
+      'Create a session owned by the caller; metadata and state hold at most 64 KiB each as JSON (beyond: 413 naming the field)',
     tags: ['sessions'],
     body: CreateSessionBodySchema,
     status: 201,
@@ -68,7 +85,8 @@ export class SessionsController {
 
   @Get(':id')
   @ApiRoute({
-    summary: 'Read a session; include=messages adds the newest 50 messages (ascending), include=usage its usage totals',
+    summary:
+      'Read a session; include=messages adds the newest messages that fit in a page (up to 50, whole, ascending) and messages_next_cursor to the older ones, include=usage its usage totals',
     tags: ['sessions'],
     params: IdParamSchema,
     query: IncludeQuerySchema,
@@ -83,20 +101,29 @@ export class SessionsController {
     const [session, messages, usage] = await Promise.all([
       this.rpc.call(SessionRpc.get, { actor, id }),
       include.has('messages')
-        ? this.rpc.call(MessageRpc.list, { actor, session_id: id, order: 'desc', page: { kind: 'cursor', limit: 50 } })
+        ? this.rpc.call(MessageRpc.list, {
+            actor,
+            session_id: id,
+            order: 'desc',
+            page: { kind: 'cursor', limit: INCLUDED_MESSAGES },
+          })
         : undefined,
       include.has('usage') ? this.rpc.call(UsageRpc.sessionTotals, { session_id: id }) : undefined,
     ]);
     return {
       ...session,
-      ...(messages ? { messages: [...messages.items].reverse() } : {}),
+      // Newest first from the service, so its cursor is one for order=desc reaching the older ones.
+      ...(messages
+        ? { messages: [...messages.items].reverse(), messages_next_cursor: messages.next_cursor ?? null }
+        : {}),
       ...(usage ? { usage } : {}),
     };
   }
 
   @Patch(':id')
   @ApiRoute({
-    summary: "Change a session's title, status, metadata or state",
+    summary:
+      "Change a session's title, status, metadata or state; metadata and state hold at most 64 KiB each as JSON (beyond: 413 naming the field)",
     tags: ['sessions'],
     params: IdParamSchema,
     body: UpdateSessionBodySchema,

@@ -19,6 +19,12 @@ export const MessageEntity = defineEntity({
     sensitiveStatus: p.string().length(16).default('unchecked'),
     clientMessageId: p.string().length(128).nullable(),
     createdAt: p.datetime(),
+    /**
+     * The message's JSON as lists answer it, in bytes, fixed at insert (never less than it can
+     * become: feedback, copied and sensitive_status are counted at their widest). Pages add
+     * these up in SQL to stay within MESSAGE_PAGE_BYTES without reading the rows they leave out.
+     */
+    sizeBytes: p.integer(),
   },
   uniques: [
     { name: 'messages_session_seq_key', properties: ['sessionId', 'seq'] },

@@ -26,8 +26,8 @@ export class MessagesHandler {
   }
 
   @RpcHandler(MessageRpc.after)
-  async after(req: Req<'after'>) {
-    return { items: await this.messages.after(req.actor, req.session_id, req.after_seq, req.limit) };
+  after(req: Req<'after'>) {
+    return this.messages.after(req.actor, req.session_id, req.after_seq, req.limit);
   }
 
   @RpcHandler(MessageRpc.latest)

@@ -4,15 +4,17 @@ import { v7 as uuidv7 } from 'uuid';
 import type { z } from 'zod';
 import {
   DomainEvents,
+  MAX_BATCH_REPLY_BYTES,
+  MESSAGE_PAGE_BYTES,
   ParleyError,
   SessionAccessRpc,
   decodeCursor,
   encodeCursor,
   liveSessionSubject,
   type Message as MessageView,
+  type MessagePage,
   type MessageStats,
   type NewMessage,
-  type Page,
   type PageRequest,
   type Principal,
   type ReadScope,
@@ -20,6 +22,7 @@ import {
 } from '@parley/contracts';
 import { Nats, OutboxRelay, RpcClient, addToOutbox, traceCarrier, traceHeaders } from '@parley/kit';
 import { MessageEntity, SessionScopeEntity, type Message, type SessionScope } from './message.entity';
+import { sizeOf } from './message-size';
 
 type SessionAccess = z.infer<typeof SessionAccessSchema>;
 type Feedback = 'like' | 'dislike' | null;
@@ -42,6 +45,28 @@ export function toView(m: Message): MessageView {
     created_at: m.createdAt.toISOString(),
   };
 }
+
+/** A message row as SQL returns it, in its wire form: lists skip entity hydration. */
+function viewOf(r: Record<string, unknown>): MessageView {
+  return {
+    id: String(r.id),
+    session_id: String(r.session_id),
+    seq: Number(r.seq),
+    role: r.role as MessageView['role'],
+    content: String(r.content),
+    tokens: Number(r.tokens),
+    metadata: r.metadata as MessageView['metadata'],
+    media: r.media as MessageView['media'],
+    feedback: (r.feedback ?? null) as Feedback,
+    copied: Boolean(r.copied),
+    sensitive_status: r.sensitive_status as Sensitive,
+    client_message_id: (r.client_message_id ?? null) as string | null,
+    created_at: new Date(r.created_at as string).toISOString(),
+  };
+}
+
+const MESSAGE_COLUMNS = `m.id, m.session_id, m.seq, m.role, m.content, m.tokens, m.metadata, m.media, m.feedback, m.copied,
+  m.sensitive_status, m.client_message_id, m.created_at`;
 
 /** The same rule in SQL, over a session_scopes row. */
 const SENSITIVE_SQL = `case when violation_count > 0 then 'violation' when message_count > 0 and pass_count = message_count then 'pass' else 'unchecked' end`;
@@ -68,6 +93,29 @@ function stats(scope: SessionScope): MessageStats {
 }
 
 const escapeLike = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
+
+/** A message to insert, as `prepare` lays it out. */
+interface NewRow {
+  ord: number;
+  id: string;
+  role: string;
+  content: string;
+  tokens: number;
+  metadata: object;
+  media: unknown[];
+  client_message_id: string | null;
+  created_at: Date;
+  sizeBytes: number;
+}
+
+/** The seq a list cursor stands for. */
+function seqOf(cursor: string): number {
+  const seq = decodeCursor(cursor, 1)[0];
+  if (typeof seq === 'number' && Number.isInteger(seq) && seq >= 0) return seq;
+  throw new ParleyError('VALIDATION_FAILED', 'cursor: not a cursor this list issued', {
+    errors: [{ field: 'cursor', message: 'not a cursor this list issued' }],
+  });
+}
 
 @Injectable()
 export class MessagesService {
@@ -118,7 +166,7 @@ export class MessagesService {
       if (existing) return { created: false, message: toView(existing) };
     }
     try {
-      const [message] = await this.insert(session, [input]);
+      const [message] = await this.insert(session, this.prepare(session.id, [input]));
       return { created: true, message: toView(message) };
     } catch (error) {
       if (error instanceof UniqueConstraintViolationException && input.client_message_id) {
@@ -139,14 +187,55 @@ export class MessagesService {
         errors: [{ field: 'messages', message: 'duplicate client_message_id' }],
       });
     }
-    const existing = ids.length
-      ? await this.orm.em.fork().find(MessageEntity, { sessionId, clientMessageId: { $in: ids } })
+    // Earlier messages answer as stored, whatever they weigh: weigh them before reading them.
+    const earlier = ids.length
+      ? await this.orm.em
+          .fork()
+          .find(
+            MessageEntity,
+            { sessionId, clientMessageId: { $in: ids } },
+            { fields: ['id', 'clientMessageId', 'sizeBytes'] },
+          )
       : [];
-    const known = new Map(existing.map((m) => [m.clientMessageId, m]));
-    const fresh = inputs.filter((m) => !m.client_message_id || !known.has(m.client_message_id));
+    const knownIds = new Set(earlier.map((m) => m.clientMessageId));
+    const fresh = this.prepare(
+      session.id,
+      inputs.filter((m) => !m.client_message_id || !knownIds.has(m.client_message_id)),
+    );
+    const replyBytes = [...earlier, ...fresh].reduce((sum, m) => sum + m.sizeBytes, 0);
+    if (replyBytes > MAX_BATCH_REPLY_BYTES) {
+      throw new ParleyError(
+        'PAYLOAD_TOO_LARGE',
+        'messages: the messages stored before under these client_message_ids are too large to answer with this batch; send fewer at once',
+        { errors: [{ field: 'messages', message: 'the answer would be larger than 960 KiB' }] },
+      );
+    }
+    const stored = earlier.length
+      ? await this.orm.em.fork().find(MessageEntity, { id: { $in: earlier.map((m) => m.id) } })
+      : [];
+    const known = new Map(stored.map((m) => [m.clientMessageId, m]));
     const inserted = fresh.length ? await this.insert(session, fresh) : [];
     let next = 0;
     return inputs.map((m) => toView((m.client_message_id && known.get(m.client_message_id)) || inserted[next++]));
+  }
+
+  /** New messages as rows to insert, in order, each with its id, time and size. */
+  private prepare(sessionId: string, inputs: NewMessage[]): NewRow[] {
+    const now = new Date();
+    return inputs.map((m, i) => {
+      const row = {
+        ord: i + 1,
+        id: uuidv7(),
+        role: m.role,
+        content: m.content,
+        tokens: m.tokens ?? 0,
+        metadata: m.metadata ?? {},
+        media: m.media ?? [],
+        client_message_id: m.client_message_id ?? null,
+        created_at: now,
+      };
+      return { ...row, sizeBytes: sizeOf({ ...row, session_id: sessionId }) };
+    });
   }
 
   /**
@@ -154,34 +243,25 @@ export class MessagesService {
    * the counters' outbox event together. The row lock that keeps seq gapless is held only for
    * this statement and its commit, so concurrent appends to one session queue briefly.
    */
-  private async insert(session: SessionAccess, inputs: NewMessage[]): Promise<Message[]> {
-    const now = new Date();
+  private async insert(session: SessionAccess, rows: NewRow[]): Promise<Message[]> {
+    const now = rows[0].created_at;
     const em = this.orm.em.fork();
     await em.execute(
       `insert into session_scopes (session_id, user_id, bot_id, group_ids, updated_at) values (?, ?, ?, ?::uuid[], now())
        on conflict (session_id) do update set user_id = excluded.user_id, bot_id = excluded.bot_id, group_ids = excluded.group_ids`,
       [session.id, session.user_id, session.bot_id, `{${session.group_ids.join(',')}}`],
     );
-    const rows = inputs.map((m, i) => ({
-      ord: i + 1,
-      id: uuidv7(),
-      role: m.role,
-      content: m.content,
-      tokens: m.tokens ?? 0,
-      metadata: m.metadata ?? {},
-      media: m.media ?? [],
-      client_message_id: m.client_message_id ?? null,
-    }));
+    const records = rows.map(({ created_at: _, sizeBytes, ...row }) => ({ ...row, size_bytes: sizeBytes }));
     const inserted = await em.execute<Record<string, unknown>[]>(
       `with scope as (
          update session_scopes set last_seq = last_seq + ?, message_count = message_count + ?, last_message_at = ?,
            updated_at = ?, stats_version = stats_version + 1
          where session_id = ? returning *
        ), inserted as (
-         insert into messages (id, session_id, seq, role, content, tokens, metadata, media, feedback, copied, sensitive_status, client_message_id, created_at)
+         insert into messages (id, session_id, seq, role, content, tokens, metadata, media, feedback, copied, sensitive_status, client_message_id, created_at, size_bytes)
          select v.id, scope.session_id, scope.last_seq - ? + v.ord, v.role, v.content, v.tokens, v.metadata, v.media,
-                null, false, 'unchecked', v.client_message_id, ?
-         from scope, jsonb_to_recordset(?::jsonb) as v(ord int, id uuid, role text, content text, tokens int, metadata jsonb, media jsonb, client_message_id text)
+                null, false, 'unchecked', v.client_message_id, ?, v.size_bytes
+         from scope, jsonb_to_recordset(?::jsonb) as v(ord int, id uuid, role text, content text, tokens int, metadata jsonb, media jsonb, client_message_id text, size_bytes int)
          returning *
        ), announced as (
          insert into outbox (id, subject, payload, headers, created_at)
@@ -195,14 +275,14 @@ export class MessagesService {
        )
        select * from inserted order by seq`,
       [
-        inputs.length,
-        inputs.length,
+        rows.length,
+        rows.length,
         now,
         now,
         session.id,
-        inputs.length,
+        rows.length,
         now,
-        JSON.stringify(rows),
+        JSON.stringify(records),
         uuidv7(),
         DomainEvents.messageStats.subject,
         JSON.stringify(traceCarrier()),
@@ -218,66 +298,86 @@ export class MessagesService {
     return this.orm.em.fork().findOne(MessageEntity, { sessionId, clientMessageId });
   }
 
-  async list(
-    actor: Principal,
-    sessionId: string,
-    order: 'asc' | 'desc',
-    page: PageRequest,
-  ): Promise<Page<MessageView>> {
+  async list(actor: Principal, sessionId: string, order: 'asc' | 'desc', page: PageRequest): Promise<MessagePage> {
     await this.authorize(actor, sessionId, 'read');
-    const direction = order === 'asc' ? 'asc' : 'desc';
     if (page.kind === 'offset') {
-      const [items, counted] = await Promise.all([
-        this.rows(`where session_id = ? order by seq ${direction} limit ? offset ?`, [
-          sessionId,
-          page.size,
-          (page.page - 1) * page.size,
-        ]),
+      // The page's positions stay where page/size puts them; when its messages do not all fit,
+      // it holds the first ones and a cursor to read on from there.
+      const [{ items, more }, counted] = await Promise.all([
+        this.seqPage(sessionId, order, { offset: (page.page - 1) * page.size, candidates: page.size, take: page.size }),
         this.orm.em
           .fork()
           .execute<{ total: number }[]>('select count(*)::int as total from messages where session_id = ?', [
             sessionId,
           ]),
       ]);
-      return { items, total: counted[0]?.total ?? 0, page: page.page, size: page.size };
+      const last = items.at(-1);
+      return {
+        items,
+        total: counted[0]?.total ?? 0,
+        page: page.page,
+        size: page.size,
+        ...(more && last ? { next_cursor: encodeCursor([last.seq]) } : {}),
+      };
     }
-    const after = page.cursor ? Number(decodeCursor(page.cursor, 1)[0]) : undefined;
-    const rows = await this.rows(
-      `where session_id = ? ${after === undefined ? '' : `and seq ${order === 'asc' ? '>' : '<'} ?`} order by seq ${direction} limit ?`,
-      after === undefined ? [sessionId, page.limit + 1] : [sessionId, after, page.limit + 1],
-    );
-    const items = rows.slice(0, page.limit);
+    const after = page.cursor ? seqOf(page.cursor) : undefined;
+    const { items, more } = await this.seqPage(sessionId, order, {
+      afterSeq: after,
+      candidates: page.limit + 1,
+      take: page.limit,
+    });
     const last = items.at(-1);
-    return { items, next_cursor: rows.length > page.limit && last ? encodeCursor([last.seq]) : null };
+    return { items, next_cursor: more && last ? encodeCursor([last.seq]) : null };
   }
 
-  /** Messages straight from SQL to their wire form: lists skip entity hydration. */
-  private async rows(clause: string, params: unknown[]): Promise<MessageView[]> {
+  /**
+   * A session's messages by seq, as many as fit: up to `take` of the candidates while their
+   * size_bytes add up to at most MESSAGE_PAGE_BYTES, and always the first. The running sum is
+   * taken over (seq, size_bytes) alone, so the rows it leaves out are never read. `more`: some
+   * candidates were left out (with one candidate beyond `take`, that means more remain).
+   */
+  private async seqPage(
+    sessionId: string,
+    order: 'asc' | 'desc',
+    range: { afterSeq?: number; offset?: number; candidates: number; take: number },
+  ): Promise<{ items: MessageView[]; more: boolean }> {
+    const direction = order === 'asc' ? 'asc' : 'desc';
+    const params: unknown[] = [sessionId];
+    let after = '';
+    if (range.afterSeq !== undefined) {
+      after = `and seq ${direction === 'asc' ? '>' : '<'} ?`;
+      params.push(range.afterSeq);
+    }
+    params.push(range.offset ?? 0, range.candidates, range.take, MESSAGE_PAGE_BYTES, sessionId);
     const rows = await this.orm.em.fork().execute<Record<string, unknown>[]>(
-      `select id, session_id, seq, role, content, tokens, metadata, media, feedback, copied, sensitive_status,
-              client_message_id, created_at from messages ${clause}`,
+      `with candidates as (
+         select seq, size_bytes from messages where session_id = ? ${after}
+         order by seq ${direction} offset ? limit ?
+       ), fitting as (
+         select seq from (
+           select seq, row_number() over w as n, sum(size_bytes) over w as running
+           from candidates window w as (order by seq ${direction} rows unbounded preceding)
+         ) sized
+         where n <= ? and (n = 1 or running <= ?)
+       )
+       select ${MESSAGE_COLUMNS}, (select count(*) from candidates) > (select count(*) from fitting) as more
+       from messages m join fitting f on f.seq = m.seq
+       where m.session_id = ?
+       order by m.seq ${direction}`,
       params,
     );
-    return rows.map((r) => ({
-      id: String(r.id),
-      session_id: String(r.session_id),
-      seq: Number(r.seq),
-      role: r.role as MessageView['role'],
-      content: String(r.content),
-      tokens: Number(r.tokens),
-      metadata: r.metadata as MessageView['metadata'],
-      media: r.media as MessageView['media'],
-      feedback: (r.feedback ?? null) as Feedback,
-      copied: Boolean(r.copied),
-      sensitive_status: r.sensitive_status as Sensitive,
-      client_message_id: (r.client_message_id ?? null) as string | null,
-      created_at: new Date(r.created_at as string).toISOString(),
-    }));
+    return { items: rows.map(viewOf), more: rows.length > 0 && rows[0].more === true };
   }
 
-  async after(actor: Principal, sessionId: string, afterSeq: number, limit: number): Promise<MessageView[]> {
+  /** Messages after a seq, ascending, as many as fit (see seqPage); `more` when others follow. */
+  async after(
+    actor: Principal,
+    sessionId: string,
+    afterSeq: number,
+    limit: number,
+  ): Promise<{ items: MessageView[]; more: boolean }> {
     await this.authorize(actor, sessionId, 'read');
-    return this.rows('where session_id = ? and seq > ? order by seq asc limit ?', [sessionId, afterSeq, limit]);
+    return this.seqPage(sessionId, 'asc', { afterSeq, candidates: limit + 1, take: limit });
   }
 
   async latest(actor: Principal, sessionId: string): Promise<MessageView> {
@@ -382,25 +482,35 @@ export class MessagesService {
       after = 'where (hit.rank < ? or (hit.rank = ? and hit.id < ?))';
       params.push(Number(rank), Number(rank), String(id));
     }
-    params.push(query.limit + 1);
-    const rows = await this.orm.em.fork().execute<(Record<string, unknown> & { rank: number })[]>(
-      `with q as (select plainto_tsquery('simple', ?) as ts, ?::text as text)
-       select * from (
-         select m.*, (ts_rank(to_tsvector('simple', m.content), q.ts) + public.similarity(m.content, q.text))::float8 as rank
-         from messages m join session_scopes s on s.session_id = m.session_id, q
-         where (to_tsvector('simple', m.content) @@ q.ts or m.content ilike ?)
-         ${conditions.length ? `and ${conditions.join(' and ')}` : ''}
-       ) hit ${after}
-       order by hit.rank desc, hit.id desc
-       limit ?`,
+    params.push(query.limit + 1, query.limit, MESSAGE_PAGE_BYTES);
+    // Ranking reads every match's content; the page then takes the best ones while they fit.
+    const rows = await this.orm.em.fork().execute<Record<string, unknown>[]>(
+      `with q as (select plainto_tsquery('simple', ?) as ts, ?::text as text),
+       candidates as (
+         select hit.id, hit.size_bytes, hit.rank from (
+           select m.id, m.size_bytes,
+                  (ts_rank(to_tsvector('simple', m.content), q.ts) + public.similarity(m.content, q.text))::float8 as rank
+           from messages m join session_scopes s on s.session_id = m.session_id, q
+           where (to_tsvector('simple', m.content) @@ q.ts or m.content ilike ?)
+           ${conditions.length ? `and ${conditions.join(' and ')}` : ''}
+         ) hit ${after}
+         order by hit.rank desc, hit.id desc
+         limit ?
+       ), fitting as (
+         select id, rank from (
+           select id, rank, row_number() over w as n, sum(size_bytes) over w as running
+           from candidates window w as (order by rank desc, id desc rows unbounded preceding)
+         ) sized
+         where n <= ? and (n = 1 or running <= ?)
+       )
+       select ${MESSAGE_COLUMNS}, f.rank, (select count(*) from candidates) > (select count(*) from fitting) as more
+       from messages m join fitting f on f.id = m.id
+       order by f.rank desc, f.id desc`,
       params,
     );
-    const page = rows.slice(0, query.limit);
-    const items = page.map((row) => ({
-      ...toView(this.orm.em.fork().map(MessageEntity, row)),
-      rank: Number(row.rank),
-    }));
+    const items = rows.map((row) => ({ ...viewOf(row), rank: Number(row.rank) }));
     const last = items.at(-1);
-    return { items, next_cursor: rows.length > query.limit && last ? encodeCursor([last.rank, last.id]) : null };
+    const more = rows.length > 0 && rows[0].more === true;
+    return { items, next_cursor: more && last ? encodeCursor([last.rank, last.id]) : null };
   }
 }
