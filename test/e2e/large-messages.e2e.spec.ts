@@ -149,6 +149,36 @@ describe('large messages (e2e)', () => {
     });
   });
 
+  describe('a message whose JSON nears max_payload (escaped control characters)', () => {
+    // 160 KiB of U+0001 is within the content limit, but JSON writes each as \u0001: 960 KiB,
+    // as much as a 1 MiB request body can carry.
+    const content = '\u0001'.repeat(160 * KiB);
+
+    it('appends, streams live, lists and exports whole', async () => {
+      const session = await newSession('Escaped');
+      const stream = openStream(`/api/v1/sessions/${session.id}/stream`, { authorization: `Bearer ${token}` });
+      try {
+        await stream.ready;
+        const created = await append(session.id, { role: 'tool', content });
+        expect(created.status).toBe(201);
+        expect(bytesOf(created.body)).toBeGreaterThan(960 * KiB);
+        expect(created.body.content).toBe(content);
+        expect((await append(session.id, { role: 'user', content: 'small' })).status).toBe(201);
+        await eventually(async () => (stream.events.length >= 2 ? true : undefined));
+        const live = stream.events.map((e) => JSON.parse(e.data ?? '{}') as Message);
+        expect(live.map((m) => m.seq)).toEqual([1, 2]);
+        expect(live[0].content).toBe(content);
+      } finally {
+        stream.close();
+      }
+      const listed = await api('GET', `/api/v1/sessions/${session.id}/messages?limit=1`, { token });
+      expect(listed.status).toBe(200);
+      expect(listed.body.items[0].content).toBe(content);
+      const json = await api('GET', `/api/v1/sessions/${session.id}/export?format=json`, { token });
+      expect(json.body.messages.map((m: Message) => m.content)).toEqual([content, 'small']);
+    });
+  });
+
   describe('a message at the limits: 256 KiB of content and 64 KiB of metadata', () => {
     const content = filler('largest', 256 * KiB, 'z');
     const metadata = { blob: 'm'.repeat(64 * KiB - bytesOf({ blob: '' })) };

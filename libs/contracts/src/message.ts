@@ -216,3 +216,11 @@ export const ReadScopeRpc = rpc(
   z.object({ subject: PrincipalSchema }),
   ReadScopeSchema,
 );
+
+/**
+ * What `live.session.<id>` carries: the appended message, or, when it is too large for one
+ * NATS message, a notice naming it (the gateway then reads it with `message.messages.after`).
+ */
+export const LiveNoticeSchema = z.object({ session_id: z.uuid(), seq: z.number().int(), oversized: z.literal(true) });
+export const LiveMessageSchema = z.union([MessageSchema, LiveNoticeSchema]);
+export type LiveMessage = z.infer<typeof LiveMessageSchema>;

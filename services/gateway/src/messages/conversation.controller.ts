@@ -5,9 +5,11 @@ import { z } from 'zod';
 import {
   IdParamSchema,
   MessageRpc,
+  LiveMessageSchema,
   MessageSchema,
   SessionRpc,
   liveSessionSubject,
+  type LiveMessage,
   type Message,
   type Principal,
 } from '@parley/contracts';
@@ -132,11 +134,11 @@ export class ConversationController {
     await this.rpc.call(SessionRpc.get, { actor, id });
 
     // Subscribe first, then replay what was missed: nothing falls between the two.
-    const buffered: Message[] = [];
+    const buffered: LiveMessage[] = [];
     let replaying = true;
-    const live = subscribeLive(this.nats, liveSessionSubject(id), MessageSchema, this.metrics, (m) => {
+    const live = subscribeLive(this.nats, liveSessionSubject(id), LiveMessageSchema, this.metrics, (m) => {
       if (replaying) buffered.push(m);
-      else send(m);
+      else deliver(m);
     });
     const raw = reply.raw;
     reply.hijack();
@@ -151,6 +153,29 @@ export class ConversationController {
       if (m.seq <= lastSent) return;
       lastSent = m.seq;
       raw.write(`id: ${m.seq}\nevent: message\ndata: ${JSON.stringify(m)}\n\n`);
+    };
+    // A notice of a message too large for live fan-out, or a gap (a live message missed), is
+    // filled from the message service, one catch-up at a time.
+    let catching = Promise.resolve();
+    const catchUp = () => {
+      catching = catching.then(async () => {
+        try {
+          for await (const m of messagesAfter(this.rpc, actor, id, lastSent)) {
+            if (closed) return;
+            send(m);
+          }
+        } catch (error) {
+          this.logger.warn(
+            { err: error instanceof Error ? error.message : String(error), session: id },
+            'catch-up failed',
+          );
+        }
+      });
+    };
+    const deliver = (m: LiveMessage) => {
+      if (m.seq <= lastSent) return;
+      if ('oversized' in m || m.seq > lastSent + 1) catchUp();
+      else send(m);
     };
     const keepalive = setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS);
     let closed = false;
@@ -175,6 +200,6 @@ export class ConversationController {
       return;
     }
     replaying = false;
-    for (const m of buffered.sort((a, b) => a.seq - b.seq)) send(m);
+    for (const m of buffered.sort((a, b) => a.seq - b.seq)) deliver(m);
   }
 }

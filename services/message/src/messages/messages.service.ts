@@ -20,7 +20,18 @@ import {
   type ReadScope,
   type SessionAccessSchema,
 } from '@parley/contracts';
-import { Nats, OutboxRelay, RpcClient, addToOutbox, traceCarrier, traceHeaders } from '@parley/kit';
+import {
+  LOGGER,
+  Nats,
+  OutboxRelay,
+  RpcClient,
+  addToOutbox,
+  encodeJson,
+  payloadBudget,
+  traceCarrier,
+  traceHeaders,
+  type Logger,
+} from '@parley/kit';
 import { MessageEntity, SessionScopeEntity, type Message, type SessionScope } from './message.entity';
 import { sizeOf } from './message-size';
 
@@ -124,6 +135,7 @@ export class MessagesService {
     @Inject(RpcClient) private readonly rpc: RpcClient,
     @Inject(OutboxRelay) private readonly outbox: OutboxRelay,
     @Inject(Nats) private readonly nats: Nats,
+    @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
   /** The session service decides who may touch a session; its answer also refreshes our copy of the scope. */
@@ -146,11 +158,22 @@ export class MessagesService {
     addToOutbox(tx, DomainEvents.messageStats, stats(scope));
   }
 
+  /**
+   * Live fan-out after the commit: best effort, never failing the request. A message too large
+   * for one NATS message goes out as a notice the gateway follows up with `after`.
+   */
   private publishLive(messages: Message[]): void {
+    const budget = payloadBudget(this.nats.connection);
     for (const m of messages) {
-      this.nats.connection.publish(this.nats.subject(liveSessionSubject(m.sessionId)), JSON.stringify(toView(m)), {
-        headers: traceHeaders(),
-      });
+      try {
+        let body = encodeJson(toView(m));
+        if (body.length > budget) body = encodeJson({ session_id: m.sessionId, seq: m.seq, oversized: true });
+        this.nats.connection.publish(this.nats.subject(liveSessionSubject(m.sessionId)), body, {
+          headers: traceHeaders(),
+        });
+      } catch (error) {
+        this.logger.warn({ err: error, session: m.sessionId, seq: m.seq }, 'live fan-out failed');
+      }
     }
   }
 
