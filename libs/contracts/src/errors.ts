@@ -35,6 +35,9 @@ export const ErrorPayloadSchema = z.object({
 });
 export type ErrorPayload = z.infer<typeof ErrorPayloadSchema>;
 
+/** How many field errors a problem lists. */
+export const MAX_FIELD_ERRORS = 100;
+
 export class ParleyError extends Error {
   readonly status: number;
   readonly retryable: boolean;
@@ -55,13 +58,21 @@ export class ParleyError extends Error {
   readonly errors?: FieldError[];
   readonly retryAfter?: number;
 
+  /** The error as it travels; field errors beyond the first 100 are summed up in one line. */
   toPayload(): ErrorPayload {
+    const errors =
+      this.errors && this.errors.length > MAX_FIELD_ERRORS
+        ? [
+            ...this.errors.slice(0, MAX_FIELD_ERRORS),
+            { field: '(more)', message: `${this.errors.length - MAX_FIELD_ERRORS} more problems` },
+          ]
+        : this.errors;
     return {
       code: this.code,
       status: this.status,
-      detail: this.detail,
+      detail: this.detail.length > 2000 ? `${this.detail.slice(0, 2000)}…` : this.detail,
       retryable: this.retryable,
-      ...(this.errors ? { errors: this.errors } : {}),
+      ...(errors ? { errors } : {}),
       ...(this.retryAfter !== undefined ? { retry_after: this.retryAfter } : {}),
     };
   }

@@ -190,11 +190,23 @@ describe('messaging kit against real NATS and Postgres', () => {
       await expect(client.call(Nobody, {})).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE', retryable: true });
     });
 
-    it('answers a payload that is not JSON, or malformed headers, with BAD_REQUEST and keeps serving', async () => {
+    it('answers a payload that is not JSON with BAD_REQUEST, skips a malformed header line, and keeps serving', async () => {
       const reply = await nats.connection.request(nats.subject(Echo.subject), '{nope', { timeout: 2000 });
       expect(reply.headers?.get('Parley-Error')).toBe('BAD_REQUEST');
-      const answer = await rawRequest(nats.subject(Echo.subject), 'NATS/1.0\r\nbad key: 1\r\n\r\n', '{"text":"x"}');
-      expect(answer).toContain('Parley-Error: BAD_REQUEST');
+      const answer = await rawRequest(
+        nats.subject(Echo.subject),
+        'NATS/1.0\r\nbad key: 1\r\nX-Fine: yes\r\n\r\n',
+        '{"text":"x"}',
+      );
+      expect(answer).toContain('"text":"x"');
+      const deep = await nats.connection.request(
+        nats.subject(Echo.subject),
+        `${'['.repeat(20000)}${']'.repeat(20000)}`,
+        {
+          timeout: 2000,
+        },
+      );
+      expect(deep.headers?.get('Parley-Error')).toMatch(/^(BAD_REQUEST|VALIDATION_FAILED)$/);
       await expect(client.call(Echo, { text: 'still here' })).resolves.toMatchObject({ text: 'still here' });
     });
 

@@ -71,7 +71,12 @@ export function decode<S extends z.ZodType>(msg: JsMsg, schema: S): Decoded<S> {
   } catch {
     return { ok: false, raw: msg.string(), code: 'NOT_JSON', reason: 'payload is not JSON' };
   }
-  const parsed = schema.safeParse(raw);
+  let parsed: z.ZodSafeParseResult<z.output<S>>;
+  try {
+    parsed = schema.safeParse(raw) as z.ZodSafeParseResult<z.output<S>>;
+  } catch {
+    return { ok: false, raw: msg.string(), code: 'INVALID_EVENT', reason: 'invalid event: nested too deeply to read' };
+  }
   if (parsed.success) return { ok: true, raw, event: parsed.data };
   const reason = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
   return { ok: false, raw, code: 'INVALID_EVENT', reason: `invalid event: ${reason}` };
@@ -173,14 +178,21 @@ export abstract class PullConsumer {
    */
   protected async deadLetter(msg: JsMsg, subject: string, code: string, reason: string, event: unknown): Promise<void> {
     const letter: DeadLetter = {
-      reason,
+      reason: reason.length > 2000 ? `${reason.slice(0, 2000)}…` : reason,
       code,
       subject,
       ...carriedEvent(msg, event),
       received_at: new Date().toISOString(),
       deliveries: msg.info.deliveryCount,
     };
-    await this.js.publish(this.nats.subject(this.pull.deadLetterSubject), JSON.stringify(letter), {
+    let body: string;
+    try {
+      body = JSON.stringify(letter);
+    } catch {
+      // An original nested too deeply to write again travels as its text.
+      body = JSON.stringify({ ...letter, event: undefined, ...truncatedEvent(msg) });
+    }
+    await this.js.publish(this.nats.subject(this.pull.deadLetterSubject), body, {
       msgID: `${this.pull.durable}:${msg.info.streamSequence}`,
     });
     // No reason on the term: NATS 2.9 does not understand `+TERM <reason>` and redelivers the
@@ -290,6 +302,10 @@ function carriedEvent(
   event: unknown,
 ): Pick<DeadLetter, 'event' | 'event_truncated' | 'event_text' | 'stream_seq'> {
   if (msg.data.length <= DEAD_LETTER_EVENT_BYTES) return { event };
+  return truncatedEvent(msg);
+}
+
+function truncatedEvent(msg: JsMsg): Pick<DeadLetter, 'event_truncated' | 'event_text' | 'stream_seq'> {
   const head = msg.data.subarray(0, DEAD_LETTER_EVENT_BYTES);
   // Cut at a character boundary: a torn UTF-8 sequence at the end is dropped, not replaced.
   const text = new TextDecoder('utf-8').decode(head).replace(/\uFFFD$/, '');

@@ -219,7 +219,7 @@ export class ParleyTransport extends Server implements CustomTransportStrategy {
         let outcome = 'ok';
         try {
           if (malformed) throw new ParleyError('BAD_REQUEST', 'malformed NATS headers');
-          const request = contract.request.safeParse(decodeJson(msg.data));
+          const request = parseRequest(contract, decodeJson(msg.data));
           if (!request.success) throw validationError(request.error);
           const result = await this.invoke(handler, request.data, new NatsContext([subject, undefined]));
           respond(this.nats, msg, encodeJson(result));
@@ -400,6 +400,17 @@ export class RpcClient extends ClientProxy {
     const answer = parseAnswer(subject, payload);
     if (safeHeaders(reply).headers?.has(Headers.error)) throw ParleyError.fromPayload(answer as never);
     return answer;
+  }
+}
+
+/** Parses a request; JSON nested too deeply for the schema to walk is refused, not a crash. */
+function parseRequest(contract: RpcContract, value: unknown) {
+  try {
+    return contract.request.safeParse(value);
+  } catch (error) {
+    if (error instanceof RangeError)
+      throw new ParleyError('BAD_REQUEST', 'payload nested too deeply', { cause: error });
+    throw error;
   }
 }
 
