@@ -85,6 +85,32 @@ export const KeyCreatedSchema = z.object({
   expires_at: TimestampSchema.nullable(),
 });
 
+/** Bot NATS credentials: one hour by default, a day at most. */
+export const DEFAULT_NATS_CREDENTIALS_TTL = 3600;
+export const MIN_NATS_CREDENTIALS_TTL = 1;
+export const MAX_NATS_CREDENTIALS_TTL = 86_400;
+export const NatsCredentialsBodySchema = z
+  .object({
+    ttl_seconds: z
+      .number()
+      .int()
+      .min(MIN_NATS_CREDENTIALS_TTL)
+      .max(MAX_NATS_CREDENTIALS_TTL)
+      .default(DEFAULT_NATS_CREDENTIALS_TTL),
+  })
+  .strict();
+export const NatsCredentialsSchema = z.object({
+  /** A NATS user credentials file: the user JWT and its nkey seed. Shown once. */
+  creds: z.string(),
+  /** The user's public nkey (U…). */
+  public_key: z.string(),
+  expires_at: z.string(),
+  publish: z.array(z.string()),
+  subscribe: z.array(z.string()),
+  inbox_prefix: z.string(),
+});
+export type NatsCredentials = z.infer<typeof NatsCredentialsSchema>;
+
 export const ChangePasswordBodySchema = z
   .object({ current_password: z.string().min(1).max(256), new_password: PasswordSchema })
   .strict();
@@ -207,4 +233,14 @@ export const AccessControlRpc = {
   ),
   listKeys: rpc('access.bots.keys.list', z.object({ ...actor, id: z.uuid(), ...page }), pageSchema(ApiKeySchema)),
   deleteKey: rpc('access.bots.keys.delete', z.object({ ...actor, id: z.uuid(), key_id: z.uuid() }), ok),
+  /** Mints short-lived NATS credentials scoped to the bot (manage, or the bot's own key). */
+  natsCredentials: rpc(
+    'access.bots.nats_credentials',
+    z.object({
+      ...actor,
+      id: z.uuid(),
+      ttl_seconds: z.number().int().min(MIN_NATS_CREDENTIALS_TTL).max(MAX_NATS_CREDENTIALS_TTL),
+    }),
+    NatsCredentialsSchema,
+  ),
 } as const;

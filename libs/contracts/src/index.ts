@@ -11,3 +11,4 @@ export * from './message';
 export * from './usage';
 export * from './transport';
 export * from './redis-keys';
+export * from './permissions';
