@@ -9,6 +9,7 @@ import { BootstrapAdmin } from './users/bootstrap-admin';
 import { AccessChanges } from './changes';
 import { AccessEventsConsumer } from './access-events.consumer';
 import { BotsService } from './bots/bots.service';
+import { NatsCredentialsService } from './bots/nats-credentials.service';
 import { GroupsService } from './groups/groups.service';
 import { AccessControlHandler } from './permissions/access-control.handler';
 import { PermissionsService } from './permissions/permissions.service';
@@ -33,6 +34,7 @@ export class AppModule {
         GroupsService,
         RolesService,
         BotsService,
+        NatsCredentialsService,
         PermissionsService,
       ],
     };

@@ -15,6 +15,19 @@ export const AccessConfigSchema = z
     JWT_PRIVATE_KEY: z.string().includes('PRIVATE KEY', { message: 'must be a PEM private key' }).optional(),
     JWT_TTL: duration.default(15 * 60),
     REFRESH_TOKEN_TTL: duration.default(30 * 86400),
+    /** The NATS account (JWT/operator mode) bots' credentials belong to, and its signing key's seed. */
+    NATS_ACCOUNT_PUBLIC_KEY: z
+      .string()
+      .regex(/^A[A-Z2-7]{55}$/, 'an account public nkey (A…)')
+      .optional(),
+    NATS_ACCOUNT_SIGNING_SEED: z
+      .string()
+      .regex(/^SA[A-Z2-7]{56}$/, 'an account nkey seed (SA…)')
+      .optional(),
+  })
+  .refine((c) => !!c.NATS_ACCOUNT_PUBLIC_KEY === !!c.NATS_ACCOUNT_SIGNING_SEED, {
+    message: 'set both NATS_ACCOUNT_PUBLIC_KEY and NATS_ACCOUNT_SIGNING_SEED, or neither',
+    path: ['NATS_ACCOUNT_SIGNING_SEED'],
   })
   .refine((c) => !!c.PARLEY_ADMIN_USERNAME === !!c.PARLEY_ADMIN_PASSWORD, {
     message: 'set both PARLEY_ADMIN_USERNAME and PARLEY_ADMIN_PASSWORD, or neither',

@@ -16,7 +16,11 @@ export function parseEnv<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEn
     const name = issue.path.map(String).join('.');
     const value = env[name];
     const shown =
-      value === undefined ? '(unset)' : /KEY|PASSWORD|SECRET/.test(name) ? '(hidden)' : JSON.stringify(value);
+      value === undefined
+        ? '(unset)'
+        : /KEY|PASSWORD|SECRET|TOKEN|SEED|CREDS/.test(name)
+          ? '(hidden)'
+          : JSON.stringify(value);
     return `${name}=${shown}: ${issue.message}`;
   });
   throw new ConfigError(problems);
@@ -45,6 +49,12 @@ export const commonEnvShape = {
   HTTP_HOST: z.string().default('127.0.0.1'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   NATS_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5000),
+  /** How the service logs in to NATS: at most one of these (none for a server without authorization). */
+  NATS_CREDS: z.string().min(1).optional(),
+  NATS_USER: z.string().min(1).optional(),
+  NATS_PASSWORD: z.string().min(1).optional(),
+  NATS_TOKEN: z.string().min(1).optional(),
+  NATS_NKEY_SEED: z.string().min(1).optional(),
   MIGRATE_ON_START: z
     .enum(['true', 'false'])
     .default('true')

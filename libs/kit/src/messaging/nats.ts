@@ -1,4 +1,14 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { readFileSync } from 'node:fs';
+import {
+  connect,
+  credsAuthenticator,
+  nkeyAuthenticator,
+  tokenAuthenticator,
+  usernamePasswordAuthenticator,
+  type Authenticator,
+  type NatsConnection,
+} from '@nats-io/transport-node';
+import { ConfigError } from '../config/env';
 import { prefixed, prefixedStream } from '@parley/contracts';
 import type { Logger } from '../observability/logger';
 
@@ -17,6 +27,7 @@ export class Nats {
     name: string;
     logger: Logger;
     inboxPrefix?: string;
+    authenticator?: Authenticator;
   }): Promise<Nats> {
     const inboxPrefix = options.inboxPrefix ?? '_INBOX';
     const nc = await connect({
@@ -25,6 +36,7 @@ export class Nats {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
       inboxPrefix,
+      ...(options.authenticator ? { authenticator: options.authenticator } : {}),
     });
     void (async () => {
       for await (const status of nc.status()) {
@@ -58,4 +70,44 @@ export class Nats {
     if (this.connection.isClosed()) return;
     await this.connection.drain().catch(() => this.connection.close());
   }
+}
+
+export interface NatsCredentialsConfig {
+  NATS_CREDS?: string;
+  NATS_USER?: string;
+  NATS_PASSWORD?: string;
+  NATS_TOKEN?: string;
+  NATS_NKEY_SEED?: string;
+}
+
+/**
+ * How a service logs in to NATS, from its environment: a creds file (`NATS_CREDS`, a path,
+ * or the file's text), a user and password, a token, or an nkey seed; none for a server without
+ * authorization. More than one is a configuration error.
+ */
+export function natsAuthenticator(config: NatsCredentialsConfig): Authenticator | undefined {
+  const chosen = [
+    config.NATS_CREDS && 'NATS_CREDS',
+    (config.NATS_USER || config.NATS_PASSWORD) && 'NATS_USER/NATS_PASSWORD',
+    config.NATS_TOKEN && 'NATS_TOKEN',
+    config.NATS_NKEY_SEED && 'NATS_NKEY_SEED',
+  ].filter(Boolean);
+  if (chosen.length > 1) throw new ConfigError([`set one of ${chosen.join(', ')}, not several`]);
+  const encoder = new TextEncoder();
+  if (config.NATS_CREDS) {
+    const creds = config.NATS_CREDS;
+    // Read at every (re)connect, so a renewed file is picked up without a restart.
+    return credsAuthenticator(() =>
+      encoder.encode(creds.includes('-----BEGIN NATS USER JWT-----') ? creds : readFileSync(creds, 'utf8')),
+    );
+  }
+  if (config.NATS_USER || config.NATS_PASSWORD) {
+    if (!config.NATS_USER || !config.NATS_PASSWORD) {
+      throw new ConfigError(['NATS_USER and NATS_PASSWORD go together']);
+    }
+    return usernamePasswordAuthenticator(config.NATS_USER, config.NATS_PASSWORD);
+  }
+  if (config.NATS_TOKEN) return tokenAuthenticator(config.NATS_TOKEN);
+  if (config.NATS_NKEY_SEED) return nkeyAuthenticator(encoder.encode(config.NATS_NKEY_SEED));
+  return undefined;
 }

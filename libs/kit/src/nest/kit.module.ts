@@ -13,7 +13,8 @@ import { Redis } from 'ioredis';
 import { serviceDatabaseUrl, serviceSchema, type CommonConfig } from '../config/env';
 import { createLogger, type Logger } from '../observability/logger';
 import { Metrics } from '../observability/metrics';
-import { Nats } from '../messaging/nats';
+import { Nats, natsAuthenticator } from '../messaging/nats';
+import { serviceInboxPrefix, type NatsService } from '@parley/contracts';
 import { ParleyTransport, RpcClient, type TransportOptions } from '../messaging/transport';
 import { DLQ_STREAM_SPEC, DOMAIN_STREAM_SPEC, ensureStream } from '../messaging/jetstream';
 import { OutboxEntry, OutboxRelay } from '../messaging/outbox';
@@ -81,6 +82,8 @@ export class KitModule {
             prefix: options.config.NATS_SUBJECT_PREFIX,
             name: `parley-${options.service}`,
             logger,
+            inboxPrefix: serviceInboxPrefix(options.service as NatsService),
+            authenticator: natsAuthenticator(options.config),
           }),
       },
       {

@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import { AccessControlRpc, ParleyError, ReadScopeRpc } from '@parley/contracts';
 import { RpcHandler } from '@parley/kit';
 import { BotsService } from '../bots/bots.service';
+import { NatsCredentialsService } from '../bots/nats-credentials.service';
 import { GroupsService } from '../groups/groups.service';
 import { RolesService } from '../roles/roles.service';
 import { UsersService } from '../users/users.service';
@@ -19,6 +20,7 @@ export class AccessControlHandler {
     @Inject(GroupsService) private readonly groups: GroupsService,
     @Inject(RolesService) private readonly roles: RolesService,
     @Inject(BotsService) private readonly bots: BotsService,
+    @Inject(NatsCredentialsService) private readonly credentials: NatsCredentialsService,
     @Inject(UsersService) private readonly users: UsersService,
   ) {}
 
@@ -167,6 +169,11 @@ export class AccessControlHandler {
   async deleteBot(req: Req<'deleteBot'>) {
     await this.bots.remove(req.actor, req.id);
     return ok;
+  }
+
+  @RpcHandler(AccessControlRpc.natsCredentials)
+  natsCredentials(req: Req<'natsCredentials'>) {
+    return this.credentials.mint(req.actor, req.id, req.ttl_seconds);
   }
 
   @RpcHandler(AccessControlRpc.createKey)

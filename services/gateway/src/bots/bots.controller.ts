@@ -27,6 +27,8 @@ import {
   UpdateBotBodySchema,
   toPageRequest,
   type Principal,
+  NatsCredentialsBodySchema,
+  NatsCredentialsSchema,
 } from '@parley/contracts';
 import { z } from 'zod';
 import { RpcClient } from '@parley/kit';
@@ -130,6 +132,23 @@ export class BotsController {
   createKey(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
     const { id } = parse(IdParamSchema, params, 'path');
     return this.rpc.call(AccessControlRpc.createKey, { actor, id, ...parse(CreateKeyBodySchema, body ?? {}, 'body') });
+  }
+
+  @Post(':id/nats-credentials')
+  @ApiRoute({
+    summary:
+      "Short-lived NATS credentials for the bot (JWT + nkey seed), shown this once (manage right, or the bot's own key): publish only usage.events.<id>, activity.events.<id> and usage.quota.check, receive only on its inbox prefix, 64 KiB payloads; renew before expires_at",
+    tags: ['bots'],
+    params: IdParamSchema,
+    body: NatsCredentialsBodySchema,
+    status: 201,
+    response: NatsCredentialsSchema,
+    errors: ['NOT_FOUND', 'FORBIDDEN', 'NATS_CREDENTIALS_UNAVAILABLE'],
+  })
+  natsCredentials(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
+    const { id } = parse(IdParamSchema, params, 'path');
+    const { ttl_seconds } = parse(NatsCredentialsBodySchema, body ?? {}, 'body');
+    return this.rpc.call(AccessControlRpc.natsCredentials, { actor, id, ttl_seconds });
   }
 
   @Get(':id/keys')
