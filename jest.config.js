@@ -38,6 +38,11 @@ module.exports = {
     },
     {
       ...common,
+      displayName: 'nats',
+      testMatch: ['<rootDir>/test/nats/**/*.spec.ts'],
+    },
+    {
+      ...common,
       displayName: 'e2e',
       testMatch: ['<rootDir>/test/e2e/**/*.spec.ts'],
       globalSetup: '<rootDir>/test/e2e/global-setup.ts',

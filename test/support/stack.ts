@@ -104,8 +104,15 @@ export function tail(file: string, lines = 30): string {
   }
 }
 
-/** Starts the five services as processes with their own schemas, subjects and ports. */
-export async function startStack(id: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<Stack> {
+/**
+ * Starts the five services as processes with their own schemas, subjects and ports;
+ * `perService` adds variables for one service only (its NATS credentials).
+ */
+export async function startStack(
+  id: string,
+  extraEnv: NodeJS.ProcessEnv = {},
+  perService: Partial<Record<ServiceName, NodeJS.ProcessEnv>> = {},
+): Promise<Stack> {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     DATABASE_URL,
@@ -119,7 +126,7 @@ export async function startStack(id: string, extraEnv: NodeJS.ProcessEnv = {}): 
   const logDir = join(ROOT, '.parley', 'test-logs', id);
   mkdirSync(logDir, { recursive: true });
   const services = new Map<ServiceName, RunningService>();
-  for (const name of SERVICES) services.set(name, startService(name, env, logDir));
+  for (const name of SERVICES) services.set(name, startService(name, { ...env, ...perService[name] }, logDir));
   try {
     await Promise.all([...services.values()].map((s) => waitReady(s)));
   } catch (error) {
