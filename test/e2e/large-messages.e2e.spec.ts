@@ -149,6 +149,16 @@ describe('large messages (e2e)', () => {
     });
   });
 
+  it('pages sessions with large metadata and state by bytes, and the cursor reaches them all', async () => {
+    const blob = (c: string) => ({ blob: c.repeat(64 * KiB - bytesOf({ blob: '' })) });
+    const made: string[] = [];
+    for (let i = 0; i < 10; i++)
+      made.push((await newSession(`large ${i}`, { metadata: blob('m'), state: blob('s') })).id);
+    const { items, pages } = await walk('/api/v1/sessions?limit=200');
+    expect(pages).toBeGreaterThan(1);
+    expect(items.map((s) => (s as unknown as { id: string }).id)).toEqual(expect.arrayContaining(made));
+  });
+
   describe('a message whose JSON nears max_payload (escaped control characters)', () => {
     // 160 KiB of U+0001 is within the content limit, but JSON writes each as \u0001: 960 KiB,
     // as much as a 1 MiB request body can carry.

@@ -83,3 +83,16 @@ export function decodeCursor(cursor: string, arity: number): (string | number)[]
     errors: [{ field: 'cursor', message: 'not a cursor this list issued' }],
   });
 }
+
+/**
+ * How many leading items of a page fit in `budget` bytes of JSON: at least one, so a page
+ * always moves forward; the rest wait for the next cursor.
+ */
+export function itemsWithin(items: readonly unknown[], budget: number): number {
+  let used = 0;
+  for (let i = 0; i < items.length; i++) {
+    used += Buffer.byteLength(JSON.stringify(items[i]));
+    if (used > budget && i > 0) return i;
+  }
+  return items.length;
+}

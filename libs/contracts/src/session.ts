@@ -67,6 +67,9 @@ export type SessionFilters = z.infer<typeof SessionFiltersSchema>;
 const actor = { actor: PrincipalSchema };
 const SessionPageSchema = pageSchema(SessionSchema);
 
+/** A page of sessions stays within this many bytes of JSON (metadata and state may be 64 KiB each). */
+export const SESSION_PAGE_BYTES = 512 * 1024;
+
 export const SessionRpc = {
   create: rpc('session.sessions.create', CreateSessionBodySchema.extend(actor), SessionSchema),
   get: rpc('session.sessions.get', z.object({ ...actor, id: z.uuid() }), SessionSchema),

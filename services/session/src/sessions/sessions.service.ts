@@ -6,7 +6,9 @@ import {
   DomainEvents,
   ParleyError,
   decodeCursor,
+  SESSION_PAGE_BYTES,
   encodeCursor,
+  itemsWithin,
   type Page,
   type Principal,
   type Session as SessionView,
@@ -304,11 +306,12 @@ export class SessionsService {
         limit: page.limit + 1,
       },
     );
-    const more = rows.length > page.limit;
-    const items = rows.slice(0, page.limit);
-    const last = items.at(-1);
+    const views = rows.slice(0, page.limit).map(toView);
+    const fit = itemsWithin(views, SESSION_PAGE_BYTES);
+    const more = rows.length > fit;
+    const last = rows[fit - 1];
     return {
-      items: items.map(toView),
+      items: views.slice(0, fit),
       next_cursor: more && last ? encodeCursor([last.lastActivityAt.toISOString(), last.id]) : null,
     };
   }
