@@ -15,6 +15,8 @@ export const TERMINAL_STATUSES: readonly UsageStatus[] = ['completed', 'failed']
 /** Subjects bots publish on; the USAGE stream captures both families. */
 export const usageSubject = (botId: string) => `usage.events.${botId}`;
 export const activitySubject = (botId: string) => `activity.events.${botId}`;
+/** A page of activity stays within this many bytes of JSON (an event may carry 64 KiB). */
+export const ACTIVITY_PAGE_BYTES = 512 * 1024;
 export const USAGE_EVENT_SUBJECTS = 'usage.events.*';
 export const USAGE_ACTIVITY_SUBJECTS = 'activity.events.*';
 export const USAGE_STREAM_SUBJECTS = [USAGE_EVENT_SUBJECTS, USAGE_ACTIVITY_SUBJECTS] as const;

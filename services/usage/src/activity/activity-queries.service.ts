@@ -1,6 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
-import { decodeCursor, encodeCursor, type ActivityView, type CursorPage, type Principal } from '@parley/contracts';
+import {
+  ACTIVITY_PAGE_BYTES,
+  decodeCursor,
+  encodeCursor,
+  itemsWithin,
+  type ActivityView,
+  type CursorPage,
+  type Principal,
+} from '@parley/contracts';
 import { UsageAccess } from '../access/usage-access';
 import { ActivityEventEntity, type ActivityEventRow } from './activity-event.entity';
 
@@ -49,11 +57,14 @@ export class ActivityQueries {
        order by occurred_at desc, event_id desc limit ?`,
       params,
     );
-    const items = rows.slice(0, q.limit).map((r) => activityView(em.map(ActivityEventEntity, r)));
+    const views = rows.slice(0, q.limit).map((r) => activityView(em.map(ActivityEventEntity, r)));
+    // An event may carry 64 KiB: a page also stops at ACTIVITY_PAGE_BYTES.
+    const fit = itemsWithin(views, ACTIVITY_PAGE_BYTES);
+    const items = views.slice(0, fit);
     const last = items.at(-1);
     return {
       items,
-      next_cursor: rows.length > q.limit && last ? encodeCursor([last.occurred_at, last.event_id]) : null,
+      next_cursor: rows.length > fit && last ? encodeCursor([last.occurred_at, last.event_id]) : null,
     };
   }
 }
