@@ -63,7 +63,8 @@ const JETSTREAM = ['$JS.API.>', '$JS.ACK.>', '$JS.FC.>'];
 export function servicePermissions(service: NatsService, prefix = ''): NatsPermissions {
   const p = (subject: string) => prefixed(prefix, subject);
   const requests = [...new Set(requestContracts().map((c) => c.subject))].sort();
-  const subscribe = [...servedBy(service).map(p), `${serviceInboxPrefix(service)}.>`];
+  // Domain events carry ids and counters, no secrets: any service may follow them on core NATS.
+  const subscribe = [...servedBy(service).map(p), p(DOMAIN_SUBJECTS), `${serviceInboxPrefix(service)}.>`];
   if (service === 'gateway') subscribe.push(p(LIVE_SESSION_SUBJECTS));
   const publish = [
     ...requests.map(p),
