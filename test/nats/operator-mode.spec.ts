@@ -313,7 +313,7 @@ describe('NATS in operator mode', () => {
       }
       return undefined;
     });
-    expect(letter.subject).toBe(`usage.events.${bot.body.id}`);
+    expect(letter).toMatchObject({ subject: `usage.events.${bot.body.id}`, code: 'BOT_DISABLED' });
     const records = await api('GET', `/api/v1/usage/records?bot_id=${bot.body.id}`, { token: admin });
     expect(records.body.items).toEqual([]);
 
