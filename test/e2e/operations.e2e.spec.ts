@@ -76,6 +76,7 @@ describe('operations (e2e)', () => {
         'POST /api/v1/bots/{id}/keys',
         'GET /api/v1/bots/{id}/keys',
         'DELETE /api/v1/bots/{id}/keys/{key_id}',
+        'POST /api/v1/bots/{id}/nats-credentials',
         'POST /api/v1/sessions/{id}/messages',
         'POST /api/v1/sessions/{id}/messages/batch',
         'GET /api/v1/sessions/{id}/messages',

@@ -10,6 +10,13 @@ export const Headers = {
   msgId: 'Nats-Msg-Id',
 } as const;
 
+/**
+ * How deeply JSON on NATS may nest: payloads' own objects nest at most 32 levels (API.md), the
+ * envelope adds a few. Deeper is refused before parsing (a 100,000-deep array takes the parser
+ * most of a second).
+ */
+export const MAX_WIRE_JSON_DEPTH = 64;
+
 /** Core NATS subject of a session's live fan-out (may be missed; feeds the gateway's SSE streams). */
 export const LIVE_SESSION_SUBJECTS = 'live.session.*';
 export const liveSessionSubject = (sessionId: string) => `live.session.${sessionId}`;

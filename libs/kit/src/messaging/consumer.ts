@@ -12,13 +12,13 @@ import {
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
 import { SpanKind, trace } from '@opentelemetry/api';
-import { DEAD_LETTER_EVENT_BYTES, Headers, ParleyError, type DeadLetter } from '@parley/contracts';
+import { DEAD_LETTER_EVENT_BYTES, Headers, MAX_WIRE_JSON_DEPTH, ParleyError, type DeadLetter } from '@parley/contracts';
 import type { z } from 'zod';
 import type { Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
 import type { Nats } from './nats';
 import { contextFromHeaders, recordError } from './trace';
-import { header, safeHeaders } from './wire';
+import { decodeJson, header, nestsDeeperThan, safeHeaders } from './wire';
 
 export interface PullConsumerSpec {
   /** Stream name without the deployment prefix. */
@@ -65,9 +65,14 @@ export type Decoded<S extends z.ZodType> =
   | { ok: false; raw: unknown; code: 'NOT_JSON' | 'INVALID_EVENT'; reason: string };
 
 export function decode<S extends z.ZodType>(msg: JsMsg, schema: S): Decoded<S> {
+  if (nestsDeeperThan(msg.data, MAX_WIRE_JSON_DEPTH)) {
+    const reason = `payload nests deeper than ${MAX_WIRE_JSON_DEPTH} levels`;
+    return { ok: false, raw: msg.string(), code: 'INVALID_EVENT', reason };
+  }
   let raw: unknown;
   try {
-    raw = msg.json();
+    if (msg.data.length === 0) throw new Error('empty');
+    raw = decodeJson(msg.data);
   } catch {
     return { ok: false, raw: msg.string(), code: 'NOT_JSON', reason: 'payload is not JSON' };
   }

@@ -7,7 +7,7 @@ import {
   type Subscription,
 } from '@nats-io/transport-node';
 import type { z } from 'zod';
-import { Headers, ParleyError } from '@parley/contracts';
+import { Headers, MAX_WIRE_JSON_DEPTH, ParleyError } from '@parley/contracts';
 import type { Metrics } from '../observability/metrics';
 import type { Nats } from './nats';
 
@@ -96,9 +96,29 @@ export async function replyPayload(nc: NatsConnection, reply: Msg, timeoutMs: nu
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
-/** Parses a JSON payload; an empty one is `{}`. Anything else that is not JSON is a 400. */
+/** Whether JSON text opens more than `limit` arrays or objects inside one another (one pass, no parse). */
+export function nestsDeeperThan(data: Uint8Array, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < data.length; i++) {
+    const b = data[i];
+    if (inString) {
+      if (b === 0x5c) i++;
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) inString = true;
+    else if (b === 0x5b || b === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (b === 0x5d || b === 0x7d) depth--;
+  }
+  return false;
+}
+
+/** Parses a JSON payload; an empty one is `{}`. Anything else that is not JSON, or nests too deeply, is a 400. */
 export function decodeJson(data: Uint8Array): unknown {
   if (data.length === 0) return {};
+  if (nestsDeeperThan(data, MAX_WIRE_JSON_DEPTH)) {
+    throw new ParleyError('BAD_REQUEST', `payload nests deeper than ${MAX_WIRE_JSON_DEPTH} levels`);
+  }
   try {
     return JSON.parse(decoder.decode(data)) as unknown;
   } catch {
