@@ -1,10 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { NATS_URL, ROOT, SERVICES, tail, type ServiceName } from '../support/stack';
-import { adminLogin, api, eventually, gatewayUrl } from '../support/http';
+import { adminLogin, api, eventually } from '../support/http';
+import { openStream } from '../support/sse';
 import { RawNats, readHeader, type RawMessage } from '../support/raw-nats';
 import { findServiceProcesses, isAlive, restartService, type ServiceProcess } from '../support/processes';
 
@@ -161,44 +161,6 @@ function refusedBy(schema: Schema, data: Buffer): boolean | 'empty' {
   } catch {
     return true;
   }
-}
-
-/** A tiny server-sent-events client that remembers whether the stream is still open. */
-function openStream(path: string) {
-  const events: { event?: string; data?: string }[] = [];
-  let status = 0;
-  let ended = false;
-  const req = httpRequest(new URL(`${gatewayUrl()}${path}`), { headers: { accept: 'text/event-stream' } });
-  const ready = new Promise<void>((resolve, reject) => {
-    req.on('response', (res) => {
-      status = res.statusCode ?? 0;
-      let buffer = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buffer += chunk;
-        if (buffer.startsWith(': connected')) resolve();
-        let at: number;
-        while ((at = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, at);
-          buffer = buffer.slice(at + 2);
-          const event: { event?: string; data?: string } = {};
-          for (const line of block.split('\n')) {
-            const [key, ...rest] = line.split(': ');
-            if (key === 'event' || key === 'data') event[key] = rest.join(': ');
-          }
-          if (event.event) events.push(event);
-        }
-      });
-      res.on('close', () => (ended = true));
-      if (status !== 200) resolve();
-    });
-    req.on('error', (error) => {
-      ended = true;
-      reject(error);
-    });
-  });
-  req.end();
-  return { events, ready, status: () => status, ended: () => ended, close: () => req.destroy() };
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ export interface SseEvent {
   data?: string;
 }
 
-/** A tiny server-sent-events client: collects events until closed. */
+/** A tiny server-sent-events client: collects events until closed, and knows whether the stream ended. */
 export function openStream(path: string, headers: Record<string, string> = {}) {
   const events: SseEvent[] = [];
   let status = 0;
+  let ended = false;
   const url = new URL(`${gatewayUrl()}${path}`);
   const req = httpRequest(url, { headers: { accept: 'text/event-stream', ...headers } });
   const ready = new Promise<void>((resolve, reject) => {
@@ -33,10 +34,14 @@ export function openStream(path: string, headers: Record<string, string> = {}) {
           if (event.event) events.push(event);
         }
       });
+      res.on('close', () => (ended = true));
       if (status !== 200) resolve();
     });
-    req.on('error', reject);
+    req.on('error', (error) => {
+      ended = true;
+      reject(error);
+    });
   });
   req.end();
-  return { events, ready, status: () => status, close: () => req.destroy() };
+  return { events, ready, status: () => status, ended: () => ended, close: () => req.destroy() };
 }

@@ -156,14 +156,17 @@ export class ConversationController {
     };
     // A notice of a message too large for live fan-out, or a gap (a live message missed), is
     // filled from the message service, one catch-up at a time.
+    const replay = async () => {
+      for await (const m of messagesAfter(this.rpc, actor, id, lastSent)) {
+        if (closed) return;
+        send(m);
+      }
+    };
     let catching = Promise.resolve();
     const catchUp = () => {
       catching = catching.then(async () => {
         try {
-          for await (const m of messagesAfter(this.rpc, actor, id, lastSent)) {
-            if (closed) return;
-            send(m);
-          }
+          await replay();
         } catch (error) {
           this.logger.warn(
             { err: error instanceof Error ? error.message : String(error), session: id },
@@ -185,12 +188,7 @@ export class ConversationController {
       live.unsubscribe();
     });
     try {
-      if (lastSent > 0 || headerSeq !== undefined || parsed.last_event_id !== undefined) {
-        for await (const m of messagesAfter(this.rpc, actor, id, lastSent)) {
-          if (closed) return;
-          send(m);
-        }
-      }
+      if (lastSent > 0 || headerSeq !== undefined || parsed.last_event_id !== undefined) await replay();
     } catch (error) {
       this.logger.warn(
         { err: error instanceof Error ? error.message : String(error), session: id },
