@@ -14,6 +14,7 @@ import {
 import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { encodeUser, fmtCreds } from '@nats-io/jwt';
 import { createUser, fromSeed } from '@nats-io/nkeys';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { BOT_MAX_PAYLOAD, NATS_SERVICES, botPermissions, servicePermissions } from './permissions';
 
 /**
@@ -296,7 +297,12 @@ describe('deploy/nats/init in operator mode, on a real nats-server', () => {
     });
     expect(await tryPublish(bot, `${PREFIX}.usage.events.${BOT}`, '{}')).toBe(true);
     expect(await tryPublish(bot, `${PREFIX}.activity.events.${BOT}`, '{}')).toBe(true);
-    expect((await jsm.streams.info(stream)).state.messages).toBe(2);
+    // Through JetStream: the publish ack comes back on the bot's own inbox; the same id is stored once.
+    const msgID = `${BOT}:r-1:completed`;
+    const ack = await jetstream(bot.nc).publish(`${PREFIX}.usage.events.${BOT}`, '{}', { msgID });
+    expect({ stream: ack.stream, duplicate: ack.duplicate }).toEqual({ stream, duplicate: false });
+    expect((await jetstream(bot.nc).publish(`${PREFIX}.usage.events.${BOT}`, '{}', { msgID })).duplicate).toBe(true);
+    expect((await jsm.streams.info(stream)).state.messages).toBe(3);
 
     const quota = await bot.nc.request(`${PREFIX}.usage.quota.check`, `{"bot_id":"${BOT}"}`, { timeout: 2000 });
     expect(quota.string()).toBe('{"exceeded":false}');
@@ -306,7 +312,7 @@ describe('deploy/nats/init in operator mode, on a real nats-server', () => {
     expect(await tryPublish(bot, `${PREFIX}.access.auth.login`)).toBe(false);
     expect(await tryPublish(bot, `${PREFIX}.access.bots.nats_credentials`)).toBe(false);
     expect(await tryPublish(bot, '$JS.API.STREAM.LIST')).toBe(false);
-    expect((await jsm.streams.info(stream)).state.messages).toBe(2);
+    expect((await jsm.streams.info(stream)).state.messages).toBe(3);
 
     expect(await trySubscribe(bot, `_INBOX_${BOT}.>`)).toBe(true);
     expect(await trySubscribe(bot, '_INBOX.>')).toBe(false);
@@ -334,6 +340,8 @@ describe('deploy/nats/init in operator mode, on a real nats-server', () => {
     expect(await tryPublish(bot, `${PREFIX}.usage.events.${BOT}`, '{}')).toBe(true);
     const closed = await Promise.race([bot.nc.closed(), stillOpenAfter(4000)]);
     expect(String(closed)).toMatch(/expired/i);
+    // The server compares whole seconds at connect: within the second of `exp` it still lets one in.
+    await sleep(1100);
     await expect(
       connect({ servers: `127.0.0.1:${port}`, reconnect: false, authenticator: credsAuthenticator(creds) }),
     ).rejects.toThrow(/expired|authorization/i);
@@ -377,5 +385,60 @@ describe('deploy/nats/accounts.conf (static users), on a real nats-server', () =
         authenticator: usernamePasswordAuthenticator('gateway', 'wrong'),
       }),
     ).rejects.toThrow(/authorization/i);
+  });
+});
+
+describe('docker-compose.yml and deploy/k8s wire the generated credentials', () => {
+  const services = NATS_SERVICES as readonly string[];
+
+  it('compose: nats-init writes the config volume, NATS runs from it, each service has its creds', () => {
+    interface ComposeService {
+      command?: string[] | string;
+      environment?: Record<string, string>;
+      volumes?: string[];
+      ports?: string[];
+      depends_on?: Record<string, { condition: string }>;
+    }
+    const compose = parseYaml(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+      services: Record<string, ComposeService>;
+    };
+    const { 'nats-init': init, nats } = compose.services;
+    expect(init.command).toEqual(expect.arrayContaining(['--out', '/nats-config']));
+    expect(init.volumes).toContain('nats-config:/nats-config');
+    expect(nats.command).toEqual(expect.arrayContaining(['-c', '/nats-config/nats.conf']));
+    expect(nats.depends_on?.['nats-init']).toEqual({ condition: 'service_completed_successfully' });
+    for (const service of services) {
+      const spec = compose.services[service];
+      expect({ service, creds: spec.environment?.NATS_CREDS }).toEqual({
+        service,
+        creds: `/nats-config/creds/${service}.creds`,
+      });
+      expect(spec.volumes).toContain('nats-config:/nats-config:ro');
+    }
+    expect(String(compose.services.access.command)).toContain('. /nats-config/account.env');
+    for (const name of ['postgres', 'redis', 'nats']) {
+      for (const port of compose.services[name].ports ?? []) expect(port).toMatch(/^127\.0\.0\.1:/);
+    }
+  });
+
+  it('k8s: NATS runs from the parley-nats-server Secret, each service mounts only its creds', () => {
+    const docs = (file: string) =>
+      parseAllDocuments(readFileSync(join(ROOT, 'deploy', 'k8s', file), 'utf8')).map((d) => d.toJSON());
+    const natsSet = docs('nats.yaml').find((d) => d.kind === 'StatefulSet');
+    expect(natsSet.spec.template.spec.volumes).toContainEqual(
+      expect.objectContaining({ secret: expect.objectContaining({ secretName: 'parley-nats-server' }) }),
+    );
+    for (const service of services) {
+      const deployment = docs(`${service}.yaml`).find((d) => d.kind === 'Deployment');
+      const pod = deployment.spec.template.spec;
+      const container = pod.containers[0];
+      expect(container.env).toContainEqual({ name: 'NATS_CREDS', value: `/etc/parley/nats/${service}.creds` });
+      const volume = pod.volumes.find((v: any) => v.secret?.secretName === 'parley-nats-creds');
+      expect(volume.secret.items).toEqual([{ key: `${service}.creds`, path: `${service}.creds` }]);
+      const account = container.envFrom.some((e: any) => e.secretRef?.name === 'parley-nats-account');
+      expect({ service, account }).toEqual({ service, account: service === 'access' });
+    }
+    const kubectl = spawnSync('kubectl', ['kustomize', join(ROOT, 'deploy', 'k8s')], { encoding: 'utf8' });
+    if (!kubectl.error) expect(kubectl.stderr).toBe('');
   });
 });
