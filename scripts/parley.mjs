@@ -173,6 +173,23 @@ function startWithDocker(service) {
   started.push({ name: service, stop: () => run(compose[0], [...compose.slice(1), 'stop', service]) });
 }
 
+function startNatsContainer(port) {
+  const name = `parley-nats-${port}`;
+  log(`starting NATS (nats:2.10.24 with JetStream) in the container ${name}`);
+  mustRun('starting NATS', 'docker', [
+    'run',
+    '-d',
+    '--rm',
+    '--name',
+    name,
+    '-p',
+    `127.0.0.1:${port}:4222`,
+    'nats:2.10.24',
+    '-js',
+  ]);
+  started.push({ name: 'nats', stop: () => run('docker', ['stop', name]) });
+}
+
 function startPostgres(port) {
   if (existsSync('/etc/postgresql')) {
     const versions = readdirSync('/etc/postgresql');
@@ -272,7 +289,9 @@ async function ensureInfrastructure() {
   }
   let greeting = await probe(nats);
   if (greeting === undefined) {
-    if (docker) startWithDocker('nats');
+    // Not the compose service: that one runs in operator mode with generated credentials, and
+    // the services started here connect without any (a local server without authorization).
+    if (docker) startNatsContainer(nats.port);
     else {
       mkdirSync(join(STATE, 'nats'), { recursive: true });
       startDaemon('NATS', 'nats-server', ['-a', nats.host, '-p', String(nats.port), '-js', '-sd', join(STATE, 'nats')]);
