@@ -10,11 +10,7 @@ describe('decodeJson', () => {
   });
 
   it('refuses what is not UTF-8 JSON with BAD_REQUEST', () => {
-    for (const bad of [
-      bytes('{nope'),
-      new Uint8Array([0x7b, 0xff, 0x7d]),
-      bytes('[1,'),
-    ]) {
+    for (const bad of [bytes('{nope'), new Uint8Array([0x7b, 0xff, 0x7d]), bytes('[1,')]) {
       expect(() => decodeJson(bad)).toThrow(ParleyError);
     }
   });
