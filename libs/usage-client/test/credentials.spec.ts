@@ -145,12 +145,12 @@ describe('UsageClient with NATS credentials from the gateway (operator-mode NATS
       }
     })();
 
-    // Report for a bit more than three lifetimes, one report every 40 ms, without waiting for acks.
+    // Report for a bit more than two lifetimes, one report every 40 ms, without waiting for acks.
     const reports: Promise<Receipt>[] = [];
     const ids: string[] = [];
     const started = Date.now();
     let quotas = 0;
-    while (Date.now() - started < 3 * TTL_SECONDS * 1000 + 500) {
+    while (Date.now() - started < 2 * TTL_SECONDS * 1000 + 500) {
       const requestId = `r-${ids.length}`;
       ids.push(requestId);
       reports.push(client.reportUsage(usage(requestId)));
@@ -168,7 +168,7 @@ describe('UsageClient with NATS credentials from the gateway (operator-mode NATS
     const stored = await storedIds(`usage.events.${botId}`);
     expect(stored).toHaveLength(ids.length);
     expect(new Set(stored)).toEqual(new Set(ids.map((id) => `${botId}:${id}:completed`)));
-    expect(quotas).toBeGreaterThanOrEqual(3);
+    expect(quotas).toBeGreaterThanOrEqual(2);
 
     // Renewed at least once per lifetime, and switched the connection to each new user.
     expect(gateway.calls.filter((c) => c.botId === botId && c.status === 201).length).toBeGreaterThanOrEqual(4);
