@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, credsAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { DLQ_STREAM, prefixed, prefixedStream, type DeadLetter } from '@parley/contracts';
+import { UsageClient } from '@parley/usage-client';
 import { ROOT, SERVICES, cleanupRun, freePort, runId, startStack, stopStack, type Stack } from '../support/stack';
 
 /**
@@ -266,6 +267,43 @@ describe('NATS in operator mode', () => {
     expect(users.body.items).toEqual([]);
     const others = await api('GET', `/api/v1/usage/records?bot_id=${other.body.id}`, { token: admin });
     expect(others.body.items).toEqual([]);
+  });
+
+  it('keeps a usage-client reporting across expiries, renewing through the gateway with its API key', async () => {
+    const bot = await api('POST', '/api/v1/bots', { token: admin, body: { name: 'renewing-bot' } });
+    const client = await UsageClient.connect(`nats://127.0.0.1:${natsPort}`, {
+      botId: bot.body.id,
+      subjectPrefix: id,
+      credentials: { gatewayUrl: gateway, apiKey: bot.body.api_key, ttlSeconds: 3 },
+      onError: () => undefined,
+    });
+    const started = Date.now();
+    const publicKeys = new Set<string>();
+    let n = 0;
+    try {
+      while (Date.now() - started < 8000) {
+        const now = new Date().toISOString();
+        await client.reportUsage({
+          request_id: `renew-${n++}`,
+          status: 'completed',
+          provider: 'openai',
+          model: 'gpt-4o',
+          input_tokens: 1,
+          output_tokens: 1,
+          started_at: now,
+          completed_at: now,
+        });
+        if (client.credentials) publicKeys.add(client.credentials.publicKey);
+        await sleep(100);
+      }
+    } finally {
+      await client.close();
+    }
+    expect(publicKeys.size).toBeGreaterThanOrEqual(3);
+    await eventually(async () => {
+      const records = await api('GET', `/api/v1/usage/records?bot_id=${bot.body.id}&limit=200`, { token: admin });
+      return records.body.items?.length === n ? true : undefined;
+    });
   });
 
   it("renews only for an enabled bot; a disabled bot's events are dead-lettered; expired credentials are refused", async () => {
