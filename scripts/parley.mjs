@@ -511,7 +511,7 @@ function jest(binary, args) {
     const skipped = summary.numPendingTests + summary.numTodoTests;
     process.stdout.write('suite durations:\n');
     const suites = summary.testResults
-      .map((r) => ({ name: r.name.slice(ROOT.length + 1), seconds: (r.perfStats.end - r.perfStats.start) / 1000 }))
+      .map((r) => ({ name: r.name.slice(ROOT.length + 1), seconds: (r.endTime - r.startTime) / 1000 }))
       .sort((a, b) => b.seconds - a.seconds);
     for (const suite of suites) process.stdout.write(`  ${suite.seconds.toFixed(1).padStart(6)} s  ${suite.name}\n`);
     process.stdout.write(
