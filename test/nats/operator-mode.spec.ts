@@ -68,6 +68,22 @@ async function connectWith(creds: string, inboxPrefix?: string) {
   return { nc, violations };
 }
 
+/** A completed usage event of one token each way, timed now. */
+function usageEvent(requestId: string, botId: string) {
+  const now = new Date().toISOString();
+  return {
+    request_id: requestId,
+    bot_id: botId,
+    status: 'completed' as const,
+    provider: 'openai',
+    model: 'gpt-4o',
+    input_tokens: 1,
+    output_tokens: 1,
+    started_at: now,
+    completed_at: now,
+  };
+}
+
 const serviceCreds = (service: string) => readFileSync(join(dir, 'creds', `${service}.creds`), 'utf8');
 const p = (subject: string) => prefixed(id, subject);
 
@@ -146,20 +162,9 @@ describe('NATS in operator mode', () => {
     });
     expect(message.status).toBe(201);
     const bot = await api('POST', '/api/v1/bots', { token: admin, body: { name: 'op-bot' } });
-    const now = new Date().toISOString();
     const posted = await api('POST', '/api/v1/usage/events', {
       key: bot.body.api_key,
-      body: {
-        request_id: 'op-1',
-        bot_id: bot.body.id,
-        status: 'completed',
-        provider: 'openai',
-        model: 'gpt-4o',
-        input_tokens: 10,
-        output_tokens: 5,
-        started_at: now,
-        completed_at: now,
-      },
+      body: usageEvent('op-1', bot.body.id),
     });
     expect(posted.status).toBe(202);
     await eventually(async () => {
@@ -282,17 +287,8 @@ describe('NATS in operator mode', () => {
     let n = 0;
     try {
       while (Date.now() - started < 8000) {
-        const now = new Date().toISOString();
-        await client.reportUsage({
-          request_id: `renew-${n++}`,
-          status: 'completed',
-          provider: 'openai',
-          model: 'gpt-4o',
-          input_tokens: 1,
-          output_tokens: 1,
-          started_at: now,
-          completed_at: now,
-        });
+        const { bot_id: _bot, ...report } = usageEvent(`renew-${n++}`, bot.body.id);
+        await client.reportUsage(report);
         if (client.credentials) publicKeys.add(client.credentials.publicKey);
         await sleep(100);
       }
@@ -331,20 +327,9 @@ describe('NATS in operator mode', () => {
     );
 
     // What it still holds publishes, and the usage service dead-letters it.
-    const now = new Date().toISOString();
     await jetstream(nc).publish(
       p(`usage.events.${bot.body.id}`),
-      JSON.stringify({
-        request_id: 'after-disable',
-        bot_id: bot.body.id,
-        status: 'completed',
-        provider: 'openai',
-        model: 'gpt-4o',
-        input_tokens: 1,
-        output_tokens: 1,
-        started_at: now,
-        completed_at: now,
-      }),
+      JSON.stringify(usageEvent('after-disable', bot.body.id)),
       { msgID: `${bot.body.id}:after-disable:completed` },
     );
     const usageNc = (await connectWith(serviceCreds('usage'), '_INBOX_usage')).nc;
