@@ -95,7 +95,11 @@ describe(UsageIngest.name, () => {
 
     const rows = await eventually(async () => {
       const r = await recordsOf(bot);
-      return r.length === 6 && r.find((x) => x.request_id === 'f')?.status === 'failed' ? r : undefined;
+      // Batches run two at a time, and one that lost a race is retried later: wait for every
+      // request's final status, not only for the last one published.
+      const final = { a: 'completed', b: 'completed', c: 'completed', d: 'failed', e: 'started', f: 'failed' };
+      const done = r.length === 6 && r.every((x) => final[x.request_id as keyof typeof final] === x.status);
+      return done ? r : undefined;
     });
     const byId = Object.fromEntries(rows.map((r) => [r.request_id, r]));
     expect(byId.a).toMatchObject({ status: 'completed', input_tokens: '10', output_tokens: '5', total_tokens: '15' });
