@@ -4,6 +4,7 @@ import { z } from 'zod';
 export const ERROR_CODES = {
   VALIDATION_FAILED: { status: 400, title: 'Validation failed' },
   BAD_REQUEST: { status: 400, title: 'Bad request' },
+  INVALID_CURSOR: { status: 400, title: 'Invalid cursor' },
   UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
   INVALID_CREDENTIALS: { status: 401, title: 'Invalid credentials' },
   FORBIDDEN: { status: 403, title: 'Forbidden' },

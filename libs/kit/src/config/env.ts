@@ -55,6 +55,8 @@ export const commonEnvShape = {
   NATS_PASSWORD: z.string().min(1).optional(),
   NATS_TOKEN: z.string().min(1).optional(),
   NATS_NKEY_SEED: z.string().min(1).optional(),
+  /** Signs list cursors; unset: a key generated once and kept in the service's schema. */
+  CURSOR_SECRET: z.string().min(16, 'at least 16 characters').optional(),
   MIGRATE_ON_START: z
     .enum(['true', 'false'])
     .default('true')

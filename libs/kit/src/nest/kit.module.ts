@@ -19,6 +19,8 @@ import { ParleyTransport, RpcClient, type TransportOptions } from '../messaging/
 import { DLQ_STREAM_SPEC, DOMAIN_STREAM_SPEC, ensureStream } from '../messaging/jetstream';
 import { OutboxEntry, OutboxRelay } from '../messaging/outbox';
 import { createOrm, migrateUnderLock, type MigrationEntry } from '../persistence/orm';
+import { CursorCodec, CursorKeyring } from '../persistence/cursors';
+import { Keyset } from '../persistence/keyset';
 import { HealthController } from './health.controller';
 import { Readiness } from './readiness';
 import { KIT_OPTIONS, LOGGER, REDIS } from './tokens';
@@ -47,6 +49,7 @@ class KitLifecycle implements OnApplicationBootstrap, BeforeApplicationShutdown 
     @Optional() @Inject(MikroORM) private readonly orm?: MikroORM,
     @Optional() @Inject(OutboxRelay) private readonly relay?: OutboxRelay,
     @Optional() @Inject(REDIS) private readonly redis?: Redis,
+    @Optional() @Inject(CursorKeyring) private readonly cursorKeys?: CursorKeyring,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -60,6 +63,7 @@ class KitLifecycle implements OnApplicationBootstrap, BeforeApplicationShutdown 
   async beforeApplicationShutdown(): Promise<void> {
     await this.transport.close();
     await this.relay?.stop();
+    this.cursorKeys?.stop();
     await this.nats.close();
     await this.orm?.close();
     this.redis?.disconnect();
@@ -148,6 +152,23 @@ export class KitModule {
         },
       });
       exported.push(MikroORM);
+      providers.push(
+        {
+          provide: CursorKeyring,
+          inject: [MikroORM, LOGGER],
+          useFactory: async (orm: MikroORM, logger: Logger) => {
+            const keyring = new CursorKeyring(orm, options.config.CURSOR_SECRET, logger);
+            await keyring.start();
+            return keyring;
+          },
+        },
+        {
+          provide: Keyset,
+          inject: [CursorKeyring],
+          useFactory: (ring: CursorKeyring) => new Keyset(new CursorCodec(ring)),
+        },
+      );
+      exported.push(CursorKeyring, Keyset);
       if (database.outbox) {
         providers.push({
           provide: OutboxRelay,

@@ -1,1 +1,3 @@
 export * from './orm';
+export * from './cursors';
+export * from './keyset';

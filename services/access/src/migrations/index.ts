@@ -1,4 +1,4 @@
-import type { MigrationEntry } from '@parley/kit';
+import { CursorKeysMigration, type MigrationEntry } from '@parley/kit';
 import { Migration20261124010046 } from './Migration20261124010046';
 import { Migration20261124011617 } from './Migration20261124011617';
 
@@ -6,4 +6,5 @@ import { Migration20261124011617 } from './Migration20261124011617';
 export const migrations: MigrationEntry[] = [
   { name: 'Migration20261124010046', class: Migration20261124010046 },
   { name: 'Migration20261124011617', class: Migration20261124011617 },
+  { name: 'Migration20261130140000_cursor_keys', class: CursorKeysMigration },
 ];

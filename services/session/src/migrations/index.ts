@@ -1,4 +1,4 @@
-import type { MigrationEntry } from '@parley/kit';
+import { CursorKeysMigration, type MigrationEntry } from '@parley/kit';
 import { Migration20261124005802 } from './Migration20261124005802';
 import { Migration20261124015509 } from './Migration20261124015509';
 
@@ -6,4 +6,5 @@ import { Migration20261124015509 } from './Migration20261124015509';
 export const migrations: MigrationEntry[] = [
   { name: 'Migration20261124005802', class: Migration20261124005802 },
   { name: 'Migration20261124015509', class: Migration20261124015509 },
+  { name: 'Migration20261130140000_cursor_keys', class: CursorKeysMigration },
 ];
