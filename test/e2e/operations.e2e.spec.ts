@@ -134,5 +134,27 @@ describe('operations (e2e)', () => {
     expect(dockerCompose.error).toBeUndefined();
     expect(dockerCompose.stderr).toBe('');
     expect(dockerCompose.status).toBe(0);
+
+    // As compose resolves it with nothing set: no administrator password of its own, and only
+    // the gateway published beyond 127.0.0.1.
+    const env = { ...process.env };
+    delete env.PARLEY_ADMIN_USERNAME;
+    delete env.PARLEY_ADMIN_PASSWORD;
+    const resolved = spawnSync('docker-compose', ['-f', join(ROOT, 'docker-compose.yml'), 'config'], {
+      encoding: 'utf8',
+      env,
+    });
+    expect(resolved.status).toBe(0);
+    const config = parseYaml(resolved.stdout) as {
+      services: Record<string, { environment?: Record<string, string>; ports?: (string | { published: number })[] }>;
+    };
+    expect(config.services.access.environment?.PARLEY_ADMIN_PASSWORD).toBe('');
+    const exposed: string[] = [];
+    for (const [name, service] of Object.entries(config.services)) {
+      for (const published of service.ports ?? []) {
+        if (typeof published !== 'string' || !published.startsWith('127.0.0.1:')) exposed.push(name);
+      }
+    }
+    expect(exposed).toEqual(['gateway']);
   });
 });

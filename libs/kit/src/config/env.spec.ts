@@ -16,6 +16,13 @@ describe(parseEnv.name, () => {
     });
   });
 
+  it('reads an empty variable as unset, so its default applies', () => {
+    const config = parseEnv(schema, { SOME_HTTP_PORT: '', SECRET_KEY: '', NATS_URL: '' });
+    expect(config.SOME_HTTP_PORT).toBe(8089);
+    expect(config.SECRET_KEY).toBeUndefined();
+    expect(config.NATS_URL).toBe('nats://127.0.0.1:4222');
+  });
+
   it('lists every bad variable by name, hiding secrets', () => {
     let caught: unknown;
     try {

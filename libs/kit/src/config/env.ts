@@ -10,7 +10,8 @@ export class ConfigError extends Error {
 
 /** Parses the environment once; a bad or missing variable stops start-up with its name. */
 export function parseEnv<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
-  const result = schema.safeParse(env);
+  // `NAME=` (as compose writes `${NAME:-}`) means unset, so its default applies.
+  const result = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== '')));
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
     const name = issue.path.map(String).join('.');
