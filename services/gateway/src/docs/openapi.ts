@@ -29,6 +29,17 @@ function parameters(schema: z.ZodType | readonly z.ZodType[] | undefined, where:
   });
 }
 
+const TAG_DESCRIPTIONS: Record<string, string> = {
+  auth: 'Logging in, tokens and the caller',
+  users: 'Users and their roles (admin)',
+  groups: 'Groups and their members',
+  roles: 'Roles and their grants (admin)',
+  bots: 'Bots and their API keys',
+  sessions: 'Sessions: conversations, their export and live stream',
+  messages: 'Messages in sessions, feedback and search',
+  usage: 'LLM usage and activity from bots, prices, budgets and quotas',
+};
+
 const problemRef = { $ref: '#/components/schemas/Problem' };
 
 function errorResponses(spec: ApiRouteSpec): Record<string, JsonSchema> {
@@ -81,6 +92,7 @@ export function checkRoute(route: string, spec: ApiRouteSpec, handler: object): 
 export function buildOpenApi(controllers: Iterable<Type>): JsonSchema {
   const scanner = new MetadataScanner();
   const paths: Record<string, Record<string, JsonSchema>> = {};
+  const tags = new Set<string>();
   for (const controller of controllers) {
     const base = String((Reflect.getMetadata(PATH_METADATA, controller) as string | undefined) ?? '');
     const prototype = controller.prototype as Record<string, unknown>;
@@ -94,6 +106,7 @@ export function buildOpenApi(controllers: Iterable<Type>): JsonSchema {
         .replace(/\/+/g, '/')
         .replace(/:(\w+)/g, '{$1}');
       checkRoute(`${method.toUpperCase()} ${path}`, spec, handler);
+      spec.tags.forEach((tag) => tags.add(tag));
       const success =
         spec.response === null
           ? { description: 'No content' }
@@ -124,9 +137,11 @@ export function buildOpenApi(controllers: Iterable<Type>): JsonSchema {
       version: '1.0.0',
       description:
         'Sessions, messages, LLM usage and access control for chat and bot products. Errors are application/problem+json with a stable `code`.',
+      license: { name: 'Proprietary', identifier: 'LicenseRef-Proprietary' },
     },
     servers: [{ url: '/' }],
     security: [{ bearer: [] }, { apiKey: [] }],
+    tags: [...tags].sort().map((name) => ({ name, description: TAG_DESCRIPTIONS[name] ?? name })),
     paths,
     components: {
       securitySchemes: {
