@@ -40,12 +40,17 @@ const TAG_DESCRIPTIONS: Record<string, string> = {
   usage: 'LLM usage and activity from bots, prices, budgets and quotas',
 };
 
+/** What the body parser may answer on a route that reads a body (decisions/0018). */
+const BODY_PARSER_CODES: ErrorCode[] = ['BAD_REQUEST', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE'];
+
 const problemRef = { $ref: '#/components/schemas/Problem' };
 
 function errorResponses(spec: ApiRouteSpec): Record<string, JsonSchema> {
   const codes = new Set<ErrorCode>(spec.errors ?? []);
   if (spec.body || spec.query || spec.params) codes.add('VALIDATION_FAILED');
-  if (spec.body) codes.add('PAYLOAD_TOO_LARGE');
+  if (spec.body) {
+    for (const code of BODY_PARSER_CODES) codes.add(code);
+  }
   if (!spec.public) codes.add('UNAUTHENTICATED');
   if (spec.admin) codes.add('FORBIDDEN');
   codes.add('INTERNAL');
