@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { LOGGER, serviceMain, type Logger } from '@parley/kit';
 import { AppModule } from './app.module';
 import { loadConfig } from './config';
+import { installBodyParsers } from './http/body-parser';
 import { sendProblem } from './http/problem.filter';
 
 serviceMain({
@@ -14,6 +15,7 @@ serviceMain({
     const fastify = app.getHttpAdapter().getInstance();
     // Errors raised by Fastify itself (body parsing, size limit) are problems too.
     fastify.setErrorHandler((error, request, reply) => sendProblem(reply, request, error, logger));
+    installBodyParsers(app);
     if (config.CORS_ORIGINS.length > 0) {
       app.enableCors({ origin: config.CORS_ORIGINS, credentials: true, exposedHeaders: ['Retry-After', 'Location'] });
     }

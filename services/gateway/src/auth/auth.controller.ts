@@ -1,4 +1,4 @@
-import { Body, Controller, Get, HttpCode, Inject, Ip, Post, Put } from '@nestjs/common';
+import { Controller, Get, HttpCode, Inject, Ip, Post, Put } from '@nestjs/common';
 import { z } from 'zod';
 import {
   AccessControlRpc,
@@ -11,7 +11,7 @@ import {
   type Principal,
 } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
-import { ApiRoute, parse } from '../http/api-route';
+import { ApiRoute, ValidBody, type Valid } from '../http/api-route';
 import { Caller } from './principal';
 
 @Controller('api/v1')
@@ -29,8 +29,7 @@ export class AuthController {
     errors: ['INVALID_CREDENTIALS', 'RATE_LIMITED'],
     public: true,
   })
-  login(@Body() body: unknown, @Ip() ip: string) {
-    const { username, password } = parse(LoginBodySchema, body, 'body');
+  login(@ValidBody() { username, password }: Valid<typeof LoginBodySchema>, @Ip() ip: string) {
     return this.rpc.call(AccessRpc.login, { username, password, client_address: ip });
   }
 
@@ -45,8 +44,8 @@ export class AuthController {
     errors: ['INVALID_CREDENTIALS'],
     public: true,
   })
-  refresh(@Body() body: unknown) {
-    return this.rpc.call(AccessRpc.refresh, parse(RefreshBodySchema, body, 'body'));
+  refresh(@ValidBody() body: Valid<typeof RefreshBodySchema>) {
+    return this.rpc.call(AccessRpc.refresh, body);
   }
 
   @Post('auth/logout')
@@ -59,8 +58,8 @@ export class AuthController {
     response: null,
     public: true,
   })
-  async logout(@Body() body: unknown) {
-    await this.rpc.call(AccessRpc.logout, parse(RefreshBodySchema, body, 'body'));
+  async logout(@ValidBody() body: Valid<typeof RefreshBodySchema>) {
+    await this.rpc.call(AccessRpc.logout, body);
   }
 
   @Get('me')
@@ -79,7 +78,7 @@ export class AuthController {
     response: null,
     errors: ['FORBIDDEN'],
   })
-  async changePassword(@Caller() actor: Principal, @Body() body: unknown) {
-    await this.rpc.call(AccessControlRpc.changePassword, { actor, ...parse(ChangePasswordBodySchema, body, 'body') });
+  async changePassword(@Caller() actor: Principal, @ValidBody() body: Valid<typeof ChangePasswordBodySchema>) {
+    await this.rpc.call(AccessControlRpc.changePassword, { actor, ...body });
   }
 }

@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Patch, Post, Put, Query } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Inject, Patch, Post, Put } from '@nestjs/common';
 import {
   AccessControlRpc,
   ActivityEventSchema,
@@ -7,7 +7,6 @@ import {
   BudgetBodySchema,
   BudgetSchema,
   IngestAcceptedSchema,
-  MAX_EVENTS_PER_POST,
   QuotaSchema,
   UsageRpc,
   activityEventTimeProblems,
@@ -25,22 +24,16 @@ import {
   PageQuerySchema,
   pageSchema,
   UpdateBotBodySchema,
-  toPageRequest,
   type Principal,
   NatsCredentialsBodySchema,
   NatsCredentialsSchema,
 } from '@parley/contracts';
-import { z } from 'zod';
 import { RpcClient } from '@parley/kit';
 import { Caller } from '../auth/principal';
-import { ApiRoute, parse } from '../http/api-route';
+import { ApiRoute, ValidBody, ValidParams, ValidQuery, type Valid } from '../http/api-route';
+import { paged } from '../http/paging';
 import { BotKeyParamsSchema } from '../http/params';
-import { EventIngest } from '../usage/event-ingest';
-
-const ActivityEventsBodySchema = z.union([
-  ActivityEventSchema,
-  z.object({ events: z.array(ActivityEventSchema).min(1).max(MAX_EVENTS_PER_POST) }).strict(),
-]);
+import { EventIngest, eventsBodySchema } from '../usage/event-ingest';
 
 @Controller('api/v1/bots')
 export class BotsController {
@@ -58,8 +51,8 @@ export class BotsController {
     response: BotCreatedSchema,
     errors: ['FORBIDDEN'],
   })
-  create(@Caller() actor: Principal, @Body() body: unknown) {
-    return this.rpc.call(AccessControlRpc.createBot, { actor, ...parse(CreateBotBodySchema, body, 'body') });
+  create(@Caller() actor: Principal, @ValidBody() body: Valid<typeof CreateBotBodySchema>) {
+    return this.rpc.call(AccessControlRpc.createBot, { actor, ...body });
   }
 
   @Get()
@@ -70,11 +63,8 @@ export class BotsController {
     status: 200,
     response: pageSchema(BotSchema),
   })
-  list(@Caller() actor: Principal, @Query() query: unknown) {
-    return this.rpc.call(AccessControlRpc.listBots, {
-      actor,
-      page: toPageRequest(parse(PageQuerySchema, query, 'query')),
-    });
+  list(@Caller() actor: Principal, @ValidQuery() query: Valid<typeof PageQuerySchema>) {
+    return this.rpc.call(AccessControlRpc.listBots, { actor, ...paged(query) });
   }
 
   @Get(':id')
@@ -86,8 +76,8 @@ export class BotsController {
     response: BotSchema,
     errors: ['NOT_FOUND'],
   })
-  get(@Caller() actor: Principal, @Param() params: unknown) {
-    return this.rpc.call(AccessControlRpc.getBot, { actor, ...parse(IdParamSchema, params, 'path') });
+  get(@Caller() actor: Principal, @ValidParams() { id }: Valid<typeof IdParamSchema>) {
+    return this.rpc.call(AccessControlRpc.getBot, { actor, id });
   }
 
   @Patch(':id')
@@ -100,9 +90,12 @@ export class BotsController {
     response: BotSchema,
     errors: ['NOT_FOUND', 'FORBIDDEN'],
   })
-  update(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(AccessControlRpc.updateBot, { actor, id, patch: parse(UpdateBotBodySchema, body, 'body') });
+  update(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidBody() patch: Valid<typeof UpdateBotBodySchema>,
+  ) {
+    return this.rpc.call(AccessControlRpc.updateBot, { actor, id, patch });
   }
 
   @Delete(':id')
@@ -115,8 +108,8 @@ export class BotsController {
     response: null,
     errors: ['NOT_FOUND', 'FORBIDDEN'],
   })
-  async remove(@Caller() actor: Principal, @Param() params: unknown) {
-    await this.rpc.call(AccessControlRpc.deleteBot, { actor, ...parse(IdParamSchema, params, 'path') });
+  async remove(@Caller() actor: Principal, @ValidParams() { id }: Valid<typeof IdParamSchema>) {
+    await this.rpc.call(AccessControlRpc.deleteBot, { actor, id });
   }
 
   @Post(':id/keys')
@@ -125,13 +118,17 @@ export class BotsController {
     tags: ['bots'],
     params: IdParamSchema,
     body: CreateKeyBodySchema,
+    optionalBody: true,
     status: 201,
     response: KeyCreatedSchema,
     errors: ['NOT_FOUND', 'FORBIDDEN'],
   })
-  createKey(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(AccessControlRpc.createKey, { actor, id, ...parse(CreateKeyBodySchema, body ?? {}, 'body') });
+  createKey(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidBody() body: Valid<typeof CreateKeyBodySchema>,
+  ) {
+    return this.rpc.call(AccessControlRpc.createKey, { actor, id, ...body });
   }
 
   @Post(':id/nats-credentials')
@@ -141,13 +138,16 @@ export class BotsController {
     tags: ['bots'],
     params: IdParamSchema,
     body: NatsCredentialsBodySchema,
+    optionalBody: true,
     status: 201,
     response: NatsCredentialsSchema,
     errors: ['NOT_FOUND', 'FORBIDDEN', 'NATS_CREDENTIALS_UNAVAILABLE'],
   })
-  natsCredentials(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    const { ttl_seconds } = parse(NatsCredentialsBodySchema, body ?? {}, 'body');
+  natsCredentials(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidBody() { ttl_seconds }: Valid<typeof NatsCredentialsBodySchema>,
+  ) {
     return this.rpc.call(AccessControlRpc.natsCredentials, { actor, id, ttl_seconds });
   }
 
@@ -161,13 +161,12 @@ export class BotsController {
     response: pageSchema(ApiKeySchema),
     errors: ['NOT_FOUND', 'FORBIDDEN'],
   })
-  listKeys(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(AccessControlRpc.listKeys, {
-      actor,
-      id,
-      page: toPageRequest(parse(PageQuerySchema, query, 'query')),
-    });
+  listKeys(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidQuery() query: Valid<typeof PageQuerySchema>,
+  ) {
+    return this.rpc.call(AccessControlRpc.listKeys, { actor, id, ...paged(query) });
   }
 
   @Delete(':id/keys/:key_id')
@@ -180,8 +179,8 @@ export class BotsController {
     response: null,
     errors: ['NOT_FOUND', 'FORBIDDEN'],
   })
-  async revokeKey(@Caller() actor: Principal, @Param() params: unknown) {
-    await this.rpc.call(AccessControlRpc.deleteKey, { actor, ...parse(BotKeyParamsSchema, params, 'path') });
+  async revokeKey(@Caller() actor: Principal, @ValidParams() { id, key_id }: Valid<typeof BotKeyParamsSchema>) {
+    await this.rpc.call(AccessControlRpc.deleteKey, { actor, id, key_id });
   }
 
   @Put(':id/budget')
@@ -195,9 +194,12 @@ export class BotsController {
     response: BudgetSchema,
     errors: ['NOT_FOUND', 'FORBIDDEN'],
   })
-  putBudget(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(UsageRpc.putBudget, { actor, bot_id: id, ...parse(BudgetBodySchema, body, 'body') });
+  putBudget(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidBody() budget: Valid<typeof BudgetBodySchema>,
+  ) {
+    return this.rpc.call(UsageRpc.putBudget, { actor, bot_id: id, ...budget });
   }
 
   @Get(':id/quota')
@@ -209,8 +211,7 @@ export class BotsController {
     response: QuotaSchema,
     errors: ['NOT_FOUND'],
   })
-  quota(@Caller() actor: Principal, @Param() params: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
+  quota(@Caller() actor: Principal, @ValidParams() { id }: Valid<typeof IdParamSchema>) {
     return this.rpc.call(UsageRpc.quota, { actor, bot_id: id });
   }
 
@@ -224,9 +225,12 @@ export class BotsController {
     response: cursorPageSchema(ActivitySchema),
     errors: ['NOT_FOUND'],
   })
-  activity(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(UsageRpc.activity, { actor, bot_id: id, ...parse(ActivityQuerySchema, query, 'query') });
+  activity(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidQuery() query: Valid<typeof ActivityQuerySchema>,
+  ) {
+    return this.rpc.call(UsageRpc.activity, { actor, bot_id: id, ...query });
   }
 
   @Post(':id/activity')
@@ -236,13 +240,17 @@ export class BotsController {
       "Report activity with the bot's key: one event or { events } (up to 500), as on activity.events.<bot_id>; 202 once durably in JetStream",
     tags: ['usage'],
     params: IdParamSchema,
-    body: ActivityEventsBodySchema,
+    body: eventsBodySchema(ActivityEventSchema),
+    validatesOwnBody: true,
     status: 202,
     response: IngestAcceptedSchema,
     errors: ['FORBIDDEN', 'UPSTREAM_UNAVAILABLE', 'UPSTREAM_TIMEOUT'],
   })
-  reportActivity(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
+  reportActivity(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @Body() body: unknown,
+  ) {
     if (actor.type === 'bot' && actor.id !== id) {
       throw new ParleyError('FORBIDDEN', `the key is for bot ${actor.id}, not bot ${id}`);
     }

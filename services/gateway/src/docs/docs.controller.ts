@@ -1,5 +1,5 @@
-import { Controller, Get, Inject, Param, Res, type OnApplicationBootstrap } from '@nestjs/common';
-import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
+import { Controller, Get, Inject, Param, Res, type OnApplicationBootstrap, type Type } from '@nestjs/common';
+import { DiscoveryService } from '@nestjs/core';
 import type { FastifyReply } from 'fastify';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,16 +28,15 @@ export class DocsController implements OnApplicationBootstrap {
   private document: unknown;
   private readonly assetDir: string;
 
-  constructor(
-    @Inject(DiscoveryService) private readonly discovery: DiscoveryService,
-    @Inject(MetadataScanner) private readonly scanner: MetadataScanner,
-    @Inject(Reflector) private readonly reflector: Reflector,
-  ) {
+  constructor(@Inject(DiscoveryService) private readonly discovery: DiscoveryService) {
     this.assetDir = join(require.resolve('swagger-ui-dist/package.json'), '..');
   }
 
   onApplicationBootstrap(): void {
-    this.document = buildOpenApi(this.discovery, this.scanner, this.reflector);
+    // Built, and every route's schemas checked against its handler, before the gateway listens.
+    this.document = buildOpenApi(
+      this.discovery.getControllers().flatMap((wrapper) => (wrapper.metatype ? [wrapper.metatype as Type] : [])),
+    );
   }
 
   @Get('openapi.json')

@@ -1,9 +1,9 @@
-import { RequestMethod } from '@nestjs/common';
+import { RequestMethod, type Type } from '@nestjs/common';
 import { METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants';
-import type { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
+import { MetadataScanner } from '@nestjs/core';
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from '@parley/contracts';
-import { API_ROUTE, type ApiRouteSpec } from '../http/api-route';
+import { routeSpec, validatedParts, type ApiRouteSpec } from '../http/api-route';
 
 type JsonSchema = Record<string, unknown>;
 
@@ -13,8 +13,8 @@ function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
   return out;
 }
 
-function parameters(schema: z.ZodType | z.ZodType[] | undefined, where: 'query' | 'path'): JsonSchema[] {
-  const list = schema === undefined ? [] : Array.isArray(schema) ? schema : [schema];
+function parameters(schema: z.ZodType | readonly z.ZodType[] | undefined, where: 'query' | 'path'): JsonSchema[] {
+  const list: readonly z.ZodType[] = schema === undefined ? [] : Array.isArray(schema) ? schema : [schema as z.ZodType];
   return list.flatMap((s) => {
     const js = jsonSchema(s, 'input');
     const props = (js.properties ?? {}) as Record<string, JsonSchema>;
@@ -29,12 +29,28 @@ function parameters(schema: z.ZodType | z.ZodType[] | undefined, where: 'query' 
   });
 }
 
+const TAG_DESCRIPTIONS: Record<string, string> = {
+  auth: 'Logging in, tokens and the caller',
+  users: 'Users and their roles (admin)',
+  groups: 'Groups and their members',
+  roles: 'Roles and their grants (admin)',
+  bots: 'Bots and their API keys',
+  sessions: 'Sessions: conversations, their export and live stream',
+  messages: 'Messages in sessions, feedback and search',
+  usage: 'LLM usage and activity from bots, prices, budgets and quotas',
+};
+
+/** What the body parser may answer on a route that reads a body (decisions/0018). */
+const BODY_PARSER_CODES: ErrorCode[] = ['BAD_REQUEST', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE'];
+
 const problemRef = { $ref: '#/components/schemas/Problem' };
 
 function errorResponses(spec: ApiRouteSpec): Record<string, JsonSchema> {
   const codes = new Set<ErrorCode>(spec.errors ?? []);
   if (spec.body || spec.query || spec.params) codes.add('VALIDATION_FAILED');
-  if (spec.body) codes.add('PAYLOAD_TOO_LARGE');
+  if (spec.body) {
+    for (const code of BODY_PARSER_CODES) codes.add(code);
+  }
   if (!spec.public) codes.add('UNAUTHENTICATED');
   if (spec.admin) codes.add('FORBIDDEN');
   codes.add('INTERNAL');
@@ -54,30 +70,55 @@ function errorResponses(spec: ApiRouteSpec): Record<string, JsonSchema> {
   );
 }
 
-/** Builds the OpenAPI 3.1 document from the `@ApiRoute` metadata of every controller. */
-export function buildOpenApi(discovery: DiscoveryService, scanner: MetadataScanner, reflector: Reflector): JsonSchema {
+/**
+ * A route's handler takes validated exactly the parts its spec declares: so each schema in an
+ * `@ApiRoute` is the one its input is parsed with, and no declared schema goes unused.
+ */
+export function checkRoute(route: string, spec: ApiRouteSpec, handler: object): void {
+  const parts = validatedParts(handler);
+  const problems: string[] = [];
+  const declared = { params: spec.params, query: spec.query, body: spec.body };
+  for (const part of ['params', 'query', 'body'] as const) {
+    const taken = parts.filter((p) => p === part).length;
+    const own = part === 'body' && spec.validatesOwnBody;
+    if (taken > 1) problems.push(`takes its ${part} validated more than once`);
+    if (taken > 0 && !declared[part]) {
+      problems.push(`takes its ${part} validated, but its @ApiRoute declares no ${part} schema`);
+    }
+    if (taken > 0 && own) problems.push('takes its body validated, but its @ApiRoute says it validates its own body');
+    if (taken === 0 && declared[part] && !own) {
+      problems.push(`declares a ${part} schema that it never takes (@Valid${part[0].toUpperCase()}${part.slice(1)}())`);
+    }
+  }
+  if (problems.length > 0) throw new Error(`route ${route}: ${problems.join('; ')}`);
+}
+
+/** Builds the OpenAPI 3.1 document from the `@ApiRoute` metadata of the controllers, checking each route. */
+export function buildOpenApi(controllers: Iterable<Type>): JsonSchema {
+  const scanner = new MetadataScanner();
   const paths: Record<string, Record<string, JsonSchema>> = {};
-  for (const wrapper of discovery.getControllers()) {
-    const instance = wrapper.instance as object | undefined;
-    if (!instance || !wrapper.metatype) continue;
-    const base = String(reflector.get<string>(PATH_METADATA, wrapper.metatype) ?? '');
-    const prototype = Object.getPrototypeOf(instance) as Record<string, unknown>;
+  const tags = new Set<string>();
+  for (const controller of controllers) {
+    const base = String((Reflect.getMetadata(PATH_METADATA, controller) as string | undefined) ?? '');
+    const prototype = controller.prototype as Record<string, unknown>;
     for (const name of scanner.getAllMethodNames(prototype)) {
       const handler = prototype[name] as object;
-      const spec = reflector.get<ApiRouteSpec | undefined>(API_ROUTE, handler as never);
+      const spec = routeSpec(handler);
       if (!spec) continue;
-      const sub = String(reflector.get<string>(PATH_METADATA, handler as never) ?? '');
-      const method = RequestMethod[reflector.get<RequestMethod>(METHOD_METADATA, handler as never)].toLowerCase();
+      const sub = String((Reflect.getMetadata(PATH_METADATA, handler) as string | undefined) ?? '');
+      const method = RequestMethod[Reflect.getMetadata(METHOD_METADATA, handler) as RequestMethod].toLowerCase();
       const path = `/${[base, sub].filter((p) => p && p !== '/').join('/')}`
         .replace(/\/+/g, '/')
         .replace(/:(\w+)/g, '{$1}');
+      checkRoute(`${method.toUpperCase()} ${path}`, spec, handler);
+      spec.tags.forEach((tag) => tags.add(tag));
       const success =
         spec.response === null
           ? { description: 'No content' }
           : { description: 'OK', content: { 'application/json': { schema: jsonSchema(spec.response, 'output') } } };
       paths[path] ??= {};
       paths[path][method] = {
-        operationId: `${wrapper.metatype.name.replace(/Controller$/, '')}.${name}`,
+        operationId: `${controller.name.replace(/Controller$/, '')}.${name}`,
         summary: spec.summary,
         tags: spec.tags,
         ...(spec.public ? { security: [] } : {}),
@@ -85,7 +126,7 @@ export function buildOpenApi(discovery: DiscoveryService, scanner: MetadataScann
         ...(spec.body
           ? {
               requestBody: {
-                required: true,
+                required: !spec.optionalBody,
                 content: { 'application/json': { schema: jsonSchema(spec.body, 'input') } },
               },
             }
@@ -101,9 +142,11 @@ export function buildOpenApi(discovery: DiscoveryService, scanner: MetadataScann
       version: '1.0.0',
       description:
         'Sessions, messages, LLM usage and access control for chat and bot products. Errors are application/problem+json with a stable `code`.',
+      license: { name: 'Proprietary', identifier: 'LicenseRef-Proprietary' },
     },
     servers: [{ url: '/' }],
     security: [{ bearer: [] }, { apiKey: [] }],
+    tags: [...tags].sort().map((name) => ({ name, description: TAG_DESCRIPTIONS[name] ?? name })),
     paths,
     components: {
       securitySchemes: {

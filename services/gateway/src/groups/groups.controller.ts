@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Patch, Post, Put, Query } from '@nestjs/common';
+import { Controller, Delete, Get, HttpCode, Inject, Patch, Post, Put } from '@nestjs/common';
 import {
   AccessControlRpc,
   CreateGroupBodySchema,
@@ -9,12 +9,12 @@ import {
   pageSchema,
   PutMemberBodySchema,
   UpdateGroupBodySchema,
-  toPageRequest,
   type Principal,
 } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
 import { Caller } from '../auth/principal';
-import { ApiRoute, parse } from '../http/api-route';
+import { ApiRoute, ValidBody, ValidParams, ValidQuery, type Valid } from '../http/api-route';
+import { paged } from '../http/paging';
 import { GroupMemberParamsSchema } from '../http/params';
 
 @Controller('api/v1/groups')
@@ -31,8 +31,8 @@ export class GroupsController {
     errors: ['CONFLICT'],
     admin: true,
   })
-  create(@Caller() actor: Principal, @Body() body: unknown) {
-    return this.rpc.call(AccessControlRpc.createGroup, { actor, ...parse(CreateGroupBodySchema, body, 'body') });
+  create(@Caller() actor: Principal, @ValidBody() body: Valid<typeof CreateGroupBodySchema>) {
+    return this.rpc.call(AccessControlRpc.createGroup, { actor, ...body });
   }
 
   @Get()
@@ -44,11 +44,8 @@ export class GroupsController {
     response: pageSchema(GroupSchema),
     admin: true,
   })
-  list(@Caller() actor: Principal, @Query() query: unknown) {
-    return this.rpc.call(AccessControlRpc.listGroups, {
-      actor,
-      page: toPageRequest(parse(PageQuerySchema, query, 'query')),
-    });
+  list(@Caller() actor: Principal, @ValidQuery() query: Valid<typeof PageQuerySchema>) {
+    return this.rpc.call(AccessControlRpc.listGroups, { actor, ...paged(query) });
   }
 
   @Patch(':id')
@@ -62,13 +59,12 @@ export class GroupsController {
     errors: ['NOT_FOUND', 'CONFLICT'],
     admin: true,
   })
-  update(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(AccessControlRpc.updateGroup, {
-      actor,
-      id,
-      patch: parse(UpdateGroupBodySchema, body, 'body'),
-    });
+  update(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidBody() patch: Valid<typeof UpdateGroupBodySchema>,
+  ) {
+    return this.rpc.call(AccessControlRpc.updateGroup, { actor, id, patch });
   }
 
   @Delete(':id')
@@ -82,8 +78,8 @@ export class GroupsController {
     errors: ['NOT_FOUND', 'CONFLICT'],
     admin: true,
   })
-  async remove(@Caller() actor: Principal, @Param() params: unknown) {
-    await this.rpc.call(AccessControlRpc.deleteGroup, { actor, ...parse(IdParamSchema, params, 'path') });
+  async remove(@Caller() actor: Principal, @ValidParams() { id }: Valid<typeof IdParamSchema>) {
+    await this.rpc.call(AccessControlRpc.deleteGroup, { actor, id });
   }
 
   @Get(':id/members')
@@ -96,13 +92,12 @@ export class GroupsController {
     response: pageSchema(MembershipSchema),
     errors: ['FORBIDDEN', 'NOT_FOUND'],
   })
-  members(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(AccessControlRpc.listMembers, {
-      actor,
-      id,
-      page: toPageRequest(parse(PageQuerySchema, query, 'query')),
-    });
+  members(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidQuery() query: Valid<typeof PageQuerySchema>,
+  ) {
+    return this.rpc.call(AccessControlRpc.listMembers, { actor, id, ...paged(query) });
   }
 
   @Put(':id/members/:user_id')
@@ -111,13 +106,16 @@ export class GroupsController {
     tags: ['groups'],
     params: GroupMemberParamsSchema,
     body: PutMemberBodySchema,
+    optionalBody: true,
     status: 200,
     response: MembershipSchema,
     errors: ['FORBIDDEN', 'NOT_FOUND'],
   })
-  putMember(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
-    const { id, user_id } = parse(GroupMemberParamsSchema, params, 'path');
-    const { is_group_admin } = parse(PutMemberBodySchema, body ?? {}, 'body');
+  putMember(
+    @Caller() actor: Principal,
+    @ValidParams() { id, user_id }: Valid<typeof GroupMemberParamsSchema>,
+    @ValidBody() { is_group_admin }: Valid<typeof PutMemberBodySchema>,
+  ) {
     return this.rpc.call(AccessControlRpc.putMember, { actor, id, user_id, is_group_admin });
   }
 
@@ -131,7 +129,10 @@ export class GroupsController {
     response: null,
     errors: ['FORBIDDEN', 'NOT_FOUND'],
   })
-  async removeMember(@Caller() actor: Principal, @Param() params: unknown) {
-    await this.rpc.call(AccessControlRpc.deleteMember, { actor, ...parse(GroupMemberParamsSchema, params, 'path') });
+  async removeMember(
+    @Caller() actor: Principal,
+    @ValidParams() { id, user_id }: Valid<typeof GroupMemberParamsSchema>,
+  ) {
+    await this.rpc.call(AccessControlRpc.deleteMember, { actor, id, user_id });
   }
 }

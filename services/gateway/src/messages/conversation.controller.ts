@@ -1,4 +1,4 @@
-import { Controller, Get, Headers, Inject, Param, Query, Req, Res } from '@nestjs/common';
+import { Controller, Get, Headers, Inject, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
@@ -15,7 +15,7 @@ import {
 } from '@parley/contracts';
 import { LOGGER, Metrics, Nats, RpcClient, subscribeLive, type Logger } from '@parley/kit';
 import { Caller } from '../auth/principal';
-import { ApiRoute, parse } from '../http/api-route';
+import { ApiRoute, ValidParams, ValidQuery, type Valid } from '../http/api-route';
 
 const ExportQuerySchema = z.object({ format: z.enum(['json', 'markdown']).default('json') });
 const StreamQuerySchema = z.object({
@@ -77,12 +77,10 @@ export class ConversationController {
   })
   async export(
     @Caller() actor: Principal,
-    @Param() params: unknown,
-    @Query() query: unknown,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidQuery() { format }: Valid<typeof ExportQuerySchema>,
     @Res() reply: FastifyReply,
   ) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    const { format } = parse(ExportQuerySchema, query, 'query');
     const session = await this.rpc.call(SessionRpc.get, { actor, id });
     const rpc = this.rpc;
     async function* body(): AsyncGenerator<string> {
@@ -120,17 +118,15 @@ export class ConversationController {
   })
   async stream(
     @Caller() actor: Principal,
-    @Param() params: unknown,
-    @Query() query: unknown,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidQuery() query: Valid<typeof StreamQuerySchema>,
     @Headers('last-event-id') lastEventHeader: string | undefined,
     @Req() request: FastifyRequest,
     @Res() reply: FastifyReply,
   ) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    const parsed = parse(StreamQuerySchema, query, 'query');
     const headerSeq =
       lastEventHeader !== undefined && /^\d+$/.test(lastEventHeader) ? Number(lastEventHeader) : undefined;
-    let lastSent = headerSeq ?? parsed.last_event_id ?? 0;
+    let lastSent = headerSeq ?? query.last_event_id ?? 0;
     await this.rpc.call(SessionRpc.get, { actor, id });
 
     // Subscribe first, then replay what was missed: nothing falls between the two.
@@ -188,7 +184,7 @@ export class ConversationController {
       live.unsubscribe();
     });
     try {
-      if (lastSent > 0 || headerSeq !== undefined || parsed.last_event_id !== undefined) await replay();
+      if (lastSent > 0 || headerSeq !== undefined || query.last_event_id !== undefined) await replay();
     } catch (error) {
       this.logger.warn(
         { err: error instanceof Error ? error.message : String(error), session: id },

@@ -1,4 +1,4 @@
-import { Body, Controller, Get, Inject, Param, Patch, Post, Put, Query, Res } from '@nestjs/common';
+import { Controller, Get, Inject, Patch, Post, Put, Res } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { z } from 'zod';
 import {
@@ -20,12 +20,12 @@ import {
   SensitiveBodySchema,
   SessionRpc,
   cursorPageSchema,
-  toPageRequest,
   type Principal,
 } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
 import { Caller } from '../auth/principal';
-import { ApiRoute, parse } from '../http/api-route';
+import { ApiRoute, ValidBody, ValidParams, ValidQuery, type Valid } from '../http/api-route';
+import { paged } from '../http/paging';
 
 const SearchPageSchema = z.object({
   limit: z.coerce.number().int('must be an integer').min(1).max(200).default(50),
@@ -51,13 +51,11 @@ export class MessagesController {
   })
   async append(
     @Caller() actor: Principal,
-    @Param() params: unknown,
-    @Body() body: unknown,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    // The schema holds the size limits too: content, metadata or media too large is a 413 naming it.
+    @ValidBody() message: Valid<typeof NewMessageSchema>,
     @Res() reply: FastifyReply,
   ) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    // The schema holds the size limits too: content, metadata or media too large is a 413 naming it.
-    const message = parse(NewMessageSchema, body, 'body');
     const answer = await this.rpc.call(MessageRpc.append, { actor, session_id: id, message });
     await reply.status(answer.created ? 201 : 200).send(answer.message);
   }
@@ -73,9 +71,11 @@ export class MessagesController {
     response: z.object({ items: z.array(MessageSchema) }),
     errors: ['NOT_FOUND', 'FORBIDDEN', 'CONFLICT'],
   })
-  appendBatch(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    const { messages } = parse(BatchBodySchema, body, 'body');
+  appendBatch(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidBody() { messages }: Valid<typeof BatchBodySchema>,
+  ) {
     return this.rpc.call(MessageRpc.appendBatch, { actor, session_id: id, messages });
   }
 
@@ -89,11 +89,12 @@ export class MessagesController {
     response: MessagePageSchema,
     errors: ['NOT_FOUND'],
   })
-  list(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    const { order } = parse(MessageListQuerySchema, query, 'query');
-    const page = toPageRequest(parse(PageQuerySchema, query, 'query'));
-    return this.rpc.call(MessageRpc.list, { actor, session_id: id, order, page });
+  list(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidQuery() query: Valid<[typeof MessageListQuerySchema, typeof PageQuerySchema]>,
+  ) {
+    return this.rpc.call(MessageRpc.list, { actor, session_id: id, ...paged(query) });
   }
 
   @Get('sessions/:id/messages/latest')
@@ -105,8 +106,7 @@ export class MessagesController {
     response: MessageSchema,
     errors: ['NOT_FOUND'],
   })
-  latest(@Caller() actor: Principal, @Param() params: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
+  latest(@Caller() actor: Principal, @ValidParams() { id }: Valid<typeof IdParamSchema>) {
     return this.rpc.call(MessageRpc.latest, { actor, session_id: id });
   }
 
@@ -120,9 +120,12 @@ export class MessagesController {
     response: MessageSchema,
     errors: ['NOT_FOUND', 'FORBIDDEN'],
   })
-  feedback(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(MessageRpc.feedback, { actor, id, body: parse(FeedbackBodySchema, body, 'body') });
+  feedback(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidBody() body: Valid<typeof FeedbackBodySchema>,
+  ) {
+    return this.rpc.call(MessageRpc.feedback, { actor, id, body });
   }
 
   @Patch('messages/:id')
@@ -136,9 +139,11 @@ export class MessagesController {
     errors: ['NOT_FOUND'],
     admin: true,
   })
-  setSensitive(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    const { sensitive_status } = parse(SensitiveBodySchema, body, 'body');
+  setSensitive(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidBody() { sensitive_status }: Valid<typeof SensitiveBodySchema>,
+  ) {
     return this.rpc.call(MessageRpc.setSensitive, { actor, id, sensitive_status });
   }
 
@@ -151,19 +156,20 @@ export class MessagesController {
     response: cursorPageSchema(SearchHitSchema),
     errors: ['NOT_FOUND', 'FORBIDDEN'],
   })
-  async search(@Caller() actor: Principal, @Query() query: unknown) {
-    const filters = parse(SearchQuerySchema, query, 'query');
-    const { limit, cursor } = parse(SearchPageSchema, query, 'query');
-    if (filters.session_id) await this.rpc.call(SessionRpc.get, { actor, id: filters.session_id });
-    if (filters.bot_id) {
+  async search(
+    @Caller() actor: Principal,
+    @ValidQuery() query: Valid<[typeof SearchQuerySchema, typeof SearchPageSchema]>,
+  ) {
+    if (query.session_id) await this.rpc.call(SessionRpc.get, { actor, id: query.session_id });
+    if (query.bot_id) {
       const bot = await this.rpc.call(AccessControlRpc.check, {
         subject: actor,
         action: 'read',
-        resource: { type: 'bot', id: filters.bot_id },
+        resource: { type: 'bot', id: query.bot_id },
       });
-      if (!bot.allowed) throw new ParleyError('FORBIDDEN', `you may not read the messages of bot ${filters.bot_id}`);
+      if (!bot.allowed) throw new ParleyError('FORBIDDEN', `you may not read the messages of bot ${query.bot_id}`);
     }
     const scope = await this.rpc.call(ReadScopeRpc, { subject: actor });
-    return this.rpc.call(MessageRpc.search, { actor, ...filters, scope, limit, cursor });
+    return this.rpc.call(MessageRpc.search, { actor, ...query, scope });
   }
 }

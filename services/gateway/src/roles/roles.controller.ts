@@ -1,4 +1,4 @@
-import { Body, Controller, Get, Inject, Param, Post, Put, Query } from '@nestjs/common';
+import { Controller, Get, Inject, Post, Put } from '@nestjs/common';
 import {
   AccessControlRpc,
   CreateRoleBodySchema,
@@ -8,12 +8,12 @@ import {
   pageSchema,
   PutGrantsBodySchema,
   RoleSchema,
-  toPageRequest,
   type Principal,
 } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
 import { Caller } from '../auth/principal';
-import { ApiRoute, parse } from '../http/api-route';
+import { ApiRoute, ValidBody, ValidParams, ValidQuery, type Valid } from '../http/api-route';
+import { paged } from '../http/paging';
 
 @Controller('api/v1/roles')
 export class RolesController {
@@ -29,8 +29,8 @@ export class RolesController {
     errors: ['CONFLICT'],
     admin: true,
   })
-  create(@Caller() actor: Principal, @Body() body: unknown) {
-    return this.rpc.call(AccessControlRpc.createRole, { actor, ...parse(CreateRoleBodySchema, body, 'body') });
+  create(@Caller() actor: Principal, @ValidBody() body: Valid<typeof CreateRoleBodySchema>) {
+    return this.rpc.call(AccessControlRpc.createRole, { actor, ...body });
   }
 
   @Get()
@@ -42,11 +42,8 @@ export class RolesController {
     response: pageSchema(RoleSchema),
     admin: true,
   })
-  list(@Caller() actor: Principal, @Query() query: unknown) {
-    return this.rpc.call(AccessControlRpc.listRoles, {
-      actor,
-      page: toPageRequest(parse(PageQuerySchema, query, 'query')),
-    });
+  list(@Caller() actor: Principal, @ValidQuery() query: Valid<typeof PageQuerySchema>) {
+    return this.rpc.call(AccessControlRpc.listRoles, { actor, ...paged(query) });
   }
 
   @Get(':id/grants')
@@ -59,8 +56,8 @@ export class RolesController {
     errors: ['NOT_FOUND'],
     admin: true,
   })
-  grants(@Caller() actor: Principal, @Param() params: unknown) {
-    return this.rpc.call(AccessControlRpc.getGrants, { actor, ...parse(IdParamSchema, params, 'path') });
+  grants(@Caller() actor: Principal, @ValidParams() { id }: Valid<typeof IdParamSchema>) {
+    return this.rpc.call(AccessControlRpc.getGrants, { actor, id });
   }
 
   @Put(':id/grants')
@@ -74,12 +71,11 @@ export class RolesController {
     errors: ['NOT_FOUND'],
     admin: true,
   })
-  putGrants(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(AccessControlRpc.putGrants, {
-      actor,
-      id,
-      grants: parse(PutGrantsBodySchema, body, 'body').grants,
-    });
+  putGrants(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidBody() { grants }: Valid<typeof PutGrantsBodySchema>,
+  ) {
+    return this.rpc.call(AccessControlRpc.putGrants, { actor, id, grants });
   }
 }

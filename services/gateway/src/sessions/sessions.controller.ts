@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Patch, Post, Query } from '@nestjs/common';
+import { Controller, Delete, Get, HttpCode, Inject, Patch, Post } from '@nestjs/common';
 import {
   CreateSessionBodySchema,
   IdParamSchema,
@@ -13,13 +13,13 @@ import {
   UsageRpc,
   UsageTotalsSchema,
   UpdateSessionBodySchema,
-  toPageRequest,
   type Principal,
 } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
 import { z } from 'zod';
 import { Caller } from '../auth/principal';
-import { ApiRoute, parse } from '../http/api-route';
+import { ApiRoute, ValidBody, ValidParams, ValidQuery, type Valid } from '../http/api-route';
+import { paged } from '../http/paging';
 
 const IncludeQuerySchema = z.object({
   include: z
@@ -65,8 +65,8 @@ export class SessionsController {
     response: SessionSchema,
     errors: ['NOT_FOUND'],
   })
-  create(@Caller() actor: Principal, @Body() body: unknown) {
-    return this.rpc.call(SessionRpc.create, { actor, ...parse(CreateSessionBodySchema, body, 'body') });
+  create(@Caller() actor: Principal, @ValidBody() body: Valid<typeof CreateSessionBodySchema>) {
+    return this.rpc.call(SessionRpc.create, { actor, ...body });
   }
 
   @Get()
@@ -77,10 +77,8 @@ export class SessionsController {
     status: 200,
     response: pageSchema(SessionSchema),
   })
-  list(@Caller() actor: Principal, @Query() query: unknown) {
-    const filters = parse(SessionFiltersSchema, query, 'query');
-    const page = toPageRequest(parse(PageQuerySchema, query, 'query'));
-    return this.rpc.call(SessionRpc.list, { actor, ...filters, page });
+  list(@Caller() actor: Principal, @ValidQuery() query: Valid<[typeof SessionFiltersSchema, typeof PageQuerySchema]>) {
+    return this.rpc.call(SessionRpc.list, { actor, ...paged(query) });
   }
 
   @Get(':id')
@@ -94,9 +92,11 @@ export class SessionsController {
     response: SessionWithIncludesSchema,
     errors: ['NOT_FOUND'],
   })
-  async get(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    const { include } = parse(IncludeQuerySchema, query, 'query');
+  async get(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidQuery() { include }: Valid<typeof IncludeQuerySchema>,
+  ) {
     // The session answer decides access; the others run beside it and are dropped if it refuses.
     const [session, messages, usage] = await Promise.all([
       this.rpc.call(SessionRpc.get, { actor, id }),
@@ -131,9 +131,12 @@ export class SessionsController {
     response: SessionSchema,
     errors: ['NOT_FOUND'],
   })
-  update(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(SessionRpc.update, { actor, id, patch: parse(UpdateSessionBodySchema, body, 'body') });
+  update(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidBody() patch: Valid<typeof UpdateSessionBodySchema>,
+  ) {
+    return this.rpc.call(SessionRpc.update, { actor, id, patch });
   }
 
   @Delete(':id')
@@ -146,7 +149,7 @@ export class SessionsController {
     response: null,
     errors: ['NOT_FOUND'],
   })
-  async remove(@Caller() actor: Principal, @Param() params: unknown) {
-    await this.rpc.call(SessionRpc.remove, { actor, ...parse(IdParamSchema, params, 'path') });
+  async remove(@Caller() actor: Principal, @ValidParams() { id }: Valid<typeof IdParamSchema>) {
+    await this.rpc.call(SessionRpc.remove, { actor, id });
   }
 }

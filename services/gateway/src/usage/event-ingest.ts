@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { errors as natsErrors } from '@nats-io/transport-node';
 import { SpanKind, trace } from '@opentelemetry/api';
-import type { z } from 'zod';
+import { z } from 'zod';
 import {
   MAX_EVENTS_PER_POST,
   ParleyError,
@@ -16,6 +16,14 @@ import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 
 const tracer = trace.getTracer('@parley/gateway/usage');
 const PUBLISH_TIMEOUT_MS = 10_000;
+
+/**
+ * The body of an ingestion route as the OpenAPI document shows it: one event, or `{ events }`.
+ * EventIngest checks it event by event with the same event schema, naming `events.<i>.<field>`.
+ */
+export function eventsBodySchema<S extends z.ZodType>(event: S) {
+  return z.union([event, z.object({ events: z.array(event).min(1).max(MAX_EVENTS_PER_POST) }).strict()]);
+}
 
 export interface EventKind<S extends z.ZodType> {
   schema: S;

@@ -1,8 +1,7 @@
-import { Body, Controller, Get, HttpCode, Inject, Post, Put, Query } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Inject, Post, Put } from '@nestjs/common';
 import { z } from 'zod';
 import {
   IngestAcceptedSchema,
-  MAX_EVENTS_PER_POST,
   PriceSchema,
   PricesQuerySchema,
   PutPricesBodySchema,
@@ -20,13 +19,8 @@ import {
 } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
 import { Caller } from '../auth/principal';
-import { ApiRoute, parse } from '../http/api-route';
-import { EventIngest } from './event-ingest';
-
-export const UsageEventsBodySchema = z.union([
-  UsageEventSchema,
-  z.object({ events: z.array(UsageEventSchema).min(1).max(MAX_EVENTS_PER_POST) }).strict(),
-]);
+import { ApiRoute, ValidBody, ValidQuery, type Valid } from '../http/api-route';
+import { EventIngest, eventsBodySchema } from './event-ingest';
 
 @Controller('api/v1/usage')
 export class UsageController {
@@ -41,7 +35,8 @@ export class UsageController {
     summary:
       "Report usage with the bot's key: one event or { events } (up to 500). Validated whole first (400 names the index, nothing is stored); 202 once every event is durably in JetStream. A retried event counts once",
     tags: ['usage'],
-    body: UsageEventsBodySchema,
+    body: eventsBodySchema(UsageEventSchema),
+    validatesOwnBody: true,
     status: 202,
     response: IngestAcceptedSchema,
     errors: ['FORBIDDEN', 'UPSTREAM_UNAVAILABLE', 'UPSTREAM_TIMEOUT'],
@@ -65,8 +60,8 @@ export class UsageController {
     response: UsageSummarySchema,
     errors: ['FORBIDDEN'],
   })
-  summary(@Caller() actor: Principal, @Query() query: unknown) {
-    return this.rpc.call(UsageRpc.summary, { actor, ...parse(UsageSummaryQuerySchema, query, 'query') });
+  summary(@Caller() actor: Principal, @ValidQuery() query: Valid<typeof UsageSummaryQuerySchema>) {
+    return this.rpc.call(UsageRpc.summary, { actor, ...query });
   }
 
   @Get('records')
@@ -78,8 +73,8 @@ export class UsageController {
     response: cursorPageSchema(UsageRecordSchema),
     errors: ['FORBIDDEN', 'NOT_FOUND'],
   })
-  records(@Caller() actor: Principal, @Query() query: unknown) {
-    return this.rpc.call(UsageRpc.records, { actor, ...parse(UsageRecordsQuerySchema, query, 'query') });
+  records(@Caller() actor: Principal, @ValidQuery() query: Valid<typeof UsageRecordsQuerySchema>) {
+    return this.rpc.call(UsageRpc.records, { actor, ...query });
   }
 
   @Put('prices')
@@ -92,8 +87,8 @@ export class UsageController {
     response: z.object({ items: z.array(PriceSchema) }),
     admin: true,
   })
-  putPrices(@Caller() actor: Principal, @Body() body: unknown) {
-    return this.rpc.call(UsageRpc.putPrices, { actor, prices: parse(PutPricesBodySchema, body, 'body').prices });
+  putPrices(@Caller() actor: Principal, @ValidBody() { prices }: Valid<typeof PutPricesBodySchema>) {
+    return this.rpc.call(UsageRpc.putPrices, { actor, prices });
   }
 
   @Get('prices')
@@ -104,7 +99,7 @@ export class UsageController {
     status: 200,
     response: cursorPageSchema(PriceSchema),
   })
-  listPrices(@Caller() actor: Principal, @Query() query: unknown) {
-    return this.rpc.call(UsageRpc.listPrices, { actor, ...parse(PricesQuerySchema, query, 'query') });
+  listPrices(@Caller() actor: Principal, @ValidQuery() query: Valid<typeof PricesQuerySchema>) {
+    return this.rpc.call(UsageRpc.listPrices, { actor, ...query });
   }
 }

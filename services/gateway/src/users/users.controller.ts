@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, HttpCode, Inject, Param, Patch, Post, Put, Query } from '@nestjs/common';
+import { Controller, Delete, Get, HttpCode, Inject, Patch, Post, Put } from '@nestjs/common';
 import {
   AccessControlRpc,
   AccessRpc,
@@ -9,13 +9,13 @@ import {
   pageSchema,
   UpdateUserBodySchema,
   UserSchema,
-  toPageRequest,
   type Principal,
 } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
 import { z } from 'zod';
 import { Caller } from '../auth/principal';
-import { ApiRoute, parse } from '../http/api-route';
+import { ApiRoute, ValidBody, ValidParams, ValidQuery, type Valid } from '../http/api-route';
+import { paged } from '../http/paging';
 import { UserRoleParamsSchema } from '../http/params';
 
 @Controller('api/v1/users')
@@ -32,8 +32,8 @@ export class UsersController {
     errors: ['USERNAME_TAKEN'],
     admin: true,
   })
-  create(@Caller() actor: Principal, @Body() body: unknown) {
-    return this.rpc.call(AccessRpc.createUser, { actor, ...parse(CreateUserBodySchema, body, 'body') });
+  create(@Caller() actor: Principal, @ValidBody() body: Valid<typeof CreateUserBodySchema>) {
+    return this.rpc.call(AccessRpc.createUser, { actor, ...body });
   }
 
   @Get()
@@ -45,10 +45,8 @@ export class UsersController {
     response: pageSchema(UserSchema),
     admin: true,
   })
-  list(@Caller() actor: Principal, @Query() query: unknown) {
-    const filters = parse(ListUsersQuerySchema, query, 'query');
-    const page = toPageRequest(parse(PageQuerySchema, query, 'query'));
-    return this.rpc.call(AccessRpc.listUsers, { actor, ...filters, page });
+  list(@Caller() actor: Principal, @ValidQuery() query: Valid<[typeof ListUsersQuerySchema, typeof PageQuerySchema]>) {
+    return this.rpc.call(AccessRpc.listUsers, { actor, ...paged(query) });
   }
 
   @Patch(':id')
@@ -62,9 +60,12 @@ export class UsersController {
     errors: ['NOT_FOUND', 'CONFLICT'],
     admin: true,
   })
-  update(@Caller() actor: Principal, @Param() params: unknown, @Body() body: unknown) {
-    const { id } = parse(IdParamSchema, params, 'path');
-    return this.rpc.call(AccessRpc.updateUser, { actor, id, patch: parse(UpdateUserBodySchema, body, 'body') });
+  update(
+    @Caller() actor: Principal,
+    @ValidParams() { id }: Valid<typeof IdParamSchema>,
+    @ValidBody() patch: Valid<typeof UpdateUserBodySchema>,
+  ) {
+    return this.rpc.call(AccessRpc.updateUser, { actor, id, patch });
   }
 
   @Delete(':id')
@@ -78,8 +79,8 @@ export class UsersController {
     errors: ['NOT_FOUND', 'CONFLICT'],
     admin: true,
   })
-  async remove(@Caller() actor: Principal, @Param() params: unknown) {
-    await this.rpc.call(AccessControlRpc.deleteUser, { actor, ...parse(IdParamSchema, params, 'path') });
+  async remove(@Caller() actor: Principal, @ValidParams() { id }: Valid<typeof IdParamSchema>) {
+    await this.rpc.call(AccessControlRpc.deleteUser, { actor, id });
   }
 
   @Put(':id/roles/:role_id')
@@ -92,8 +93,7 @@ export class UsersController {
     errors: ['NOT_FOUND'],
     admin: true,
   })
-  assignRole(@Caller() actor: Principal, @Param() params: unknown) {
-    const { id, role_id } = parse(UserRoleParamsSchema, params, 'path');
+  assignRole(@Caller() actor: Principal, @ValidParams() { id, role_id }: Valid<typeof UserRoleParamsSchema>) {
     return this.rpc.call(AccessControlRpc.putUserRole, { actor, user_id: id, role_id });
   }
 
@@ -108,8 +108,7 @@ export class UsersController {
     errors: ['NOT_FOUND'],
     admin: true,
   })
-  async unassignRole(@Caller() actor: Principal, @Param() params: unknown) {
-    const { id, role_id } = parse(UserRoleParamsSchema, params, 'path');
+  async unassignRole(@Caller() actor: Principal, @ValidParams() { id, role_id }: Valid<typeof UserRoleParamsSchema>) {
     await this.rpc.call(AccessControlRpc.deleteUserRole, { actor, user_id: id, role_id });
   }
 }
