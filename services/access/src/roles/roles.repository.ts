@@ -9,6 +9,12 @@ export const ROLES = uuidKeyed('roles');
 /** The strongest permission among the grants `g` as a number (read 1, write 2, manage 3; none 0). */
 const RANK_SQL = `max(case g.permission when 'read' then 1 when 'write' then 2 when 'manage' then 3 else 0 end)`;
 
+/** A grant on one resource of a type, or on all of them ("*"). */
+const TARGET_SQL = {
+  session: `(g.resource_type = 'session' and g.resource_id in (?, '*'))`,
+  bot: `(g.resource_type = 'bot' and g.resource_id in (?, '*'))`,
+} as const;
+
 /**
  * The SQL of roles, their grants and who holds them. Reads use a fresh fork; writes that
  * belong to a caller's transaction take it.
@@ -73,10 +79,10 @@ export class RolesRepository {
    * The strongest permission any of the user's roles grants on any of these targets: each a
    * resource type and an id, also matched by a grant on "*".
    */
-  async rankOn(userId: string, targets: { type: 'session' | 'bot'; id: string }[]): Promise<number> {
+  async rankOn(userId: string, targets: { type: keyof typeof TARGET_SQL; id: string }[]): Promise<number> {
     const [row] = await this.em().execute<{ rank: number | null }[]>(
       `select ${RANK_SQL} as rank from user_roles ur join role_grants g on g.role_id = ur.role_id
-       where ur.user_id = ? and (${targets.map((t) => `(g.resource_type = '${t.type}' and g.resource_id in (?, '*'))`).join(' or ')})`,
+       where ur.user_id = ? and (${targets.map((t) => TARGET_SQL[t.type]).join(' or ')})`,
       [userId, ...targets.map((t) => t.id)],
     );
     return Number(row?.rank ?? 0);
