@@ -69,6 +69,7 @@ export class BotsController {
     query: PageQuerySchema,
     status: 200,
     response: pageSchema(BotSchema),
+    errors: ['INVALID_CURSOR'],
   })
   list(@Caller() actor: Principal, @Query() query: unknown) {
     return this.rpc.call(AccessControlRpc.listBots, {
@@ -159,7 +160,7 @@ export class BotsController {
     query: PageQuerySchema,
     status: 200,
     response: pageSchema(ApiKeySchema),
-    errors: ['NOT_FOUND', 'FORBIDDEN'],
+    errors: ['NOT_FOUND', 'FORBIDDEN', 'INVALID_CURSOR'],
   })
   listKeys(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {
     const { id } = parse(IdParamSchema, params, 'path');

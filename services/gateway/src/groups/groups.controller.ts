@@ -43,6 +43,7 @@ export class GroupsController {
     status: 200,
     response: pageSchema(GroupSchema),
     admin: true,
+    errors: ['INVALID_CURSOR'],
   })
   list(@Caller() actor: Principal, @Query() query: unknown) {
     return this.rpc.call(AccessControlRpc.listGroups, {
@@ -94,7 +95,7 @@ export class GroupsController {
     query: PageQuerySchema,
     status: 200,
     response: pageSchema(MembershipSchema),
-    errors: ['FORBIDDEN', 'NOT_FOUND'],
+    errors: ['FORBIDDEN', 'NOT_FOUND', 'INVALID_CURSOR'],
   })
   members(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {
     const { id } = parse(IdParamSchema, params, 'path');

@@ -76,6 +76,7 @@ export class SessionsController {
     query: [SessionFiltersSchema, PageQuerySchema],
     status: 200,
     response: pageSchema(SessionSchema),
+    errors: ['INVALID_CURSOR'],
   })
   list(@Caller() actor: Principal, @Query() query: unknown) {
     const filters = parse(SessionFiltersSchema, query, 'query');

@@ -44,6 +44,7 @@ export class UsersController {
     status: 200,
     response: pageSchema(UserSchema),
     admin: true,
+    errors: ['INVALID_CURSOR'],
   })
   list(@Caller() actor: Principal, @Query() query: unknown) {
     const filters = parse(ListUsersQuerySchema, query, 'query');
