@@ -103,7 +103,13 @@ describe('auth and users (e2e)', () => {
     expect(paged.body.total).toBeGreaterThanOrEqual(3);
     expect((await api('GET', '/api/v1/users?limit=0', { token: admin })).status).toBe(400);
     expect((await api('GET', '/api/v1/users?limit=201', { token: admin })).status).toBe(400);
-    expect((await api('GET', '/api/v1/users?cursor=garbage', { token: admin })).status).toBe(400);
+    const garbage = await api('GET', '/api/v1/users?cursor=garbage', { token: admin });
+    expect(garbage.status).toBe(400);
+    expect(garbage.body).toMatchObject({ code: 'INVALID_CURSOR', errors: [{ field: 'cursor' }] });
+    const otherFilter = await api('GET', `/api/v1/users?limit=2&q=list&cursor=${first.body.next_cursor}`, {
+      token: admin,
+    });
+    expect(otherFilter.body.code).toBe('INVALID_CURSOR');
   });
 
   it('stops a disabled user at login and refuses their live token within seconds', async () => {

@@ -105,6 +105,16 @@ describe('sessions (e2e)', () => {
       cursor = page.body.next_cursor;
     } while (cursor);
     expect(seen).toEqual([...ids].reverse());
+    // A cursor is the caller's and its filters': another caller's or another filter's is a 400.
+    const first = await api('GET', '/api/v1/sessions?limit=2', { token: u.token });
+    for (const [query, token] of [
+      [`limit=2&cursor=${first.body.next_cursor}`, outsider.token],
+      [`limit=2&status=active&cursor=${first.body.next_cursor}`, u.token],
+    ] as const) {
+      const refused = await api('GET', `/api/v1/sessions?${query}`, { token });
+      expect(refused.status).toBe(400);
+      expect(refused.body).toMatchObject({ code: 'INVALID_CURSOR', errors: [{ field: 'cursor' }] });
+    }
 
     // Updating the oldest makes it the newest activity.
     await api('PATCH', `/api/v1/sessions/${ids[0]}`, { token: u.token, body: { title: 'touched' } });

@@ -151,8 +151,35 @@ describe(SessionsService.name, () => {
     expect(odd).toMatchObject({ total: 3, page: 1, size: 10 });
     const pct = await rpc.call(SessionRpc.list, { actor: carol, q: '%', page: { kind: 'cursor', limit: 10 } });
     expect(pct.items).toHaveLength(0);
-    await expect(
-      rpc.call(SessionRpc.list, { actor: carol, page: { kind: 'cursor', limit: 3, cursor: 'bm90LWEtY3Vyc29y' } }),
-    ).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
+  });
+
+  it('refuses a cursor that was edited, made for other filters or for another caller', async () => {
+    for (let i = 0; i < 3; i++) await rpc.call(SessionRpc.create, { actor: carol, title: `cursor-${i}` });
+    const list = (actor: Principal, cursor: string | undefined, filters: { status?: 'active'; q?: string } = {}) =>
+      rpc.call(SessionRpc.list, { actor, ...filters, page: { kind: 'cursor', limit: 1, cursor } });
+    const first = await list(carol, undefined, { q: 'cursor-' });
+    if (!('next_cursor' in first) || !first.next_cursor) throw new Error('expected a next cursor');
+    const cursor = first.next_cursor;
+    expect((await list(carol, cursor, { q: 'cursor-' })).items).toHaveLength(1);
+    const [id, body, mac] = cursor.split('.') as [string, string, string];
+    const lastSeen = JSON.parse(Buffer.from(body, 'base64url').toString()) as string[];
+    const forged = Buffer.from(JSON.stringify(['9999-01-01T00:00:00.000Z', lastSeen[1]])).toString('base64url');
+    const refused: [string, () => Promise<unknown>][] = [
+      ['edited values', () => list(carol, `${id}.${forged}.${mac}`, { q: 'cursor-' })],
+      [
+        'edited signature',
+        () => list(carol, `${id}.${body}.${mac.startsWith('A') ? 'B' : 'A'}${mac.slice(1)}`, { q: 'cursor-' }),
+      ],
+      ['unsigned values', () => list(carol, 'WyJ4Il0', { q: 'cursor-' })],
+      ['another filter', () => list(carol, cursor, { q: 'cursor-', status: 'active' })],
+      ['no filter', () => list(carol, cursor)],
+      ['another caller', () => list(admin, cursor, { q: 'cursor-' })],
+    ];
+    for (const [why, call] of refused) {
+      await expect(call().then(() => why)).rejects.toMatchObject({
+        code: 'INVALID_CURSOR',
+        errors: [{ field: 'cursor', message: expect.any(String) }],
+      });
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { LockMode, MikroORM } from '@mikro-orm/postgresql';
+import { MikroORM } from '@mikro-orm/postgresql';
 import * as argon2 from 'argon2';
 import { createHash, randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
@@ -9,7 +9,7 @@ import { KIT_OPTIONS, LOGGER, REDIS, type KitOptions, type Logger } from '@parle
 import { ACCESS_CONFIG, type AccessConfig } from '../config';
 import { UsersService, hashPassword } from '../users/users.service';
 import type { User } from '../users/user.entity';
-import { RefreshTokenEntity } from './auth.entities';
+import { RefreshTokensRepository } from './refresh-tokens.repository';
 import { KeysService } from './keys.service';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -24,6 +24,7 @@ export class AuthService {
 
   constructor(
     @Inject(MikroORM) private readonly orm: MikroORM,
+    @Inject(RefreshTokensRepository) private readonly tokens: RefreshTokensRepository,
     @Inject(ACCESS_CONFIG) private readonly config: AccessConfig,
     @Inject(UsersService) private readonly users: UsersService,
     @Inject(KeysService) private readonly keys: KeysService,
@@ -83,11 +84,7 @@ export class AuthService {
   async refresh(refreshToken: string): Promise<TokenResponse> {
     const em = this.orm.em.fork();
     const user = await em.transactional(async (tx) => {
-      const token = await tx.findOne(
-        RefreshTokenEntity,
-        { tokenHash: sha256(refreshToken) },
-        { lockMode: LockMode.PESSIMISTIC_WRITE },
-      );
+      const token = await this.tokens.lockByHash(tx, sha256(refreshToken));
       if (!token || token.revokedAt || token.expiresAt.getTime() < Date.now()) {
         throw new ParleyError('INVALID_CREDENTIALS', 'refresh token is invalid, expired or already used');
       }
@@ -99,28 +96,19 @@ export class AuthService {
   }
 
   async logout(refreshToken: string): Promise<void> {
-    await this.orm.em
-      .fork()
-      .nativeUpdate(
-        RefreshTokenEntity,
-        { tokenHash: sha256(refreshToken), revokedAt: null },
-        { revokedAt: new Date() },
-      );
+    await this.tokens.revokeByHash(sha256(refreshToken));
   }
 
   private async issue(user: User): Promise<TokenResponse> {
     const refreshToken = randomBytes(32).toString('base64url');
     const now = new Date();
-    const em = this.orm.em.fork();
-    em.create(RefreshTokenEntity, {
+    await this.tokens.insert({
       id: uuidv7(),
       userId: user.id,
       tokenHash: sha256(refreshToken),
       expiresAt: new Date(now.getTime() + this.config.REFRESH_TOKEN_TTL * 1000),
-      revokedAt: null,
       createdAt: now,
     });
-    await em.flush();
     const ttl = this.config.JWT_TTL;
     return {
       access_token: await this.keys.sign({ sub: user.id, adm: user.isAdmin }, ttl),

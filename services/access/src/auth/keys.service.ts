@@ -1,9 +1,8 @@
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
-import { MikroORM } from '@mikro-orm/postgresql';
 import { SignJWT, exportJWK, generateKeyPair, importJWK, importPKCS8, type CryptoKey, type JWK } from 'jose';
 import { createHash, createPublicKey } from 'node:crypto';
 import { ACCESS_CONFIG, type AccessConfig } from '../config';
-import { SigningKeyEntity } from './auth.entities';
+import { SigningKeysRepository } from './signing-keys.repository';
 
 export const JWT_ALG = 'EdDSA';
 export const JWT_ISSUER = 'parley-access';
@@ -24,7 +23,7 @@ export class KeysService implements OnApplicationBootstrap {
   private active: Promise<ActiveKey> | undefined;
 
   constructor(
-    @Inject(MikroORM) private readonly orm: MikroORM,
+    @Inject(SigningKeysRepository) private readonly signingKeys: SigningKeysRepository,
     @Inject(ACCESS_CONFIG) private readonly config: AccessConfig,
   ) {}
 
@@ -48,21 +47,18 @@ export class KeysService implements OnApplicationBootstrap {
       const kid = createHash('sha256').update(JSON.stringify(publicJwk)).digest('base64url').slice(0, 16);
       return { kid, privateKey, publicJwk: { ...publicJwk, kid, alg: JWT_ALG, use: 'sig' } };
     }
-    const em = this.orm.em.fork();
-    const newest = async () =>
-      (await em.fork().find(SigningKeyEntity, {}, { orderBy: { createdAt: 'desc' }, limit: 1 })).at(0);
-    let stored = await newest();
+    let stored = await this.signingKeys.newest();
     if (!stored) {
       const pair = await generateKeyPair(JWT_ALG, { crv: 'Ed25519', extractable: true });
       const publicJwk = await exportJWK(pair.publicKey);
       const kid = createHash('sha256').update(JSON.stringify(publicJwk)).digest('base64url').slice(0, 16);
       // Instances starting together may both generate one: the first insert wins and everyone reads it back.
-      await em.execute(
-        `insert into signing_keys (kid, private_jwk, public_jwk, created_at) select ?, ?, ?, now()
-         where not exists (select 1 from signing_keys)`,
-        [kid, JSON.stringify(await exportJWK(pair.privateKey)), JSON.stringify(publicJwk)],
+      await this.signingKeys.insertFirst(
+        kid,
+        JSON.stringify(await exportJWK(pair.privateKey)),
+        JSON.stringify(publicJwk),
       );
-      stored = await newest();
+      stored = await this.signingKeys.newest();
       if (!stored) throw new Error('signing key was not stored');
     }
     const privateKey = (await importJWK(stored.privateJwk as JWK, JWT_ALG)) as CryptoKey;

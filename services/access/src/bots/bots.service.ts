@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { MikroORM, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
+import { MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import { createHash, randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { z } from 'zod';
@@ -11,10 +11,13 @@ import {
   type Permission,
   type Principal,
 } from '@parley/contracts';
+import { Keyset } from '@parley/kit';
 import { AccessChanges } from '../changes';
-import { pageByKey } from '../paging';
+import { pageOf } from '../paging';
 import { PermissionsService } from '../permissions/permissions.service';
+import { RolesRepository } from '../roles/roles.repository';
 import { ApiKeyEntity, BotEntity, type ApiKey, type Bot } from './bot.entities';
+import { BOTS, BOT_KEYS, BotsRepository, type BotVisibility } from './bots.repository';
 
 type BotView = z.infer<typeof AccessControlRpc.getBot.response>;
 type KeyView = z.infer<typeof AccessControlRpc.createKey.response>;
@@ -54,6 +57,9 @@ export class BotsService {
     @Inject(MikroORM) private readonly orm: MikroORM,
     @Inject(AccessChanges) private readonly changes: AccessChanges,
     @Inject(PermissionsService) private readonly permissions: PermissionsService,
+    @Inject(BotsRepository) private readonly bots: BotsRepository,
+    @Inject(RolesRepository) private readonly roles: RolesRepository,
+    @Inject(Keyset) private readonly keyset: Keyset,
   ) {}
 
   private newKey(em: EntityManager, botId: string, expiresAt: Date | null): { entity: ApiKey; secret: string } {
@@ -116,20 +122,14 @@ export class BotsService {
   }
 
   async list(actor: Principal, page: PageRequest): Promise<Page<BotView>> {
-    const em = this.orm.em.fork();
-    let where: FilterQuery<Bot> = {};
+    let visible: BotVisibility = { all: true };
     if (actor.type === 'bot') {
-      where = { id: actor.id };
+      visible = { id: actor.id };
     } else if (!actor.is_admin) {
-      const granted = await em.execute<{ resource_id: string }[]>(
-        `select distinct g.resource_id from user_roles ur join role_grants g on g.role_id = ur.role_id
-         where ur.user_id = ? and g.resource_type = 'bot'`,
-        [actor.id],
-      );
-      const ids = granted.map((g) => g.resource_id);
-      if (!ids.includes('*')) where = { $or: [{ ownerId: actor.id }, { id: { $in: ids } }] };
+      const ids = await this.roles.grantedBotIds(actor.id);
+      if (!ids.includes('*')) visible = { ownerId: actor.id, ids };
     }
-    return pageByKey(em, BotEntity, where, 'id', page, botView);
+    return pageOf(this.keyset, BOTS, page, { actor }, this.bots.pages(visible), { view: botView, key: (b) => [b.id] });
   }
 
   async update(
@@ -157,9 +157,7 @@ export class BotsService {
     await this.authorized(actor, id, 'manage');
     const em = this.orm.em.fork();
     await em.transactional(async (tx) => {
-      const now = new Date();
-      await tx.nativeUpdate(BotEntity, { id }, { enabled: false, updatedAt: now });
-      await tx.nativeUpdate(ApiKeyEntity, { botId: id, revokedAt: null }, { revokedAt: now });
+      await this.bots.disable(tx, id, new Date());
       this.changes.record(tx, 'bot', id);
     });
     await this.changes.committed();
@@ -184,14 +182,17 @@ export class BotsService {
 
   async listKeys(actor: Principal, id: string, page: PageRequest): Promise<Page<KeyListItem>> {
     await this.authorized(actor, id, 'manage');
-    return pageByKey(this.orm.em.fork(), ApiKeyEntity, { botId: id }, 'id', page, keyListItem);
+    return pageOf(this.keyset, BOT_KEYS, page, { actor, filters: { bot_id: id } }, this.bots.keyPages(id), {
+      view: keyListItem,
+      key: (k) => [k.id],
+    });
   }
 
   async revokeKey(actor: Principal, id: string, keyId: string): Promise<void> {
     await this.authorized(actor, id, 'manage');
     const em = this.orm.em.fork();
     await em.transactional(async (tx) => {
-      const changed = await tx.nativeUpdate(ApiKeyEntity, { id: keyId, botId: id }, { revokedAt: new Date() });
+      const changed = await this.bots.revokeKey(tx, id, keyId);
       if (changed === 0) throw new ParleyError('NOT_FOUND', `key ${keyId} not found`);
       this.changes.record(tx, 'key', keyId);
     });
@@ -200,22 +201,7 @@ export class BotsService {
 
   /** The bot a key belongs to, if the key is live: not revoked, not expired, its bot enabled. */
   async verifyKey(secret: string): Promise<BotInfo> {
-    const em = this.orm.em.fork();
-    const [row] = await em.execute<
-      {
-        id: string;
-        bot_id: string;
-        name: string;
-        enabled: boolean;
-        expires_at: Date | null;
-        revoked_at: Date | null;
-        last_used_at: Date | null;
-      }[]
-    >(
-      `select k.id, k.bot_id, b.name, b.enabled, k.expires_at, k.revoked_at, k.last_used_at
-       from api_keys k join bots b on b.id = k.bot_id where k.key_hash = ?`,
-      [hashKey(secret)],
-    );
+    const row = await this.bots.keyByHash(hashKey(secret));
     if (
       !row ||
       row.revoked_at ||
@@ -226,7 +212,7 @@ export class BotsService {
     }
     const lastUsed = row.last_used_at ? new Date(row.last_used_at).getTime() : 0;
     if (Date.now() - lastUsed > LAST_USED_RESOLUTION_MS) {
-      await em.execute('update api_keys set last_used_at = now() where id = ?', [row.id]);
+      await this.bots.touchKey(row.id);
     }
     return {
       bot_id: row.bot_id,
@@ -238,9 +224,7 @@ export class BotsService {
 
   /** Which of these bots exist, and whether each is enabled: the usage service checks every event's bot. */
   async statuses(ids: string[]): Promise<{ id: string; enabled: boolean }[]> {
-    return this.orm.em
-      .fork()
-      .execute<{ id: string; enabled: boolean }[]>('select id, enabled from bots where id in (?)', [ids]);
+    return this.bots.statuses(ids);
   }
 
   async botName(id: string): Promise<string | null> {

@@ -3,11 +3,14 @@ import { MikroORM, UniqueConstraintViolationException } from '@mikro-orm/postgre
 import { v7 as uuidv7 } from 'uuid';
 import type { z } from 'zod';
 import { ParleyError, type AccessControlRpc, type Page, type PageRequest, type Principal } from '@parley/contracts';
+import { Keyset } from '@parley/kit';
 import { AccessChanges } from '../changes';
-import { pageByKey } from '../paging';
+import { pageOf } from '../paging';
 import { UserEntity } from '../users/user.entity';
+import { UsersRepository } from '../users/users.repository';
 import { requireAdmin } from '../require-admin';
-import { GroupEntity, MembershipEntity, type Group } from './group.entities';
+import { GroupEntity, type Group } from './group.entities';
+import { GROUPS, GROUP_MEMBERS, GroupsRepository } from './groups.repository';
 
 type GroupView = z.infer<typeof AccessControlRpc.createGroup.response>;
 type MemberView = z.infer<typeof AccessControlRpc.putMember.response>;
@@ -29,18 +32,19 @@ export class GroupsService {
   constructor(
     @Inject(MikroORM) private readonly orm: MikroORM,
     @Inject(AccessChanges) private readonly changes: AccessChanges,
+    @Inject(GroupsRepository) private readonly groups: GroupsRepository,
+    @Inject(UsersRepository) private readonly users: UsersRepository,
+    @Inject(Keyset) private readonly keyset: Keyset,
   ) {}
 
   /** The group every new user joins; created once, whoever starts first. */
   async ensureDefault(): Promise<Group> {
-    const em = this.orm.em.fork();
-    const existing = await em.findOne(GroupEntity, { isDefault: true });
+    const existing = await this.groups.findDefault();
     if (existing) return existing;
-    await em.execute(
-      `insert into groups (id, name, remark, is_default, created_at) values (?, ?, ?, true, now()) on conflict do nothing`,
-      [uuidv7(), DEFAULT_GROUP_NAME, 'every user joins this group'],
-    );
-    return this.orm.em.fork().findOneOrFail(GroupEntity, { isDefault: true });
+    await this.groups.insertDefault(uuidv7(), DEFAULT_GROUP_NAME, 'every user joins this group');
+    const created = await this.groups.findDefault();
+    if (!created) throw new Error('the default group was not stored');
+    return created;
   }
 
   async create(actor: Principal, name: string, remark?: string): Promise<GroupView> {
@@ -59,7 +63,7 @@ export class GroupsService {
 
   async list(actor: Principal, page: PageRequest): Promise<Page<GroupView>> {
     requireAdmin(actor);
-    return pageByKey(this.orm.em.fork(), GroupEntity, {}, 'id', page, groupView);
+    return pageOf(this.keyset, GROUPS, page, { actor }, this.groups.pages(), { view: groupView, key: (g) => [g.id] });
   }
 
   async update(actor: Principal, id: string, patch: { name?: string; remark?: string | null }): Promise<GroupView> {
@@ -80,7 +84,7 @@ export class GroupsService {
       const group = await tx.findOne(GroupEntity, { id });
       if (!group) throw new ParleyError('NOT_FOUND', `group ${id} not found`);
       if (group.isDefault) throw new ParleyError('CONFLICT', 'the default group cannot be deleted');
-      await tx.nativeDelete(MembershipEntity, { groupId: id });
+      await this.groups.removeAllMembers(tx, id);
       tx.remove(group);
       this.changes.record(tx, 'membership', id);
     });
@@ -90,26 +94,24 @@ export class GroupsService {
   /** Admins, and the group's own admins, manage its members; anyone else is refused (403). */
   private async requireGroupManager(actor: Principal, groupId: string): Promise<void> {
     if (actor.type === 'user' && actor.is_admin) {
-      if (!(await this.orm.em.fork().count(GroupEntity, { id: groupId }))) {
-        throw new ParleyError('NOT_FOUND', `group ${groupId} not found`);
-      }
+      if (!(await this.groups.exists(groupId))) throw new ParleyError('NOT_FOUND', `group ${groupId} not found`);
       return;
     }
-    if (actor.type === 'user') {
-      const mine = await this.orm.em
-        .fork()
-        .findOne(MembershipEntity, { groupId, userId: actor.id, isGroupAdmin: true });
-      if (mine) return;
-    }
+    if (actor.type === 'user' && (await this.groups.isGroupAdmin(groupId, actor.id))) return;
     throw new ParleyError('FORBIDDEN', 'this needs an administrator or an admin of the group');
   }
 
   async members(actor: Principal, groupId: string, page: PageRequest): Promise<Page<MemberView>> {
     await this.requireGroupManager(actor, groupId);
-    const em = this.orm.em.fork();
-    const memberships = await pageByKey(em, MembershipEntity, { groupId }, 'userId', page, (m) => m);
-    const users = await em.find(UserEntity, { id: { $in: memberships.items.map((m) => m.userId) } });
-    const names = new Map(users.map((u) => [u.id, u.username]));
+    const memberships = await pageOf(
+      this.keyset,
+      GROUP_MEMBERS,
+      page,
+      { actor, filters: { group_id: groupId } },
+      this.groups.memberPages(groupId),
+      { view: (m) => m, key: (m) => [m.userId] },
+    );
+    const names = await this.users.usernames(memberships.items.map((m) => m.userId));
     return {
       ...memberships,
       items: memberships.items.map((m) => ({
@@ -126,11 +128,7 @@ export class GroupsService {
     const user = await em.findOne(UserEntity, { id: userId });
     if (!user) throw new ParleyError('NOT_FOUND', `user ${userId} not found`);
     await em.transactional(async (tx) => {
-      await tx.execute(
-        `insert into memberships (group_id, user_id, is_group_admin, created_at) values (?, ?, ?, now())
-         on conflict (group_id, user_id) do update set is_group_admin = excluded.is_group_admin`,
-        [groupId, userId, isGroupAdmin],
-      );
+      await this.groups.putMember(tx, groupId, userId, isGroupAdmin);
       this.changes.record(tx, 'membership', `${groupId}:${userId}`);
     });
     await this.changes.committed();
@@ -141,7 +139,7 @@ export class GroupsService {
     await this.requireGroupManager(actor, groupId);
     const em = this.orm.em.fork();
     await em.transactional(async (tx) => {
-      const removed = await tx.nativeDelete(MembershipEntity, { groupId, userId });
+      const removed = await this.groups.removeMember(tx, groupId, userId);
       if (removed === 0) throw new ParleyError('NOT_FOUND', `user ${userId} is not in group ${groupId}`);
       this.changes.record(tx, 'membership', `${groupId}:${userId}`);
     });
@@ -149,12 +147,7 @@ export class GroupsService {
   }
 
   async groupsOf(userId: string): Promise<{ id: string; name: string; is_group_admin: boolean }[]> {
-    const em = this.orm.em.fork();
-    return em.execute(
-      `select g.id, g.name, m.is_group_admin from memberships m join groups g on g.id = m.group_id
-       where m.user_id = ? order by g.name`,
-      [userId],
-    );
+    return this.groups.groupsOf(userId);
   }
 
   private async flushUnique(em: ReturnType<MikroORM['em']['fork']>, message: string): Promise<void> {

@@ -1,5 +1,4 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import type { Redis } from 'ioredis';
 import { createHash } from 'node:crypto';
 import {
@@ -13,11 +12,13 @@ import {
   RedisKeys,
 } from '@parley/contracts';
 import { KIT_OPTIONS, REDIS, type KitOptions } from '@parley/kit';
+import { BotsRepository } from '../bots/bots.repository';
 import { epochKey } from '../changes';
+import { GroupsRepository } from '../groups/groups.repository';
+import { RolesRepository } from '../roles/roles.repository';
+import { UsersRepository } from '../users/users.repository';
 
 const DECISION_TTL_SECONDS = 30;
-
-const RANK_SQL = `max(case g.permission when 'read' then 1 when 'write' then 2 when 'manage' then 3 else 0 end)`;
 
 const allow = (reason: string): Decision => ({ allowed: true, reason });
 const deny = (reason: string): Decision => ({ allowed: false, reason });
@@ -31,7 +32,10 @@ const deny = (reason: string): Decision => ({ allowed: false, reason });
 @Injectable()
 export class PermissionsService {
   constructor(
-    @Inject(MikroORM) private readonly orm: MikroORM,
+    @Inject(UsersRepository) private readonly users: UsersRepository,
+    @Inject(GroupsRepository) private readonly groups: GroupsRepository,
+    @Inject(RolesRepository) private readonly roles: RolesRepository,
+    @Inject(BotsRepository) private readonly bots: BotsRepository,
     @Inject(REDIS) private readonly redis: Redis,
     @Inject(KIT_OPTIONS) private readonly options: KitOptions,
   ) {}
@@ -43,7 +47,7 @@ export class PermissionsService {
   async check(check: Check): Promise<Decision> {
     const cached = await this.cached(check);
     if (cached.decision) return cached.decision;
-    const decision = await this.decide(this.orm.em.fork(), check);
+    const decision = await this.decide(check);
     if (cached.key)
       await this.redis.set(cached.key, JSON.stringify(decision), 'EX', DECISION_TTL_SECONDS).catch(() => undefined);
     return decision;
@@ -66,12 +70,9 @@ export class PermissionsService {
     }
   }
 
-  async decide(em: EntityManager, { subject, action, resource }: Check): Promise<Decision> {
-    if (subject.type === 'bot') return this.decideForBot(em, subject.id, action, resource);
-    const [user] = await em.execute<{ enabled: boolean; is_admin: boolean }[]>(
-      'select enabled, is_admin from users where id = ?',
-      [subject.id],
-    );
+  async decide({ subject, action, resource }: Check): Promise<Decision> {
+    if (subject.type === 'bot') return this.decideForBot(subject.id, action, resource);
+    const user = await this.users.state(subject.id);
     if (!user) return deny('unknown user');
     if (!user.enabled) return deny('user disabled');
     if (user.is_admin) return allow('admin');
@@ -80,31 +81,21 @@ export class PermissionsService {
     if (resource.type === 'session') {
       if (resource.user_id === subject.id) return allow('owner');
       if (action === 'read' && resource.group_ids.length > 0) {
-        const rows = await em.execute(
-          'select 1 from memberships where user_id = ? and is_group_admin and group_id in (?) limit 1',
-          [subject.id, resource.group_ids],
-        );
-        if (rows.length > 0) return allow('group admin');
+        if (await this.groups.administersAny(subject.id, resource.group_ids)) return allow('group admin');
       }
-      const rank = await this.grantRank(em, subject.id, resource);
+      const rank = await this.grantRank(subject.id, resource);
       return rank >= needed ? allow('role grant') : deny(rank > 0 ? 'grant too weak' : 'no right');
     }
 
-    const [bot] = await em.execute<{ owner_id: string }[]>('select owner_id from bots where id = ?', [resource.id]);
-    if (!bot) return deny('unknown bot');
-    if (bot.owner_id === subject.id) return allow('owner');
-    const rank = await this.grantRank(em, subject.id, resource);
+    const owner = await this.bots.ownerOf(resource.id);
+    if (!owner) return deny('unknown bot');
+    if (owner === subject.id) return allow('owner');
+    const rank = await this.grantRank(subject.id, resource);
     return rank >= needed ? allow('role grant') : deny(rank > 0 ? 'grant too weak' : 'no right');
   }
 
-  private async decideForBot(
-    em: EntityManager,
-    botId: string,
-    action: Permission,
-    resource: Resource,
-  ): Promise<Decision> {
-    const [bot] = await em.execute<{ enabled: boolean }[]>('select enabled from bots where id = ?', [botId]);
-    if (!bot?.enabled) return deny('bot disabled or unknown');
+  private async decideForBot(botId: string, action: Permission, resource: Resource): Promise<Decision> {
+    if (!(await this.bots.enabled(botId))) return deny('bot disabled or unknown');
     if (resource.type === 'session') {
       return resource.bot_id === botId && action !== 'manage' ? allow('own bot') : deny("not this bot's session");
     }
@@ -112,26 +103,12 @@ export class PermissionsService {
   }
 
   /** The strongest permission any of the user's roles grants on the resource (or its bot, or "*"). */
-  private async grantRank(em: EntityManager, userId: string, resource: Resource): Promise<number> {
-    const targets: string[] = [];
-    const params: unknown[] = [userId];
-    if (resource.type === 'session') {
-      targets.push(`(g.resource_type = 'session' and g.resource_id in (?, '*'))`);
-      params.push(resource.id);
-      if (resource.bot_id) {
-        targets.push(`(g.resource_type = 'bot' and g.resource_id in (?, '*'))`);
-        params.push(resource.bot_id);
-      }
-    } else {
-      targets.push(`(g.resource_type = 'bot' and g.resource_id in (?, '*'))`);
-      params.push(resource.id);
-    }
-    const [row] = await em.execute<{ rank: number | null }[]>(
-      `select ${RANK_SQL} as rank from user_roles ur join role_grants g on g.role_id = ur.role_id
-       where ur.user_id = ? and (${targets.join(' or ')})`,
-      params,
-    );
-    return Number(row?.rank ?? 0);
+  private grantRank(userId: string, resource: Resource): Promise<number> {
+    if (resource.type === 'bot') return this.roles.rankOn(userId, [{ type: 'bot', id: resource.id }]);
+    return this.roles.rankOn(userId, [
+      { type: 'session', id: resource.id },
+      ...(resource.bot_id ? [{ type: 'bot' as const, id: resource.bot_id }] : []),
+    ]);
   }
 
   /**
@@ -140,41 +117,22 @@ export class PermissionsService {
    */
   async listScope(subject: Principal, userId?: string, botId?: string): Promise<{ all: boolean; group_ids: string[] }> {
     const none = { all: false, group_ids: [] };
-    const em = this.orm.em.fork();
     if (subject.type === 'bot') {
       const ownBot = !botId || botId === subject.id;
       return ownBot ? { all: true, group_ids: [] } : none;
     }
-    const [user] = await em.execute<{ enabled: boolean; is_admin: boolean }[]>(
-      'select enabled, is_admin from users where id = ?',
-      [subject.id],
-    );
+    const user = await this.users.state(subject.id);
     if (!user?.enabled) return none;
     if (user.is_admin) return { all: true, group_ids: [] };
     if (userId === subject.id) return { all: true, group_ids: [] };
-    const [everySession] = await em.execute<{ rank: number | null }[]>(
-      `select ${RANK_SQL} as rank from user_roles ur join role_grants g on g.role_id = ur.role_id
-       where ur.user_id = ? and g.resource_type = 'session' and g.resource_id = '*'`,
-      [subject.id],
-    );
-    if (Number(everySession?.rank ?? 0) >= 1) return { all: true, group_ids: [] };
+    if ((await this.roles.rankOnEverySession(subject.id)) >= 1) return { all: true, group_ids: [] };
     if (botId) {
-      const [bot] = await em.execute<{ owner_id: string }[]>('select owner_id from bots where id = ?', [botId]);
-      if (
-        bot &&
-        (bot.owner_id === subject.id || (await this.grantRank(em, subject.id, { type: 'bot', id: botId })) >= 1)
-      ) {
+      const owner = await this.bots.ownerOf(botId);
+      if (owner && (owner === subject.id || (await this.grantRank(subject.id, { type: 'bot', id: botId })) >= 1)) {
         return { all: true, group_ids: [] };
       }
     }
-    if (userId) {
-      const rows = await em.execute<{ group_id: string }[]>(
-        `select mine.group_id from memberships mine join memberships theirs on theirs.group_id = mine.group_id
-         where mine.user_id = ? and mine.is_group_admin and theirs.user_id = ?`,
-        [subject.id, userId],
-      );
-      return { all: false, group_ids: rows.map((r) => r.group_id) };
-    }
+    if (userId) return { all: false, group_ids: await this.groups.administeredWith(subject.id, userId) };
     return none;
   }
 
@@ -184,26 +142,15 @@ export class PermissionsService {
    */
   async botScope(subject: Principal): Promise<{ all: boolean; bot_ids: string[] }> {
     const none = { all: false, bot_ids: [] };
-    const em = this.orm.em.fork();
     if (subject.type === 'bot') {
-      const [bot] = await em.execute<{ enabled: boolean }[]>('select enabled from bots where id = ?', [subject.id]);
-      return bot?.enabled ? { all: false, bot_ids: [subject.id] } : none;
+      return (await this.bots.enabled(subject.id)) ? { all: false, bot_ids: [subject.id] } : none;
     }
-    const [user] = await em.execute<{ enabled: boolean; is_admin: boolean }[]>(
-      'select enabled, is_admin from users where id = ?',
-      [subject.id],
-    );
+    const user = await this.users.state(subject.id);
     if (!user?.enabled) return none;
     if (user.is_admin) return { all: true, bot_ids: [] };
-    const rows = await em.execute<{ id: string }[]>(
-      `select id::text from bots where owner_id = ?
-       union
-       select g.resource_id from user_roles ur join role_grants g on g.role_id = ur.role_id
-       where ur.user_id = ? and g.resource_type = 'bot'`,
-      [subject.id, subject.id],
-    );
-    if (rows.some((r) => r.id === '*')) return { all: true, bot_ids: [] };
-    return { all: false, bot_ids: rows.map((r) => r.id) };
+    const ids = await this.bots.idsOwnedOrGranted(subject.id);
+    if (ids.includes('*')) return { all: true, bot_ids: [] };
+    return { all: false, bot_ids: ids };
   }
 
   /**
@@ -212,39 +159,25 @@ export class PermissionsService {
    * own or hold a grant on, sessions granted one by one; or everything.
    */
   async readScope(subject: Principal): Promise<ReadScope> {
-    const em = this.orm.em.fork();
     const none: ReadScope = { all: false, user_id: null, group_ids: [], bot_ids: [], session_ids: [] };
     if (subject.type === 'bot') {
-      const [bot] = await em.execute<{ enabled: boolean }[]>('select enabled from bots where id = ?', [subject.id]);
-      return bot?.enabled ? { ...none, bot_ids: [subject.id] } : none;
+      return (await this.bots.enabled(subject.id)) ? { ...none, bot_ids: [subject.id] } : none;
     }
-    const [user] = await em.execute<{ enabled: boolean; is_admin: boolean }[]>(
-      'select enabled, is_admin from users where id = ?',
-      [subject.id],
-    );
+    const user = await this.users.state(subject.id);
     if (!user?.enabled) return none;
     if (user.is_admin) return { ...none, all: true };
-    const grants = await em.execute<{ resource_type: string; resource_id: string }[]>(
-      `select distinct g.resource_type, g.resource_id from user_roles ur join role_grants g on g.role_id = ur.role_id
-       where ur.user_id = ?`,
-      [subject.id],
-    );
+    const grants = await this.roles.grantedResources(subject.id);
     if (grants.some((g) => g.resource_type === 'session' && g.resource_id === '*')) return { ...none, all: true };
     const everyBot = grants.some((g) => g.resource_type === 'bot' && g.resource_id === '*');
-    const groups = await em.execute<{ group_id: string }[]>(
-      'select group_id from memberships where user_id = ? and is_group_admin',
-      [subject.id],
-    );
-    const bots = everyBot
-      ? await em.execute<{ id: string }[]>('select id from bots')
-      : await em.execute<{ id: string }[]>('select id from bots where owner_id = ?', [subject.id]);
+    const groupIds = await this.groups.administeredBy(subject.id);
+    const botIds = everyBot ? await this.bots.allIds() : await this.bots.idsOwnedBy(subject.id);
     const granted = (type: string) =>
       grants.filter((g) => g.resource_type === type && g.resource_id !== '*').map((g) => g.resource_id);
     return {
       all: false,
       user_id: subject.id,
-      group_ids: groups.map((g) => g.group_id),
-      bot_ids: [...new Set([...bots.map((b) => b.id), ...granted('bot')])],
+      group_ids: groupIds,
+      bot_ids: [...new Set([...botIds, ...granted('bot')])],
       session_ids: granted('session'),
     };
   }

@@ -2,17 +2,22 @@ import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM, UniqueConstraintViolationException } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
 import { ParleyError, type Grant, type Page, type PageRequest, type Principal } from '@parley/contracts';
+import { Keyset } from '@parley/kit';
 import { AccessChanges } from '../changes';
-import { pageByKey } from '../paging';
-import { UserEntity } from '../users/user.entity';
+import { pageOf } from '../paging';
+import { UsersRepository } from '../users/users.repository';
 import { requireAdmin } from '../require-admin';
-import { RoleEntity, RoleGrantEntity, UserRoleEntity } from './role.entities';
+import { RoleEntity } from './role.entities';
+import { ROLES, RolesRepository } from './roles.repository';
 
 @Injectable()
 export class RolesService {
   constructor(
     @Inject(MikroORM) private readonly orm: MikroORM,
     @Inject(AccessChanges) private readonly changes: AccessChanges,
+    @Inject(RolesRepository) private readonly roles: RolesRepository,
+    @Inject(UsersRepository) private readonly users: UsersRepository,
+    @Inject(Keyset) private readonly keyset: Keyset,
   ) {}
 
   async create(actor: Principal, name: string): Promise<{ id: string; name: string }> {
@@ -31,20 +36,20 @@ export class RolesService {
 
   async list(actor: Principal, page: PageRequest): Promise<Page<{ id: string; name: string }>> {
     requireAdmin(actor);
-    return pageByKey(this.orm.em.fork(), RoleEntity, {}, 'id', page, (r) => ({ id: r.id, name: r.name }));
+    return pageOf(this.keyset, ROLES, page, { actor }, this.roles.pages(), {
+      view: (r) => ({ id: r.id, name: r.name }),
+      key: (r) => [r.id],
+    });
   }
 
   private async requireRole(id: string): Promise<void> {
-    if (!(await this.orm.em.fork().count(RoleEntity, { id })))
-      throw new ParleyError('NOT_FOUND', `role ${id} not found`);
+    if (!(await this.roles.exists(id))) throw new ParleyError('NOT_FOUND', `role ${id} not found`);
   }
 
   async grants(actor: Principal, roleId: string): Promise<{ role_id: string; grants: Grant[] }> {
     requireAdmin(actor);
     await this.requireRole(roleId);
-    const rows = await this.orm.em
-      .fork()
-      .find(RoleGrantEntity, { roleId }, { orderBy: { resourceType: 'asc', resourceId: 'asc' } });
+    const rows = await this.roles.grantsOf(roleId);
     return {
       role_id: roleId,
       grants: rows.map((g) => ({
@@ -72,18 +77,15 @@ export class RolesService {
     }
     const em = this.orm.em.fork();
     await em.transactional(async (tx) => {
-      await tx.nativeDelete(RoleGrantEntity, { roleId });
-      if (strongest.size > 0) {
-        await tx.insertMany(
-          RoleGrantEntity,
-          [...strongest.values()].map((g) => ({
-            roleId,
-            resourceType: g.resource_type,
-            resourceId: g.resource_id,
-            permission: g.permission,
-          })),
-        );
-      }
+      await this.roles.replaceGrants(
+        tx,
+        roleId,
+        [...strongest.values()].map((g) => ({
+          resourceType: g.resource_type,
+          resourceId: g.resource_id,
+          permission: g.permission,
+        })),
+      );
       this.changes.record(tx, 'grant', roleId);
     });
     await this.changes.committed();
@@ -93,13 +95,9 @@ export class RolesService {
   async assign(actor: Principal, userId: string, roleId: string): Promise<{ user_id: string; role_id: string }> {
     requireAdmin(actor);
     await this.requireRole(roleId);
-    const em = this.orm.em.fork();
-    if (!(await em.count(UserEntity, { id: userId }))) throw new ParleyError('NOT_FOUND', `user ${userId} not found`);
-    await em.transactional(async (tx) => {
-      await tx.execute(
-        `insert into user_roles (user_id, role_id, created_at) values (?, ?, now()) on conflict do nothing`,
-        [userId, roleId],
-      );
+    if (!(await this.users.exists(userId))) throw new ParleyError('NOT_FOUND', `user ${userId} not found`);
+    await this.orm.em.fork().transactional(async (tx) => {
+      await this.roles.assign(tx, userId, roleId);
       this.changes.record(tx, 'role', `${userId}:${roleId}`);
     });
     await this.changes.committed();
@@ -110,7 +108,7 @@ export class RolesService {
     requireAdmin(actor);
     const em = this.orm.em.fork();
     await em.transactional(async (tx) => {
-      const removed = await tx.nativeDelete(UserRoleEntity, { userId, roleId });
+      const removed = await this.roles.unassign(tx, userId, roleId);
       if (removed === 0) throw new ParleyError('NOT_FOUND', `user ${userId} does not have role ${roleId}`);
       this.changes.record(tx, 'role', `${userId}:${roleId}`);
     });
@@ -118,12 +116,6 @@ export class RolesService {
   }
 
   async roleNamesOf(userId: string): Promise<string[]> {
-    const rows = await this.orm.em
-      .fork()
-      .execute<{ name: string }[]>(
-        'select r.name from user_roles ur join roles r on r.id = ur.role_id where ur.user_id = ? order by r.name',
-        [userId],
-      );
-    return rows.map((r) => r.name);
+    return this.roles.roleNamesOf(userId);
   }
 }

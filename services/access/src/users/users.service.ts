@@ -3,22 +3,18 @@ import { MikroORM, UniqueConstraintViolationException, type EntityManager } from
 import * as argon2 from 'argon2';
 import { v7 as uuidv7 } from 'uuid';
 import type { z } from 'zod';
-import {
-  ParleyError,
-  decodeCursor,
-  encodeCursor,
-  type AccessRpc,
-  type Page,
-  type Principal,
-  type User as UserView,
-} from '@parley/contracts';
+import { ParleyError, type AccessRpc, type Page, type Principal, type User as UserView } from '@parley/contracts';
+import { Keyset } from '@parley/kit';
 import { randomBytes } from 'node:crypto';
-import { RefreshTokenEntity } from '../auth/auth.entities';
+import { RefreshTokensRepository } from '../auth/refresh-tokens.repository';
 import { AccessChanges } from '../changes';
 import { GroupsService } from '../groups/groups.service';
+import { GroupsRepository } from '../groups/groups.repository';
 import { MembershipEntity } from '../groups/group.entities';
-import { UserRoleEntity } from '../roles/role.entities';
+import { pageOf } from '../paging';
+import { RolesRepository } from '../roles/roles.repository';
 import { UserEntity, type User } from './user.entity';
+import { USERS, UsersRepository } from './users.repository';
 import { requireAdmin } from '../require-admin';
 
 type CreateRequest = z.output<typeof AccessRpc.createUser.request>;
@@ -44,6 +40,11 @@ export class UsersService {
     @Inject(MikroORM) private readonly orm: MikroORM,
     @Inject(GroupsService) private readonly groups: GroupsService,
     @Inject(AccessChanges) private readonly changes: AccessChanges,
+    @Inject(UsersRepository) private readonly users: UsersRepository,
+    @Inject(GroupsRepository) private readonly groupsRepo: GroupsRepository,
+    @Inject(RolesRepository) private readonly roles: RolesRepository,
+    @Inject(RefreshTokensRepository) private readonly tokens: RefreshTokensRepository,
+    @Inject(Keyset) private readonly keyset: Keyset,
   ) {}
 
   private em(): EntityManager {
@@ -90,23 +91,10 @@ export class UsersService {
 
   async list(req: ListRequest): Promise<Page<UserView>> {
     requireAdmin(req.actor);
-    const em = this.em();
-    const where: Record<string, unknown> = {};
-    if (req.q) where.username = { $ilike: `%${req.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` };
-    const { page } = req;
-    if (page.kind === 'offset') {
-      const [rows, total] = await em.findAndCount(UserEntity, where, {
-        orderBy: { id: 'asc' },
-        limit: page.size,
-        offset: (page.page - 1) * page.size,
-      });
-      return { items: rows.map(toView), total, page: page.page, size: page.size };
-    }
-    if (page.cursor) where.id = { $gt: String(decodeCursor(page.cursor, 1)[0]) };
-    const rows = await em.find(UserEntity, where, { orderBy: { id: 'asc' }, limit: page.limit + 1 });
-    const items = rows.slice(0, page.limit);
-    const last = items.at(-1);
-    return { items: items.map(toView), next_cursor: rows.length > page.limit && last ? encodeCursor([last.id]) : null };
+    return pageOf(this.keyset, USERS, req.page, { actor: req.actor, filters: { q: req.q } }, this.users.pages(req.q), {
+      view: toView,
+      key: (u) => [u.id],
+    });
   }
 
   async update(req: UpdateRequest): Promise<UserView> {
@@ -125,9 +113,7 @@ export class UsersService {
     user.updatedAt = new Date();
     await em.transactional(async (tx) => {
       tx.persist(user);
-      if (patch.enabled === false || patch.password !== undefined) {
-        await tx.nativeUpdate(RefreshTokenEntity, { userId: user.id, revokedAt: null }, { revokedAt: new Date() });
-      }
+      if (patch.enabled === false || patch.password !== undefined) await this.tokens.revokeAllOf(tx, user.id);
       this.changes.record(tx, 'user', user.id);
     });
     await this.changes.committed();
@@ -149,9 +135,9 @@ export class UsersService {
       user.enabled = false;
       user.isAdmin = false;
       user.updatedAt = new Date();
-      await tx.nativeUpdate(RefreshTokenEntity, { userId: id, revokedAt: null }, { revokedAt: new Date() });
-      await tx.nativeDelete(MembershipEntity, { userId: id });
-      await tx.nativeDelete(UserRoleEntity, { userId: id });
+      await this.tokens.revokeAllOf(tx, id);
+      await this.groupsRepo.removeFromAll(tx, id);
+      await this.roles.unassignAll(tx, id);
       this.changes.record(tx, 'user', id);
     });
     await this.changes.committed();
@@ -171,12 +157,12 @@ export class UsersService {
     user.updatedAt = new Date();
     await em.transactional(async (tx) => {
       tx.persist(user);
-      await tx.nativeUpdate(RefreshTokenEntity, { userId: user.id, revokedAt: null }, { revokedAt: new Date() });
+      await this.tokens.revokeAllOf(tx, user.id);
     });
   }
 
   async findByUsername(username: string): Promise<User | null> {
-    return this.em().findOne(UserEntity, { username });
+    return this.users.findByUsername(username);
   }
 
   async findById(id: string): Promise<User | null> {
@@ -184,14 +170,10 @@ export class UsersService {
   }
 
   async anyAdmin(): Promise<boolean> {
-    return (await this.em().count(UserEntity, { isAdmin: true })) > 0;
+    return this.users.anyAdmin();
   }
 
   async promote(id: string, password: string): Promise<void> {
-    await this.em().nativeUpdate(
-      UserEntity,
-      { id },
-      { isAdmin: true, enabled: true, passwordHash: await hashPassword(password), updatedAt: new Date() },
-    );
+    await this.users.promote(id, await hashPassword(password));
   }
 }

@@ -62,6 +62,7 @@ export class BotsController {
     query: PageQuerySchema,
     status: 200,
     response: pageSchema(BotSchema),
+    errors: ['INVALID_CURSOR'],
   })
   list(@Caller() actor: Principal, @ValidQuery() query: Valid<typeof PageQuerySchema>) {
     return this.rpc.call(AccessControlRpc.listBots, { actor, ...paged(query) });
@@ -159,7 +160,7 @@ export class BotsController {
     query: PageQuerySchema,
     status: 200,
     response: pageSchema(ApiKeySchema),
-    errors: ['NOT_FOUND', 'FORBIDDEN'],
+    errors: ['NOT_FOUND', 'FORBIDDEN', 'INVALID_CURSOR'],
   })
   listKeys(
     @Caller() actor: Principal,

@@ -43,6 +43,7 @@ export class GroupsController {
     status: 200,
     response: pageSchema(GroupSchema),
     admin: true,
+    errors: ['INVALID_CURSOR'],
   })
   list(@Caller() actor: Principal, @ValidQuery() query: Valid<typeof PageQuerySchema>) {
     return this.rpc.call(AccessControlRpc.listGroups, { actor, ...paged(query) });
@@ -90,7 +91,7 @@ export class GroupsController {
     query: PageQuerySchema,
     status: 200,
     response: pageSchema(MembershipSchema),
-    errors: ['FORBIDDEN', 'NOT_FOUND'],
+    errors: ['FORBIDDEN', 'NOT_FOUND', 'INVALID_CURSOR'],
   })
   members(
     @Caller() actor: Principal,

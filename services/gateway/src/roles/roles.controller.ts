@@ -41,6 +41,7 @@ export class RolesController {
     status: 200,
     response: pageSchema(RoleSchema),
     admin: true,
+    errors: ['INVALID_CURSOR'],
   })
   list(@Caller() actor: Principal, @ValidQuery() query: Valid<typeof PageQuerySchema>) {
     return this.rpc.call(AccessControlRpc.listRoles, { actor, ...paged(query) });

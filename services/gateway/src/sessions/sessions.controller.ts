@@ -76,6 +76,7 @@ export class SessionsController {
     query: [SessionFiltersSchema, PageQuerySchema],
     status: 200,
     response: pageSchema(SessionSchema),
+    errors: ['INVALID_CURSOR'],
   })
   list(@Caller() actor: Principal, @ValidQuery() query: Valid<[typeof SessionFiltersSchema, typeof PageQuerySchema]>) {
     return this.rpc.call(SessionRpc.list, { actor, ...paged(query) });

@@ -44,6 +44,7 @@ export class UsersController {
     status: 200,
     response: pageSchema(UserSchema),
     admin: true,
+    errors: ['INVALID_CURSOR'],
   })
   list(@Caller() actor: Principal, @ValidQuery() query: Valid<[typeof ListUsersQuerySchema, typeof PageQuerySchema]>) {
     return this.rpc.call(AccessRpc.listUsers, { actor, ...paged(query) });

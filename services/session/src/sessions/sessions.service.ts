@@ -1,22 +1,20 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { MikroORM, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
+import { MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
 import type { z } from 'zod';
 import {
   DomainEvents,
   ParleyError,
-  decodeCursor,
   SESSION_PAGE_BYTES,
-  encodeCursor,
-  itemsWithin,
   type Page,
   type Principal,
   type Session as SessionView,
   type SessionRpc,
 } from '@parley/contracts';
 import { AccessControlRpc, type MessageStats, type Permission } from '@parley/contracts';
-import { OutboxRelay, RpcClient, addToOutbox } from '@parley/kit';
+import { Keyset, OutboxRelay, RpcClient, addToOutbox } from '@parley/kit';
 import { SessionEntity, type Session } from './session.entity';
+import { SESSIONS, SessionsRepository, type SessionScope } from './sessions.repository';
 
 type CreateRequest = z.output<typeof SessionRpc.create.request>;
 type ListRequest = z.output<typeof SessionRpc.list.request>;
@@ -56,16 +54,14 @@ export function allowedLocally(actor: Principal, session: Session, action: Actio
   return session.botId === actor.id && action !== 'delete' ? true : undefined;
 }
 
-function escapeLike(text: string): string {
-  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
-}
-
 @Injectable()
 export class SessionsService {
   constructor(
     @Inject(MikroORM) private readonly orm: MikroORM,
     @Inject(OutboxRelay) private readonly outbox: OutboxRelay,
     @Inject(RpcClient) private readonly rpc: RpcClient,
+    @Inject(SessionsRepository) private readonly sessions: SessionsRepository,
+    @Inject(Keyset) private readonly keyset: Keyset,
   ) {}
 
   private async may(actor: Principal, session: Session, action: Action): Promise<boolean> {
@@ -187,24 +183,7 @@ export class SessionsService {
 
   /** Applies the message service's counters if they are newer than what the session holds. */
   async applyStats(stats: MessageStats): Promise<void> {
-    const lastMessageAt = stats.last_message_at ? new Date(stats.last_message_at) : null;
-    await this.em().execute(
-      `update sessions set message_count = ?, like_count = ?, dislike_count = ?, copied_count = ?, sensitive_status = ?,
-         last_message_at = ?, last_activity_at = greatest(last_activity_at, coalesce(?, last_activity_at)), stats_version = ?
-       where id = ? and stats_version < ?`,
-      [
-        stats.message_count,
-        stats.like_count,
-        stats.dislike_count,
-        stats.copied_count,
-        stats.sensitive_status,
-        lastMessageAt,
-        lastMessageAt,
-        stats.version,
-        stats.session_id,
-        stats.version,
-      ],
-    );
+    await this.sessions.applyStats(stats);
   }
 
   async update(req: UpdateRequest): Promise<SessionView> {
@@ -242,77 +221,46 @@ export class SessionsService {
    * its bot's). With them: that user's or bot's sessions as far as the caller may read them,
    * all or only those in the groups the caller administers; nothing readable is 403.
    */
-  private async scope(req: ListRequest): Promise<FilterQuery<Session>> {
+  private async scope(req: ListRequest): Promise<SessionScope> {
     const { actor } = req;
     if (actor.type === 'bot') {
       if (req.bot_id && req.bot_id !== actor.id)
         throw new ParleyError('FORBIDDEN', 'a bot may list only its own sessions');
-      return { botId: actor.id, ...(req.user_id ? { userId: req.user_id } : {}) };
+      return { botId: actor.id, userId: req.user_id };
     }
     if (!req.user_id && !req.bot_id) return { userId: actor.id };
-    const where: Record<string, unknown> = {};
-    if (req.user_id) where.userId = req.user_id;
-    if (req.bot_id) where.botId = req.bot_id;
-    if (actor.is_admin || req.user_id === actor.id) return where as FilterQuery<Session>;
+    const named: SessionScope = { userId: req.user_id, botId: req.bot_id };
+    if (actor.is_admin || req.user_id === actor.id) return named;
     const scope = await this.rpc.call(AccessControlRpc.listScope, {
       subject: actor,
       user_id: req.user_id,
       bot_id: req.bot_id,
     });
-    if (scope.all) return where as FilterQuery<Session>;
+    if (scope.all) return named;
     if (scope.group_ids.length === 0) {
-      const named = req.user_id ? `user ${req.user_id}` : `bot ${req.bot_id}`;
-      throw new ParleyError('FORBIDDEN', `you may not list the sessions of ${named}`);
+      const whose = req.user_id ? `user ${req.user_id}` : `bot ${req.bot_id}`;
+      throw new ParleyError('FORBIDDEN', `you may not list the sessions of ${whose}`);
     }
-    where.groupIds = { $overlap: scope.group_ids };
-    return where as FilterQuery<Session>;
+    return { ...named, inGroups: scope.group_ids };
   }
 
   async list(req: ListRequest): Promise<Page<SessionView>> {
-    const where: Record<string, unknown> = { ...((await this.scope(req)) as object) };
-    if (req.status) where.status = req.status;
-    if (req.sensitive_status) where.sensitiveStatus = req.sensitive_status;
-    if (req.feedback === 'like') where.likeCount = { $gt: 0 };
-    if (req.feedback === 'dislike') where.dislikeCount = { $gt: 0 };
-    if (req.q) where.title = { $ilike: `%${escapeLike(req.q)}%` };
-    if (req.created_from || req.created_to) {
-      where.createdAt = {
-        ...(req.created_from ? { $gte: new Date(req.created_from) } : {}),
-        ...(req.created_to ? { $lt: new Date(req.created_to) } : {}),
-      };
-    }
-    const em = this.em();
-    const orderBy = { lastActivityAt: 'desc', id: 'desc' } as const;
-    const { page } = req;
+    const scope = await this.scope(req);
+    const { actor, page, ...filters } = req;
     if (page.kind === 'offset') {
-      const [rows, total] = await em.findAndCount(SessionEntity, where as FilterQuery<Session>, {
-        orderBy,
-        limit: page.size,
+      const [rows, total] = await this.sessions.listNumbered(scope, filters, {
         offset: (page.page - 1) * page.size,
+        limit: page.size,
       });
       return { items: rows.map(toView), total, page: page.page, size: page.size };
     }
-    let keyset: FilterQuery<Session> = {};
-    if (page.cursor) {
-      const [at, id] = decodeCursor(page.cursor, 2);
-      const when = new Date(String(at));
-      keyset = { $or: [{ lastActivityAt: { $lt: when } }, { lastActivityAt: when, id: { $lt: String(id) } }] };
-    }
-    const rows = await em.find(
-      SessionEntity,
-      { $and: [where as FilterQuery<Session>, keyset] },
-      {
-        orderBy,
-        limit: page.limit + 1,
-      },
+    // The cursor is bound to the caller and to every filter as the client sent it.
+    return this.keyset.page(
+      SESSIONS,
+      page,
+      { actor, filters },
+      (position) => this.sessions.listAfter(scope, filters, position),
+      { view: toView, key: (s) => [s.lastActivityAt.toISOString(), s.id], budget: SESSION_PAGE_BYTES },
     );
-    const views = rows.slice(0, page.limit).map(toView);
-    const fit = itemsWithin(views, SESSION_PAGE_BYTES);
-    const more = rows.length > fit;
-    const last = rows[fit - 1];
-    return {
-      items: views.slice(0, fit),
-      next_cursor: more && last ? encodeCursor([last.lastActivityAt.toISOString(), last.id]) : null,
-    };
   }
 }
