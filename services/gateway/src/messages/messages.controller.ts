@@ -87,7 +87,7 @@ export class MessagesController {
     query: [MessageListQuerySchema, PageQuerySchema],
     status: 200,
     response: MessagePageSchema,
-    errors: ['NOT_FOUND'],
+    errors: ['NOT_FOUND', 'INVALID_CURSOR'],
   })
   list(@Caller() actor: Principal, @Param() params: unknown, @Query() query: unknown) {
     const { id } = parse(IdParamSchema, params, 'path');
@@ -149,7 +149,7 @@ export class MessagesController {
     query: [SearchQuerySchema, SearchPageSchema],
     status: 200,
     response: cursorPageSchema(SearchHitSchema),
-    errors: ['NOT_FOUND', 'FORBIDDEN'],
+    errors: ['NOT_FOUND', 'FORBIDDEN', 'INVALID_CURSOR'],
   })
   async search(@Caller() actor: Principal, @Query() query: unknown) {
     const filters = parse(SearchQuerySchema, query, 'query');

@@ -76,7 +76,7 @@ export class UsageController {
     query: UsageRecordsQuerySchema,
     status: 200,
     response: cursorPageSchema(UsageRecordSchema),
-    errors: ['FORBIDDEN', 'NOT_FOUND'],
+    errors: ['FORBIDDEN', 'NOT_FOUND', 'INVALID_CURSOR'],
   })
   records(@Caller() actor: Principal, @Query() query: unknown) {
     return this.rpc.call(UsageRpc.records, { actor, ...parse(UsageRecordsQuerySchema, query, 'query') });
@@ -103,6 +103,7 @@ export class UsageController {
     query: PricesQuerySchema,
     status: 200,
     response: cursorPageSchema(PriceSchema),
+    errors: ['INVALID_CURSOR'],
   })
   listPrices(@Caller() actor: Principal, @Query() query: unknown) {
     return this.rpc.call(UsageRpc.listPrices, { actor, ...parse(PricesQuerySchema, query, 'query') });
