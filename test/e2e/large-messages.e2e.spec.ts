@@ -17,6 +17,7 @@ const bytesOf = (value: unknown) => Buffer.byteLength(typeof value === 'string' 
 
 describe('large messages (e2e)', () => {
   let token: string;
+  let admin: string;
 
   const newSession = async (title: string, body: Record<string, unknown> = {}) => {
     const res = await api('POST', '/api/v1/sessions', { token, body: { title, ...body } });
@@ -45,7 +46,8 @@ describe('large messages (e2e)', () => {
   }
 
   beforeAll(async () => {
-    token = (await newUser(await adminLogin(), 'bulky')).token;
+    admin = await adminLogin();
+    token = (await newUser(admin, 'bulky')).token;
   });
 
   describe('six messages of 250 KB in one session', () => {
@@ -83,6 +85,14 @@ describe('large messages (e2e)', () => {
         { token },
       );
       expect(resumed.body.items[0].seq).toBe(shown.length + 1);
+      // The cursor is the ascending list's, and the caller's.
+      for (const [query, caller] of [
+        [`order=desc&cursor=${first.body.next_cursor}`, token],
+        [`cursor=${first.body.next_cursor}`, admin],
+      ]) {
+        const refused = await api('GET', `/api/v1/sessions/${session.id}/messages?${query}`, { token: caller });
+        expect(refused.body).toMatchObject({ status: 400, code: 'INVALID_CURSOR', errors: [{ field: 'cursor' }] });
+      }
 
       const whole = await api('GET', `/api/v1/sessions/${session.id}/messages?page=6&size=1`, { token });
       expect(whole.body.items.map((m: Message) => m.content)).toEqual([contents[5]]);
@@ -284,6 +294,18 @@ describe('large messages (e2e)', () => {
       ['items', 'next_cursor', 'page', 'size', 'total'],
       ['items', 'next_cursor'],
     ]);
+    for (const path of [
+      '/api/v1/sessions/{id}/messages',
+      '/api/v1/messages/search',
+      '/api/v1/usage/records',
+      '/api/v1/usage/prices',
+      '/api/v1/bots/{id}/activity',
+    ]) {
+      expect({ path, refusals: doc.paths[path].get.responses['400'].description }).toEqual({
+        path,
+        refusals: expect.stringContaining('INVALID_CURSOR'),
+      });
+    }
   });
 
   describe('a batch at the limits: 500 messages, 768 KiB together', () => {

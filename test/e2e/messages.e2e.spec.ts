@@ -336,6 +336,70 @@ describe('messages (e2e)', () => {
     expect((await api('DELETE', `/api/v1/sessions/${s.body.id}`, { headers: key })).status).toBe(403);
   });
 
+  it('walks message lists and search with cursors, each item once, and refuses cursors edited or made for another list, filter, order or caller', async () => {
+    const word = `quokka${Date.now().toString(36)}`;
+    const s = await newSession('cursor walk');
+    const other = await newSession('cursor walk elsewhere');
+    for (let i = 1; i <= 5; i++) await append(s.id, { role: 'user', content: `${word} number ${i}` });
+    for (let i = 1; i <= 2; i++) await append(other.id, { role: 'assistant', content: `${word} again ${i}` });
+    const list = `/api/v1/sessions/${s.id}/messages`;
+    const search = `/api/v1/messages/search?q=${word}`;
+
+    const walk = async (path: string) => {
+      const items: { id: string; seq: number }[] = [];
+      let cursor: string | null = null;
+      do {
+        const res: { status: number; body: { items: { id: string; seq: number }[]; next_cursor: string | null } } =
+          await api('GET', `${path}&limit=2${cursor ? `&cursor=${cursor}` : ''}`, { token: owner.token });
+        expect(res.status).toBe(200);
+        items.push(...res.body.items);
+        cursor = res.body.next_cursor;
+      } while (cursor);
+      return items;
+    };
+    expect((await walk(`${list}?order=asc`)).map((m) => m.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect((await walk(`${list}?order=desc`)).map((m) => m.seq)).toEqual([5, 4, 3, 2, 1]);
+    const hits = (await walk(search)).map((m) => m.id);
+    expect(new Set(hits).size).toBe(7);
+    expect(hits).toHaveLength(7);
+
+    const firstCursor = async (path: string) =>
+      (await api('GET', `${path}${path.includes('?') ? '&' : '?'}limit=2`, { token: owner.token })).body
+        .next_cursor as string;
+    const asc = await firstCursor(list);
+    const desc = await firstCursor(`${list}?order=desc`);
+    const found = await firstCursor(search);
+    // Another character where the MAC ends, and the values swapped for a position never shown.
+    const edited = (c: string) => `${c.slice(0, -1)}${c.endsWith('A') ? 'B' : 'A'}`;
+    const moved = (c: string, values: unknown[]) => {
+      const [key, , mac] = c.split('.');
+      return `${key}.${Buffer.from(JSON.stringify(values)).toString('base64url')}.${mac}`;
+    };
+    const refused: [string, string, string][] = [
+      ['list: edited', `${list}?cursor=${edited(asc)}`, owner.token],
+      ['list: moved', `${list}?cursor=${moved(asc, [0])}`, owner.token],
+      ['list: unsigned', `${list}?cursor=WyJ4Il0`, owner.token],
+      ['list: another order', `${list}?order=desc&cursor=${asc}`, owner.token],
+      ['list: desc cursor ascending', `${list}?cursor=${desc}`, owner.token],
+      ['list: another session', `/api/v1/sessions/${other.id}/messages?cursor=${asc}`, owner.token],
+      ['list: another caller', `${list}?cursor=${asc}`, admin],
+      ['search: edited', `${search}&cursor=${edited(found)}`, owner.token],
+      ['search: another q', `/api/v1/messages/search?q=${word}%20number&cursor=${found}`, owner.token],
+      ['search: another filter', `${search}&session_id=${s.id}&cursor=${found}`, owner.token],
+      ['search: another caller', `${search}&cursor=${found}`, admin],
+      ['search: a list cursor', `${search}&cursor=${asc}`, owner.token],
+    ];
+    for (const [name, path, token] of refused) {
+      const res = await api('GET', path, { token });
+      expect({ name, status: res.status, code: res.body.code, field: res.body.errors?.[0]?.field }).toEqual({
+        name,
+        status: 400,
+        code: 'INVALID_CURSOR',
+        field: 'cursor',
+      });
+    }
+  });
+
   it("deletes a session's messages with the session", async () => {
     const s = await newSession();
     await append(s.id, { role: 'user', content: 'soon gone' });

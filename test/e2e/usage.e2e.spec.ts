@@ -314,6 +314,99 @@ describe('usage and activity (e2e)', () => {
     expect(alerts.body.items).toEqual([expect.objectContaining({ event_id: 'a-2', detail: 'disk 91%' })]);
   });
 
+  it('walks records, prices and activity with cursors, each item once, and refuses cursors edited or made for another list, filter or caller', async () => {
+    const walker = (await api('POST', '/api/v1/bots', { token: owner.token, body: { name: 'walker-bot' } })).body;
+    const now = Date.now();
+    const events = [1, 2, 3].map((i) => event(walker.id, `w-${i}`, { started_at: iso(now - 60_000 - i * 1000) }));
+    expect(
+      (await api('POST', '/api/v1/usage/events', { headers: asBot(walker.api_key), body: { events } })).status,
+    ).toBe(202);
+    const activity = [1, 2, 3].map((i) => ({
+      event_id: `w-${i}`,
+      bot_id: walker.id,
+      event_type: 'walk',
+      occurred_at: iso(now - 10_000 - i * 1000),
+    }));
+    const posted = await api('POST', `/api/v1/bots/${walker.id}/activity`, {
+      headers: asBot(walker.api_key),
+      body: { events: activity },
+    });
+    expect(posted.status).toBe(202);
+    const provider = `walk-${walker.id.slice(-12)}`;
+    const versions = ['m-1', 'm-2'].flatMap((model) =>
+      [1, 2].map((d) => ({
+        provider,
+        model,
+        input_per_million: d,
+        output_per_million: d,
+        currency: 'USD',
+        effective_from: iso(now - d * 86_400_000),
+      })),
+    );
+    expect((await api('PUT', '/api/v1/usage/prices', { token: admin, body: { prices: versions } })).status).toBe(200);
+
+    const records = `/api/v1/usage/records?bot_id=${walker.id}`;
+    const prices = `/api/v1/usage/prices?provider=${provider}`;
+    const activities = `/api/v1/bots/${walker.id}/activity?event_type=walk`;
+    await eventually(async () => {
+      const [r, a] = await Promise.all([
+        api('GET', records, { token: owner.token }),
+        api('GET', activities, { token: owner.token }),
+      ]);
+      return r.body.items?.length === 3 && a.body.items?.length === 3 ? true : undefined;
+    });
+    const walk = async (path: string, token: string) => {
+      const items: Record<string, string>[] = [];
+      let cursor: string | null = null;
+      do {
+        const res: { status: number; body: { items: Record<string, string>[]; next_cursor: string | null } } =
+          await api('GET', `${path}&limit=1${cursor ? `&cursor=${cursor}` : ''}`, { token });
+        expect(res.status).toBe(200);
+        items.push(...res.body.items);
+        cursor = res.body.next_cursor;
+      } while (cursor);
+      return items;
+    };
+    expect((await walk(records, owner.token)).map((r) => r.request_id)).toEqual(['w-1', 'w-2', 'w-3']);
+    expect((await walk(activities, owner.token)).map((a) => a.event_id)).toEqual(['w-1', 'w-2', 'w-3']);
+    expect((await walk(prices, stranger.token)).map((p) => `${p.model} ${p.input_per_million}`)).toEqual([
+      'm-1 1',
+      'm-1 2',
+      'm-2 1',
+      'm-2 2',
+    ]);
+
+    const firstCursor = async (path: string, token: string) =>
+      (await api('GET', `${path}&limit=1`, { token })).body.next_cursor as string;
+    const record = await firstCursor(records, owner.token);
+    const price = await firstCursor(prices, stranger.token);
+    const act = await firstCursor(activities, owner.token);
+    const edited = (c: string) => `${c.slice(0, -1)}${c.endsWith('A') ? 'B' : 'A'}`;
+    const refused: [string, string, string][] = [
+      ['records: edited', `${records}&cursor=${edited(record)}`, owner.token],
+      ['records: unsigned', `${records}&cursor=WyJ4Il0`, owner.token],
+      ['records: another filter', `${records}&status=completed&cursor=${record}`, owner.token],
+      ['records: another range', `${records}&to=${iso(now)}&cursor=${record}`, owner.token],
+      ['records: another caller', `${records}&cursor=${record}`, admin],
+      ['prices: edited', `${prices}&cursor=${edited(price)}`, stranger.token],
+      ['prices: another filter', `${prices}&model=m-2&cursor=${price}`, stranger.token],
+      ['prices: another caller', `${prices}&cursor=${price}`, owner.token],
+      ['activity: edited', `${activities}&cursor=${edited(act)}`, owner.token],
+      ['activity: another filter', `/api/v1/bots/${walker.id}/activity?cursor=${act}`, owner.token],
+      ['activity: another caller', `${activities}&cursor=${act}`, admin],
+      ['activity: a records cursor', `${activities}&cursor=${record}`, owner.token],
+    ];
+    for (const [name, path, token] of refused) {
+      const res = await api('GET', path, { token });
+      expect({ name, status: res.status, code: res.body.code, field: res.body.errors?.[0]?.field }).toEqual({
+        name,
+        status: 400,
+        code: 'INVALID_CURSOR',
+        field: 'cursor',
+      });
+    }
+  });
+
   it('serves a bot that reports with @parley/usage-client and asks its quota over NATS', async () => {
     const reporter = (await api('POST', '/api/v1/bots', { token: owner.token, body: { name: 'client-bot' } })).body;
     await api('PUT', `/api/v1/bots/${reporter.id}/budget`, {

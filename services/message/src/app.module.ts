@@ -4,6 +4,7 @@ import type { MessageConfig } from './config';
 import { database } from './database';
 import { SessionEventsConsumer } from './messages/session-events.consumer';
 import { MessagesHandler } from './messages/messages.handler';
+import { MessagesRepository } from './messages/messages.repository';
 import { MessagesService } from './messages/messages.service';
 
 @Module({})
@@ -13,7 +14,7 @@ export class AppModule {
       module: AppModule,
       imports: [KitModule.forRoot({ service: 'message', config, database })],
       controllers: [MessagesHandler, SessionEventsConsumer],
-      providers: [MessagesService],
+      providers: [MessagesRepository, MessagesService],
     };
   }
 }

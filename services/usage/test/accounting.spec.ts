@@ -384,7 +384,7 @@ describe(PricesService.name, () => {
       [bot],
     );
     expect(derived).toEqual({ cost: '0.017', unpriced: 0 });
-    const listed = await prices.list({ model: `late-${bot}`, limit: 10 });
+    const listed = await prices.list({ actor: fx.admin, model: `late-${bot}`, limit: 10 });
     expect(listed.items.map((p) => [p.effective_from, p.input_per_million])).toEqual([
       [iso(now - 2 * HOUR), '5'],
       [iso(now - 4 * HOUR), '3'],

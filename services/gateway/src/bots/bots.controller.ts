@@ -224,7 +224,7 @@ export class BotsController {
     query: ActivityQuerySchema,
     status: 200,
     response: cursorPageSchema(ActivitySchema),
-    errors: ['NOT_FOUND'],
+    errors: ['NOT_FOUND', 'INVALID_CURSOR'],
   })
   activity(
     @Caller() actor: Principal,

@@ -87,7 +87,7 @@ export class MessagesController {
     query: [MessageListQuerySchema, PageQuerySchema],
     status: 200,
     response: MessagePageSchema,
-    errors: ['NOT_FOUND'],
+    errors: ['NOT_FOUND', 'INVALID_CURSOR'],
   })
   list(
     @Caller() actor: Principal,
@@ -154,7 +154,7 @@ export class MessagesController {
     query: [SearchQuerySchema, SearchPageSchema],
     status: 200,
     response: cursorPageSchema(SearchHitSchema),
-    errors: ['NOT_FOUND', 'FORBIDDEN'],
+    errors: ['NOT_FOUND', 'FORBIDDEN', 'INVALID_CURSOR'],
   })
   async search(
     @Caller() actor: Principal,

@@ -71,7 +71,7 @@ export class UsageController {
     query: UsageRecordsQuerySchema,
     status: 200,
     response: cursorPageSchema(UsageRecordSchema),
-    errors: ['FORBIDDEN', 'NOT_FOUND'],
+    errors: ['FORBIDDEN', 'NOT_FOUND', 'INVALID_CURSOR'],
   })
   records(@Caller() actor: Principal, @ValidQuery() query: Valid<typeof UsageRecordsQuerySchema>) {
     return this.rpc.call(UsageRpc.records, { actor, ...query });
@@ -98,6 +98,7 @@ export class UsageController {
     query: PricesQuerySchema,
     status: 200,
     response: cursorPageSchema(PriceSchema),
+    errors: ['INVALID_CURSOR'],
   })
   listPrices(@Caller() actor: Principal, @ValidQuery() query: Valid<typeof PricesQuerySchema>) {
     return this.rpc.call(UsageRpc.listPrices, { actor, ...query });

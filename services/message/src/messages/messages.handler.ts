@@ -47,6 +47,6 @@ export class MessagesHandler {
 
   @RpcHandler(MessageRpc.search)
   search(req: Req<'search'>) {
-    return this.messages.search(req.scope, req);
+    return this.messages.search(req.actor, req.scope, req);
   }
 }

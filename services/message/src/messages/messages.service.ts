@@ -5,11 +5,8 @@ import type { z } from 'zod';
 import {
   DomainEvents,
   MAX_BATCH_REPLY_BYTES,
-  MESSAGE_PAGE_BYTES,
   ParleyError,
   SessionAccessRpc,
-  decodeCursor,
-  encodeCursor,
   liveSessionSubject,
   type Message as MessageView,
   type MessagePage,
@@ -21,6 +18,7 @@ import {
   type SessionAccessSchema,
 } from '@parley/contracts';
 import {
+  Keyset,
   LOGGER,
   Nats,
   OutboxRelay,
@@ -28,12 +26,12 @@ import {
   addToOutbox,
   encodeJson,
   payloadBudget,
-  traceCarrier,
   traceHeaders,
   type Logger,
 } from '@parley/kit';
-import { MessageEntity, SessionScopeEntity, type Message, type SessionScope } from './message.entity';
+import { MessageEntity, type Message, type SessionScope } from './message.entity';
 import { sizeOf } from './message-size';
+import { MessagesRepository, SEARCH_HITS, messagesBySeq, type NewRow, type SearchHit } from './messages.repository';
 
 type SessionAccess = z.infer<typeof SessionAccessSchema>;
 type Feedback = 'like' | 'dislike' | null;
@@ -57,31 +55,6 @@ export function toView(m: Message): MessageView {
   };
 }
 
-/** A message row as SQL returns it, in its wire form: lists skip entity hydration. */
-function viewOf(r: Record<string, unknown>): MessageView {
-  return {
-    id: String(r.id),
-    session_id: String(r.session_id),
-    seq: Number(r.seq),
-    role: r.role as MessageView['role'],
-    content: String(r.content),
-    tokens: Number(r.tokens),
-    metadata: r.metadata as MessageView['metadata'],
-    media: r.media as MessageView['media'],
-    feedback: (r.feedback ?? null) as Feedback,
-    copied: Boolean(r.copied),
-    sensitive_status: r.sensitive_status as Sensitive,
-    client_message_id: (r.client_message_id ?? null) as string | null,
-    created_at: new Date(r.created_at as string).toISOString(),
-  };
-}
-
-const MESSAGE_COLUMNS = `m.id, m.session_id, m.seq, m.role, m.content, m.tokens, m.metadata, m.media, m.feedback, m.copied,
-  m.sensitive_status, m.client_message_id, m.created_at`;
-
-/** The same rule in SQL, over a session_scopes row. */
-const SENSITIVE_SQL = `case when violation_count > 0 then 'violation' when message_count > 0 and pass_count = message_count then 'pass' else 'unchecked' end`;
-
 /** A session is `violation` if any message is, `pass` if all are, else `unchecked`. */
 export function rolledUpSensitive(
   scope: Pick<SessionScope, 'messageCount' | 'passCount' | 'violationCount'>,
@@ -103,35 +76,12 @@ function stats(scope: SessionScope): MessageStats {
   };
 }
 
-const escapeLike = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
-
-/** A message to insert, as `prepare` lays it out. */
-interface NewRow {
-  ord: number;
-  id: string;
-  role: string;
-  content: string;
-  tokens: number;
-  metadata: object;
-  media: unknown[];
-  client_message_id: string | null;
-  created_at: Date;
-  sizeBytes: number;
-}
-
-/** The seq a list cursor stands for. */
-function seqOf(cursor: string): number {
-  const seq = decodeCursor(cursor, 1)[0];
-  if (typeof seq === 'number' && Number.isInteger(seq) && seq >= 0) return seq;
-  throw new ParleyError('VALIDATION_FAILED', 'cursor: not a cursor this list issued', {
-    errors: [{ field: 'cursor', message: 'not a cursor this list issued' }],
-  });
-}
-
 @Injectable()
 export class MessagesService {
   constructor(
     @Inject(MikroORM) private readonly orm: MikroORM,
+    @Inject(MessagesRepository) private readonly messages: MessagesRepository,
+    @Inject(Keyset) private readonly keyset: Keyset,
     @Inject(RpcClient) private readonly rpc: RpcClient,
     @Inject(OutboxRelay) private readonly outbox: OutboxRelay,
     @Inject(Nats) private readonly nats: Nats,
@@ -141,16 +91,6 @@ export class MessagesService {
   /** The session service decides who may touch a session; its answer also refreshes our copy of the scope. */
   private authorize(actor: Principal, sessionId: string, action: 'read' | 'write' | 'manage'): Promise<SessionAccess> {
     return this.rpc.call(SessionAccessRpc, { actor, id: sessionId, action });
-  }
-
-  /** Locks the session's scope row (creating it from the session service's answer if new). */
-  private async lockScope(tx: EntityManager, session: SessionAccess): Promise<SessionScope> {
-    await tx.execute(
-      `insert into session_scopes (session_id, user_id, bot_id, group_ids, updated_at) values (?, ?, ?, ?::uuid[], now())
-       on conflict (session_id) do update set user_id = excluded.user_id, bot_id = excluded.bot_id, group_ids = excluded.group_ids`,
-      [session.id, session.user_id, session.bot_id, `{${session.group_ids.join(',')}}`],
-    );
-    return tx.findOneOrFail(SessionScopeEntity, { sessionId: session.id }, { lockMode: 3 /* FOR UPDATE */ });
   }
 
   private announce(tx: EntityManager, scope: SessionScope): void {
@@ -185,7 +125,7 @@ export class MessagesService {
     const session = await this.authorize(actor, sessionId, 'write');
     if (session.status === 'archived') throw new ParleyError('CONFLICT', `session ${sessionId} is archived`);
     if (input.client_message_id) {
-      const existing = await this.byClientId(sessionId, input.client_message_id);
+      const existing = await this.messages.byClientId(sessionId, input.client_message_id);
       if (existing) return { created: false, message: toView(existing) };
     }
     try {
@@ -193,7 +133,7 @@ export class MessagesService {
       return { created: true, message: toView(message) };
     } catch (error) {
       if (error instanceof UniqueConstraintViolationException && input.client_message_id) {
-        const existing = await this.byClientId(sessionId, input.client_message_id);
+        const existing = await this.messages.byClientId(sessionId, input.client_message_id);
         if (existing) return { created: false, message: toView(existing) };
       }
       throw error;
@@ -211,15 +151,7 @@ export class MessagesService {
       });
     }
     // Earlier messages answer as stored, whatever they weigh: weigh them before reading them.
-    const earlier = ids.length
-      ? await this.orm.em
-          .fork()
-          .find(
-            MessageEntity,
-            { sessionId, clientMessageId: { $in: ids } },
-            { fields: ['id', 'clientMessageId', 'sizeBytes'] },
-          )
-      : [];
+    const earlier = ids.length ? await this.messages.sizesByClientIds(sessionId, ids) : [];
     const knownIds = new Set(earlier.map((m) => m.clientMessageId));
     const fresh = this.prepare(
       session.id,
@@ -233,9 +165,7 @@ export class MessagesService {
         { errors: [{ field: 'messages', message: 'the answer would be larger than 960 KiB' }] },
       );
     }
-    const stored = earlier.length
-      ? await this.orm.em.fork().find(MessageEntity, { id: { $in: earlier.map((m) => m.id) } })
-      : [];
+    const stored = earlier.length ? await this.messages.byIds(earlier.map((m) => m.id)) : [];
     const known = new Map(stored.map((m) => [m.clientMessageId, m]));
     const inserted = fresh.length ? await this.insert(session, fresh) : [];
     let next = 0;
@@ -261,135 +191,49 @@ export class MessagesService {
     });
   }
 
-  /**
-   * One statement: take the next seqs from the session's counter row, insert the messages and
-   * the counters' outbox event together. The row lock that keeps seq gapless is held only for
-   * this statement and its commit, so concurrent appends to one session queue briefly.
-   */
+  /** Stores new messages (see MessagesRepository.insert), then wakes the relay and fans them out live. */
   private async insert(session: SessionAccess, rows: NewRow[]): Promise<Message[]> {
-    const now = rows[0].created_at;
-    const em = this.orm.em.fork();
-    await em.execute(
-      `insert into session_scopes (session_id, user_id, bot_id, group_ids, updated_at) values (?, ?, ?, ?::uuid[], now())
-       on conflict (session_id) do update set user_id = excluded.user_id, bot_id = excluded.bot_id, group_ids = excluded.group_ids`,
-      [session.id, session.user_id, session.bot_id, `{${session.group_ids.join(',')}}`],
-    );
-    const records = rows.map(({ created_at: _, sizeBytes, ...row }) => ({ ...row, size_bytes: sizeBytes }));
-    const inserted = await em.execute<Record<string, unknown>[]>(
-      `with scope as (
-         update session_scopes set last_seq = last_seq + ?, message_count = message_count + ?, last_message_at = ?,
-           updated_at = ?, stats_version = stats_version + 1
-         where session_id = ? returning *
-       ), inserted as (
-         insert into messages (id, session_id, seq, role, content, tokens, metadata, media, feedback, copied, sensitive_status, client_message_id, created_at, size_bytes)
-         select v.id, scope.session_id, scope.last_seq - ? + v.ord, v.role, v.content, v.tokens, v.metadata, v.media,
-                null, false, 'unchecked', v.client_message_id, ?, v.size_bytes
-         from scope, jsonb_to_recordset(?::jsonb) as v(ord int, id uuid, role text, content text, tokens int, metadata jsonb, media jsonb, client_message_id text, size_bytes int)
-         returning *
-       ), announced as (
-         insert into outbox (id, subject, payload, headers, created_at)
-         select ?, ?, jsonb_build_object(
-             'session_id', session_id, 'version', stats_version, 'message_count', message_count,
-             'like_count', like_count, 'dislike_count', dislike_count, 'copied_count', copied_count,
-             'sensitive_status', ${SENSITIVE_SQL},
-             'last_message_at', to_char(last_message_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
-           ?::jsonb, now()
-         from scope
-       )
-       select * from inserted order by seq`,
-      [
-        rows.length,
-        rows.length,
-        now,
-        now,
-        session.id,
-        rows.length,
-        now,
-        JSON.stringify(records),
-        uuidv7(),
-        DomainEvents.messageStats.subject,
-        JSON.stringify(traceCarrier()),
-      ],
-    );
-    const messages = inserted.map((row) => em.map(MessageEntity, row));
+    const messages = await this.messages.insert(session, rows);
     this.outbox.kick();
     this.publishLive(messages);
     return messages;
   }
 
-  private byClientId(sessionId: string, clientMessageId: string): Promise<Message | null> {
-    return this.orm.em.fork().findOne(MessageEntity, { sessionId, clientMessageId });
-  }
-
   async list(actor: Principal, sessionId: string, order: 'asc' | 'desc', page: PageRequest): Promise<MessagePage> {
     await this.authorize(actor, sessionId, 'read');
+    const list = messagesBySeq(order);
+    const bind = { actor, filters: { session_id: sessionId, order } };
     if (page.kind === 'offset') {
       // The page's positions stay where page/size puts them; when its messages do not all fit,
-      // it holds the first ones and a cursor to read on from there.
-      const [{ items, more }, counted] = await Promise.all([
-        this.seqPage(sessionId, order, { offset: (page.page - 1) * page.size, candidates: page.size, take: page.size }),
-        this.orm.em
-          .fork()
-          .execute<{ total: number }[]>('select count(*)::int as total from messages where session_id = ?', [
-            sessionId,
-          ]),
+      // it holds the first ones and a cursor (for the same order) to read on from there.
+      const [{ items, more }, total] = await Promise.all([
+        this.messages.seqPage(sessionId, order, {
+          offset: (page.page - 1) * page.size,
+          candidates: page.size,
+          take: page.size,
+        }),
+        this.messages.count(sessionId),
       ]);
       const last = items.at(-1);
       return {
         items,
-        total: counted[0]?.total ?? 0,
+        total,
         page: page.page,
         size: page.size,
-        ...(more && last ? { next_cursor: encodeCursor([last.seq]) } : {}),
+        ...(more && last ? { next_cursor: this.keyset.cursorAt(list, bind, [last.seq]) } : {}),
       };
     }
-    const after = page.cursor ? seqOf(page.cursor) : undefined;
-    const { items, more } = await this.seqPage(sessionId, order, {
-      afterSeq: after,
-      candidates: page.limit + 1,
-      take: page.limit,
-    });
-    const last = items.at(-1);
-    return { items, next_cursor: more && last ? encodeCursor([last.seq]) : null };
-  }
-
-  /**
-   * A session's messages by seq, as many as fit: up to `take` of the candidates while their
-   * size_bytes add up to at most MESSAGE_PAGE_BYTES, and always the first. The running sum is
-   * taken over (seq, size_bytes) alone, so the rows it leaves out are never read. `more`: some
-   * candidates were left out (with one candidate beyond `take`, that means more remain).
-   */
-  private async seqPage(
-    sessionId: string,
-    order: 'asc' | 'desc',
-    range: { afterSeq?: number; offset?: number; candidates: number; take: number },
-  ): Promise<{ items: MessageView[]; more: boolean }> {
-    const direction = order === 'asc' ? 'asc' : 'desc';
-    const params: unknown[] = [sessionId];
-    let after = '';
-    if (range.afterSeq !== undefined) {
-      after = `and seq ${direction === 'asc' ? '>' : '<'} ?`;
-      params.push(range.afterSeq);
-    }
-    params.push(range.offset ?? 0, range.candidates, range.take, MESSAGE_PAGE_BYTES, sessionId);
-    const rows = await this.orm.em.fork().execute<Record<string, unknown>[]>(
-      `with candidates as (
-         select seq, size_bytes from messages where session_id = ? ${after}
-         order by seq ${direction} offset ? limit ?
-       ), fitting as (
-         select seq from (
-           select seq, row_number() over w as n, sum(size_bytes) over w as running
-           from candidates window w as (order by seq ${direction} rows unbounded preceding)
-         ) sized
-         where n <= ? and (n = 1 or running <= ?)
-       )
-       select ${MESSAGE_COLUMNS}, (select count(*) from candidates) > (select count(*) from fitting) as more
-       from messages m join fitting f on f.seq = m.seq
-       where m.session_id = ?
-       order by m.seq ${direction}`,
-      params,
+    return this.keyset.fitted(
+      list,
+      page,
+      bind,
+      async ({ after, take }) => {
+        const afterSeq = after === undefined ? undefined : Number(after[0]);
+        const { items, more } = await this.messages.seqPage(sessionId, order, { afterSeq, candidates: take + 1, take });
+        return { rows: items, more };
+      },
+      { view: (m) => m, key: (m) => [m.seq] },
     );
-    return { items: rows.map(viewOf), more: rows.length > 0 && rows[0].more === true };
   }
 
   /** Messages after a seq, ascending, as many as fit (see seqPage); `more` when others follow. */
@@ -400,12 +244,12 @@ export class MessagesService {
     limit: number,
   ): Promise<{ items: MessageView[]; more: boolean }> {
     await this.authorize(actor, sessionId, 'read');
-    return this.seqPage(sessionId, 'asc', { afterSeq, candidates: limit + 1, take: limit });
+    return this.messages.seqPage(sessionId, 'asc', { afterSeq, candidates: limit + 1, take: limit });
   }
 
   async latest(actor: Principal, sessionId: string): Promise<MessageView> {
     await this.authorize(actor, sessionId, 'read');
-    const [last] = await this.orm.em.fork().find(MessageEntity, { sessionId }, { orderBy: { seq: 'desc' }, limit: 1 });
+    const last = await this.messages.latest(sessionId);
     if (!last) throw new ParleyError('NOT_FOUND', `session ${sessionId} has no messages`);
     return toView(last);
   }
@@ -426,7 +270,7 @@ export class MessagesService {
   async feedback(actor: Principal, id: string, body: { feedback: Feedback; copied?: true }): Promise<MessageView> {
     const session = await this.messageFor(actor, id, 'write');
     const message = await this.orm.em.fork().transactional(async (tx) => {
-      const scope = await this.lockScope(tx, session);
+      const scope = await this.messages.lockScope(tx, session);
       const m = await tx.findOneOrFail(MessageEntity, { id });
       const before = (m.feedback ?? null) as Feedback;
       scope.likeCount += Number(body.feedback === 'like') - Number(before === 'like');
@@ -447,7 +291,7 @@ export class MessagesService {
     if (actor.type !== 'user' || !actor.is_admin) throw new ParleyError('FORBIDDEN', 'this needs an administrator');
     const session = await this.messageFor(actor, id, 'write');
     const message = await this.orm.em.fork().transactional(async (tx) => {
-      const scope = await this.lockScope(tx, session);
+      const scope = await this.messages.lockScope(tx, session);
       const m = await tx.findOneOrFail(MessageEntity, { id });
       const before = m.sensitiveStatus as Sensitive;
       scope.passCount += Number(status === 'pass') - Number(before === 'pass');
@@ -464,76 +308,16 @@ export class MessagesService {
    * Messages matching `q` in sessions the caller may read, best match first. English words
    * match by full-text search; any substring (Chinese has no spaces) by trigram `ILIKE`.
    */
-  async search(
+  search(
+    actor: Principal,
     scope: ReadScope,
     query: { q: string; bot_id?: string; session_id?: string; limit: number; cursor?: string },
-  ): Promise<{ items: (MessageView & { rank: number })[]; next_cursor: string | null }> {
-    const conditions: string[] = [];
-    const params: unknown[] = [query.q, query.q, `%${escapeLike(query.q)}%`];
-    if (!scope.all) {
-      const readable: string[] = [];
-      if (scope.user_id) {
-        readable.push('s.user_id = ?');
-        params.push(scope.user_id);
-      }
-      if (scope.group_ids.length) {
-        readable.push('s.group_ids && ?::uuid[]');
-        params.push(`{${scope.group_ids.join(',')}}`);
-      }
-      if (scope.bot_ids.length) {
-        readable.push('s.bot_id = any(?::uuid[])');
-        params.push(`{${scope.bot_ids.join(',')}}`);
-      }
-      if (scope.session_ids.length) {
-        readable.push('s.session_id = any(?::uuid[])');
-        params.push(`{${scope.session_ids.join(',')}}`);
-      }
-      if (readable.length === 0) return { items: [], next_cursor: null };
-      conditions.push(`(${readable.join(' or ')})`);
-    }
-    if (query.bot_id) {
-      conditions.push('s.bot_id = ?');
-      params.push(query.bot_id);
-    }
-    if (query.session_id) {
-      conditions.push('m.session_id = ?');
-      params.push(query.session_id);
-    }
-    let after = '';
-    if (query.cursor) {
-      const [rank, id] = decodeCursor(query.cursor, 2);
-      after = 'where (hit.rank < ? or (hit.rank = ? and hit.id < ?))';
-      params.push(Number(rank), Number(rank), String(id));
-    }
-    params.push(query.limit + 1, query.limit, MESSAGE_PAGE_BYTES);
-    // Ranking reads every match's content; the page then takes the best ones while they fit.
-    const rows = await this.orm.em.fork().execute<Record<string, unknown>[]>(
-      `with q as (select plainto_tsquery('simple', ?) as ts, ?::text as text),
-       candidates as (
-         select hit.id, hit.size_bytes, hit.rank from (
-           select m.id, m.size_bytes,
-                  (ts_rank(to_tsvector('simple', m.content), q.ts) + public.similarity(m.content, q.text))::float8 as rank
-           from messages m join session_scopes s on s.session_id = m.session_id, q
-           where (to_tsvector('simple', m.content) @@ q.ts or m.content ilike ?)
-           ${conditions.length ? `and ${conditions.join(' and ')}` : ''}
-         ) hit ${after}
-         order by hit.rank desc, hit.id desc
-         limit ?
-       ), fitting as (
-         select id, rank from (
-           select id, rank, row_number() over w as n, sum(size_bytes) over w as running
-           from candidates window w as (order by rank desc, id desc rows unbounded preceding)
-         ) sized
-         where n <= ? and (n = 1 or running <= ?)
-       )
-       select ${MESSAGE_COLUMNS}, f.rank, (select count(*) from candidates) > (select count(*) from fitting) as more
-       from messages m join fitting f on f.id = m.id
-       order by f.rank desc, f.id desc`,
-      params,
-    );
-    const items = rows.map((row) => ({ ...viewOf(row), rank: Number(row.rank) }));
-    const last = items.at(-1);
-    const more = rows.length > 0 && rows[0].more === true;
-    return { items, next_cursor: more && last ? encodeCursor([last.rank, last.id]) : null };
+  ): Promise<{ items: SearchHit[]; next_cursor: string | null }> {
+    // The readable scope follows from the caller, who is bound; the filters are the client's.
+    const bind = { actor, filters: { q: query.q, bot_id: query.bot_id, session_id: query.session_id } };
+    return this.keyset.fitted(SEARCH_HITS, query, bind, (position) => this.messages.search(scope, query, position), {
+      view: (hit) => hit,
+      key: (hit) => [hit.rank, hit.id],
+    });
   }
 }

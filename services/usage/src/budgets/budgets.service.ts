@@ -13,8 +13,9 @@ import { OutboxRelay } from '@parley/kit';
 import { BotDirectory } from '../access/bot-directory';
 import { UsageAccess } from '../access/usage-access';
 import { fromUnits, toUnits } from '../prices/decimal';
-import { BudgetEntity, type Budget } from './budget.entity';
+import type { Budget } from './budget.entity';
 import { BudgetWatch, budgetReached } from './budget-watch';
+import { BudgetsRepository } from './budgets.repository';
 import { periodOf } from './periods';
 import { QuotaCounters } from './quota-counters';
 
@@ -36,6 +37,7 @@ function budgetView(b: Budget): BudgetView {
 export class BudgetsService {
   constructor(
     @Inject(MikroORM) private readonly orm: MikroORM,
+    @Inject(BudgetsRepository) private readonly budgets: BudgetsRepository,
     @Inject(UsageAccess) private readonly access: UsageAccess,
     @Inject(BotDirectory) private readonly bots: BotDirectory,
     @Inject(QuotaCounters) private readonly counters: QuotaCounters,
@@ -48,7 +50,7 @@ export class BudgetsService {
     await this.access.requireBot(actor, botId, 'manage');
     const now = new Date();
     const { budget, announced } = await this.orm.em.fork().transactional(async (tx) => {
-      const stored = await tx.upsert(BudgetEntity, {
+      const stored = await this.budgets.upsert(tx, {
         botId,
         period: body.period,
         maxTokens: body.max_tokens ?? null,
@@ -77,7 +79,7 @@ export class BudgetsService {
 
   /** Without a budget: the current UTC month, no limits. */
   async quota(botId: string): Promise<Quota> {
-    const budget = await this.orm.em.fork().findOne(BudgetEntity, { botId });
+    const budget = await this.budgets.byBot(botId);
     const period = (budget?.period ?? 'month') as BudgetPeriod;
     const currency = budget?.currency ?? 'USD';
     const { start, end } = periodOf(period, new Date());

@@ -1,11 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { MikroORM } from '@mikro-orm/postgresql';
 import type { Redis } from 'ioredis';
 import { RedisKeys, type BudgetPeriod } from '@parley/contracts';
 import { KIT_OPTIONS, LOGGER, REDIS, type KitOptions, type Logger } from '@parley/kit';
 import { USAGE_CONFIG, type UsageConfig } from '../config';
 import { toUnits } from '../prices/decimal';
 import type { DailyDelta } from '../records/rollup';
+import { BudgetsRepository } from './budgets.repository';
 import { dayOf } from './periods';
 
 export interface PeriodUsage {
@@ -46,7 +46,7 @@ export class QuotaCounters {
 
   constructor(
     @Inject(REDIS) redis: Redis,
-    @Inject(MikroORM) private readonly orm: MikroORM,
+    @Inject(BudgetsRepository) private readonly budgets: BudgetsRepository,
     @Inject(USAGE_CONFIG) private readonly config: UsageConfig,
     @Inject(KIT_OPTIONS) options: KitOptions,
     @Inject(LOGGER) private readonly logger: Logger,
@@ -121,11 +121,7 @@ export class QuotaCounters {
   }
 
   private async fromPostgres(botId: string, start: Date, end: Date): Promise<PeriodUsage> {
-    const rows = await this.orm.em.fork().execute<{ currency: string; tokens: string; cost: string }[]>(
-      `select currency, sum(total_tokens)::text as tokens, trim_scale(sum(cost))::text as cost
-       from usage_daily where bot_id = ? and day >= ?::date and day < ?::date group by currency`,
-      [botId, dayOf(start), dayOf(end)],
-    );
+    const rows = await this.budgets.dailyUsage(botId, start, end);
     const usage: PeriodUsage = { tokens: 0, costUnits: new Map() };
     for (const row of rows) {
       usage.tokens += Number(row.tokens);

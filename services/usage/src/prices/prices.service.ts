@@ -2,18 +2,11 @@ import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
 import type { z } from 'zod';
-import {
-  ParleyError,
-  decodeCursor,
-  encodeCursor,
-  type CursorPage,
-  type Price,
-  type PriceInputSchema,
-  type Principal,
-} from '@parley/contracts';
+import { ParleyError, type CursorPage, type Price, type PriceInputSchema, type Principal } from '@parley/contracts';
+import { Keyset } from '@parley/kit';
 import { fromUnits, toUnits } from './decimal';
-import { UsageLedger } from '../records/usage-ledger';
-import { PriceEntity, RepriceJobEntity, type PriceRow } from './price.entity';
+import type { PriceRow } from './price.entity';
+import { PRICE_VERSIONS, PricesRepository } from './prices.repository';
 import { Repricer } from './repricer';
 
 type PriceInput = z.output<typeof PriceInputSchema>;
@@ -41,15 +34,16 @@ export function priceView(p: PriceRow): Price {
 export class PricesService {
   constructor(
     @Inject(MikroORM) private readonly orm: MikroORM,
-    @Inject(UsageLedger) private readonly ledger: UsageLedger,
+    @Inject(PricesRepository) private readonly priceTable: PricesRepository,
     @Inject(Repricer) private readonly repricer: Repricer,
+    @Inject(Keyset) private readonly keyset: Keyset,
   ) {}
 
   async put(actor: Principal, prices: PriceInput[]): Promise<{ items: Price[] }> {
     if (actor.type !== 'user' || !actor.is_admin) throw new ParleyError('FORBIDDEN', 'this needs an administrator');
     const now = new Date();
     const stored = await this.orm.em.fork().transactional(async (tx) => {
-      await this.ledger.lockPricing(tx, 'exclusive');
+      await this.priceTable.lockPricing(tx, 'exclusive');
       const rows = prices.map((p) => ({
         id: uuidv7(),
         provider: p.provider,
@@ -61,32 +55,15 @@ export class PricesService {
         createdAt: now,
         updatedAt: now,
       }));
-      await tx
-        .createQueryBuilder(PriceEntity)
-        .insert(rows)
-        .onConflict(['provider', 'model', 'effectiveFrom'])
-        .merge(['inputPerMillion', 'outputPerMillion', 'currency', 'updatedAt'])
-        .execute('run');
-      const saved = await tx.find(
-        PriceEntity,
-        { $or: rows.map((r) => ({ provider: r.provider, model: r.model, effectiveFrom: r.effectiveFrom })) },
-        { orderBy: { provider: 'asc', model: 'asc', effectiveFrom: 'asc' } },
-      );
+      const saved = await this.priceTable.upsertVersions(tx, rows);
       for (const version of saved) {
-        const next = await tx.findOne(
-          PriceEntity,
-          { provider: version.provider, model: version.model, effectiveFrom: { $gt: version.effectiveFrom } },
-          { orderBy: { effectiveFrom: 'asc' } },
-        );
-        tx.create(RepriceJobEntity, {
+        const next = await this.priceTable.nextVersion(tx, version);
+        this.priceTable.queueReprice(tx, {
           id: uuidv7(),
           provider: version.provider,
           model: version.model,
           fromAt: version.effectiveFrom,
           untilAt: next?.effectiveFrom ?? null,
-          afterStartedAt: null,
-          afterBotId: null,
-          afterRequestId: null,
           createdAt: now,
         });
       }
@@ -97,35 +74,20 @@ export class PricesService {
   }
 
   /** Versions by provider and model, newest version first within a model. */
-  async list(q: { provider?: string; model?: string; limit: number; cursor?: string }): Promise<CursorPage<Price>> {
-    const conditions: string[] = [];
-    const params: unknown[] = [];
-    if (q.provider) {
-      conditions.push('provider = ?');
-      params.push(q.provider);
-    }
-    if (q.model) {
-      conditions.push('model = ?');
-      params.push(q.model);
-    }
-    if (q.cursor) {
-      const [provider, model, effectiveFrom] = decodeCursor(q.cursor, 3);
-      conditions.push('((provider, model) > (?, ?) or ((provider, model) = (?, ?) and effective_from < ?))');
-      params.push(provider, model, provider, model, new Date(String(effectiveFrom)));
-    }
-    params.push(q.limit + 1);
-    const em = this.orm.em.fork();
-    const rows = await em.execute<Record<string, unknown>[]>(
-      `select * from usage_prices ${conditions.length ? `where ${conditions.join(' and ')}` : ''}
-       order by provider, model, effective_from desc limit ?`,
-      params,
+  list(q: {
+    actor: Principal;
+    provider?: string;
+    model?: string;
+    limit: number;
+    cursor?: string;
+  }): Promise<CursorPage<Price>> {
+    const filters = { provider: q.provider, model: q.model };
+    return this.keyset.page(
+      PRICE_VERSIONS,
+      q,
+      { actor: q.actor, filters },
+      (position) => this.priceTable.listPage(filters, position),
+      { view: priceView, key: (p) => [p.provider, p.model, p.effectiveFrom.toISOString()] },
     );
-    const items = rows.slice(0, q.limit).map((r) => priceView(em.map(PriceEntity, r)));
-    const last = items.at(-1);
-    return {
-      items,
-      next_cursor:
-        rows.length > q.limit && last ? encodeCursor([last.provider, last.model, last.effective_from]) : null,
-    };
   }
 }

@@ -5,8 +5,9 @@ import { BudgetWatch } from '../budgets/budget-watch';
 import { QuotaCounters } from '../budgets/quota-counters';
 import { priced, samePricing } from '../records/record-state';
 import type { DailyDelta } from '../records/rollup';
-import { RECORD_COLUMNS_SQL, UsageLedger, stateOf } from '../records/usage-ledger';
-import { RepriceJobEntity } from './price.entity';
+import { UsageLedger } from '../records/usage-ledger';
+import { UsageRecordsRepository } from '../records/usage-records.repository';
+import { PricesRepository } from './prices.repository';
 
 const CHUNK = 500;
 const POLL_MS = 30_000;
@@ -25,6 +26,8 @@ export class Repricer implements OnApplicationBootstrap, OnModuleDestroy {
   constructor(
     @Inject(MikroORM) private readonly orm: MikroORM,
     @Inject(UsageLedger) private readonly ledger: UsageLedger,
+    @Inject(PricesRepository) private readonly priceTable: PricesRepository,
+    @Inject(UsageRecordsRepository) private readonly records: UsageRecordsRepository,
     @Inject(BudgetWatch) private readonly budgets: BudgetWatch,
     @Inject(QuotaCounters) private readonly counters: QuotaCounters,
     @Inject(OutboxRelay) private readonly outbox: OutboxRelay,
@@ -67,28 +70,10 @@ export class Repricer implements OnApplicationBootstrap, OnModuleDestroy {
   async step(): Promise<boolean> {
     const now = new Date();
     const done = await this.orm.em.fork().transactional(async (tx) => {
-      const [job] = await tx.execute<Record<string, unknown>[]>(
-        'select * from usage_reprice_jobs order by created_at, id limit 1 for update skip locked',
-      );
+      const job = await this.priceTable.takeRepriceJob(tx);
       if (!job) return undefined;
-      const j = tx.map(RepriceJobEntity, job);
-      await this.ledger.lockPricing(tx, 'shared');
-      const params: unknown[] = [j.provider, j.model, j.fromAt];
-      let where = 'provider = ? and model = ? and started_at >= ?';
-      if (j.untilAt) {
-        where += ' and started_at < ?';
-        params.push(j.untilAt);
-      }
-      if (j.afterStartedAt && j.afterBotId && j.afterRequestId) {
-        where += ' and (started_at, bot_id, request_id) > (?, ?, ?)';
-        params.push(j.afterStartedAt, j.afterBotId, j.afterRequestId);
-      }
-      const rows = await tx.execute<Parameters<typeof stateOf>[0][]>(
-        `select ${RECORD_COLUMNS_SQL} from usage_records where ${where}
-         order by started_at, bot_id, request_id limit ${CHUNK} for update`,
-        params,
-      );
-      const states = rows.map(stateOf);
+      await this.priceTable.lockPricing(tx, 'shared');
+      const states = await this.records.repricingChunk(tx, job, CHUNK);
       const prices = await this.ledger.prices(tx);
       const changes = states
         .map((before) => ({ before, after: { ...priced(before, prices.book), updatedAt: now } }))
@@ -97,13 +82,9 @@ export class Repricer implements OnApplicationBootstrap, OnModuleDestroy {
       const announced = budgeted.length > 0 ? await this.budgets.check(tx, budgeted, now) : 0;
       const last = states.at(-1);
       if (states.length < CHUNK || !last) {
-        await tx.nativeDelete(RepriceJobEntity, { id: j.id });
+        await this.priceTable.finishRepriceJob(tx, job.id);
       } else {
-        await tx.nativeUpdate(
-          RepriceJobEntity,
-          { id: j.id },
-          { afterStartedAt: last.startedAt, afterBotId: last.botId, afterRequestId: last.requestId },
-        );
+        await this.priceTable.advanceRepriceJob(tx, job.id, last);
       }
       return { daily: deltas.dailyRows(), announced, repriced: changes.length };
     });

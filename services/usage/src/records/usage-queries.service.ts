@@ -4,8 +4,6 @@ import type { z } from 'zod';
 import {
   MAX_SUMMARY_ROWS,
   ParleyError,
-  decodeCursor,
-  encodeCursor,
   resolveRange,
   type CursorPage,
   type Principal,
@@ -15,10 +13,17 @@ import {
   type UsageSummaryItem,
   type UsageTotals,
 } from '@parley/contracts';
+import { Keyset } from '@parley/kit';
 import { UsageAccess, type BotRestriction } from '../access/usage-access';
 import { fromUnits, toUnits } from '../prices/decimal';
 import { floorHour } from './rollup';
-import { RECORD_COLUMNS_SQL, stateOf } from './usage-ledger';
+import {
+  RECORDS_NEWEST_FIRST,
+  UsageRecordsRepository,
+  stateOf,
+  type RecordRow,
+  type TotalsRow,
+} from './usage-records.repository';
 import { hoursAcrossMidnight, localTimestamp, wholeHourZone } from './zones';
 
 type SummaryRequest = z.output<typeof UsageRpc.summary.request>;
@@ -101,6 +106,8 @@ export class UsageQueries {
   constructor(
     @Inject(MikroORM) private readonly orm: MikroORM,
     @Inject(UsageAccess) private readonly access: UsageAccess,
+    @Inject(UsageRecordsRepository) private readonly recordTable: UsageRecordsRepository,
+    @Inject(Keyset) private readonly keyset: Keyset,
   ) {}
 
   async summary(actor: Principal, q: SummaryRequest) {
@@ -189,44 +196,33 @@ export class UsageQueries {
   /** Records newest first (by `started_at`, then bot and request id), with a keyset cursor. */
   async records(actor: Principal, q: RecordsRequest): Promise<CursorPage<UsageRecordView>> {
     const bots = await this.access.restriction(actor, q);
-    if (bots !== 'all' && bots.length === 0) return { items: [], next_cursor: null };
     const { from, to } = resolveRange(q, Date.now());
-    const sql = new Sql().add(
-      `select ${RECORD_COLUMNS_SQL} from usage_records where started_at >= ? and started_at < ?`,
-      from,
-      to,
-    );
-    restrictBots(sql, bots, q.bot_id);
-    if (q.session_id) sql.add('and session_id = ?', q.session_id);
-    if (q.user_id) sql.add('and user_id = ?', q.user_id);
-    if (q.status) sql.add('and status = ?', q.status);
-    if (q.cursor) {
-      const [startedAt, botId, requestId] = decodeCursor(q.cursor, 3);
-      sql.add('and (started_at, bot_id, request_id) < (?, ?, ?)', new Date(String(startedAt)), botId, requestId);
-    }
-    sql.add('order by started_at desc, bot_id desc, request_id desc limit ?', q.limit + 1);
-    const rows = await this.orm.em.fork().execute<Parameters<typeof stateOf>[0][]>(sql.text, sql.params);
-    const items = rows.slice(0, q.limit).map((row) => recordView(row));
-    const last = items.at(-1);
-    return {
-      items,
-      next_cursor: rows.length > q.limit && last ? encodeCursor([last.started_at, last.bot_id, last.request_id]) : null,
+    // Bound as the client sent them: `to` left out means "now" on every page.
+    const filters = {
+      from: q.from,
+      to: q.to,
+      bot_id: q.bot_id,
+      session_id: q.session_id,
+      user_id: q.user_id,
+      status: q.status,
     };
+    return this.keyset.page(
+      RECORDS_NEWEST_FIRST,
+      q,
+      { actor, filters },
+      async (position) =>
+        bots !== 'all' && bots.length === 0 ? [] : this.recordTable.listPage(bots, { ...filters, from, to }, position),
+      { view: recordView, key: (r) => [new Date(r.started_at).toISOString(), r.bot_id, r.request_id] },
+    );
   }
 
   /** Totals of one session's records; the caller has established that it may read the session. */
   async sessionTotals(sessionId: string): Promise<UsageTotals> {
-    const rows = await this.orm.em.fork().execute<SummaryRow[]>(
-      `select currency, count(*)::text as requests, sum(input_tokens)::text as input_tokens,
-              sum(output_tokens)::text as output_tokens, sum(total_tokens)::text as total_tokens,
-              trim_scale(sum(cost))::text as cost, count(*) filter (where price_id is null)::text as unpriced_requests
-       from usage_records where session_id = ? group by currency order by currency nulls last`,
-      [sessionId],
-    );
+    const rows = await this.recordTable.sessionTotals(sessionId);
     const costs = rows
       .filter((r) => r.currency !== null)
       .map((r) => ({ currency: String(r.currency), cost: fromUnits(toUnits(r.cost ?? '0')) }));
-    const sum = (field: keyof SummaryRow) => rows.reduce((n, r) => n + Number(r[field] ?? 0), 0);
+    const sum = (field: keyof TotalsRow) => rows.reduce((n, r) => n + Number(r[field] ?? 0), 0);
     return {
       requests: sum('requests'),
       input_tokens: sum('input_tokens'),
@@ -296,7 +292,7 @@ function mergeUnpriced(rows: SummaryRow[], keys: UsageGroupKey[], tz: string): U
   return out;
 }
 
-export function recordView(row: Parameters<typeof stateOf>[0]): UsageRecordView {
+export function recordView(row: RecordRow): UsageRecordView {
   const s = stateOf(row);
   return {
     bot_id: s.botId,
