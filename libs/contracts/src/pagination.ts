@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { ParleyError } from './errors';
 
 export const MAX_LIMIT = 200;
 export const DEFAULT_LIMIT = 50;
@@ -59,29 +58,6 @@ export function offsetPageSchema<T extends z.ZodType>(item: T) {
 }
 export function pageSchema<T extends z.ZodType>(item: T) {
   return z.union([cursorPageSchema(item), offsetPageSchema(item)]);
-}
-
-/** Opaque keyset cursor: the sort key values of the last row, base64url JSON. */
-export function encodeCursor(values: readonly (string | number)[]): string {
-  return Buffer.from(JSON.stringify(values)).toString('base64url');
-}
-
-export function decodeCursor(cursor: string, arity: number): (string | number)[] {
-  try {
-    const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (
-      Array.isArray(parsed) &&
-      parsed.length === arity &&
-      parsed.every((v) => typeof v === 'string' || typeof v === 'number')
-    ) {
-      return parsed as (string | number)[];
-    }
-  } catch {
-    // fall through to the problem below
-  }
-  throw new ParleyError('VALIDATION_FAILED', 'cursor: not a cursor this list issued', {
-    errors: [{ field: 'cursor', message: 'not a cursor this list issued' }],
-  });
 }
 
 /**
