@@ -1,4 +1,5 @@
-import { Body, Controller, Get, HttpCode, Inject, Ip, Post, Put } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Inject, Post, Put, Req } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import {
   AccessControlRpc,
@@ -12,6 +13,7 @@ import {
 } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
 import { ApiRoute, parse } from '../http/api-route';
+import { clientAddress } from '../http/client-address';
 import { Caller } from './principal';
 
 @Controller('api/v1')
@@ -29,9 +31,10 @@ export class AuthController {
     errors: ['INVALID_CREDENTIALS', 'RATE_LIMITED'],
     public: true,
   })
-  login(@Body() body: unknown, @Ip() ip: string) {
+  login(@Body() body: unknown, @Req() request: FastifyRequest) {
     const { username, password } = parse(LoginBodySchema, body, 'body');
-    return this.rpc.call(AccessRpc.login, { username, password, client_address: ip });
+    // Failed logins are counted per username and client address (docs/access-control.md, "Limits").
+    return this.rpc.call(AccessRpc.login, { username, password, client_address: clientAddress(request) });
   }
 
   @Post('auth/refresh')
