@@ -5,6 +5,7 @@ import { database } from './database';
 import { AuthHandler } from './auth/auth.handler';
 import { AuthService } from './auth/auth.service';
 import { KeysService } from './auth/keys.service';
+import { KnownAddresses } from './auth/known-addresses';
 import { BootstrapAdmin } from './users/bootstrap-admin';
 import { AccessChanges } from './changes';
 import { AccessEventsConsumer } from './access-events.consumer';
@@ -28,6 +29,7 @@ export class AppModule {
         { provide: ACCESS_CONFIG, useValue: config },
         UsersService,
         KeysService,
+        KnownAddresses,
         AuthService,
         BootstrapAdmin,
         AccessChanges,

@@ -13,7 +13,7 @@ import {
   type User as UserView,
 } from '@parley/contracts';
 import { randomBytes } from 'node:crypto';
-import { RefreshTokenEntity } from '../auth/auth.entities';
+import { LoginAddressEntity, RefreshTokenEntity } from '../auth/auth.entities';
 import { AccessChanges } from '../changes';
 import { GroupsService } from '../groups/groups.service';
 import { MembershipEntity } from '../groups/group.entities';
@@ -152,6 +152,7 @@ export class UsersService {
       await tx.nativeUpdate(RefreshTokenEntity, { userId: id, revokedAt: null }, { revokedAt: new Date() });
       await tx.nativeDelete(MembershipEntity, { userId: id });
       await tx.nativeDelete(UserRoleEntity, { userId: id });
+      await tx.nativeDelete(LoginAddressEntity, { userId: id });
       this.changes.record(tx, 'user', id);
     });
     await this.changes.committed();
