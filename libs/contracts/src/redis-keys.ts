@@ -10,10 +10,13 @@ export const RedisKeys = {
   accessEpoch: (prefix: string) => `${head(prefix)}:access:epoch`,
   /** A cached permission decision. */
   accessDecision: (prefix: string, epoch: string, hash: string) => `${head(prefix)}:access:decision:${epoch}:${hash}`,
-  /** Failed logins counted for one username. */
+  /** Failed logins counted for one username, from every address. */
   loginFailuresByUser: (prefix: string, username: string) => `${head(prefix)}:login:user:${username.toLowerCase()}`,
-  /** Failed logins counted for one client address. */
+  /** Failed logins counted for one client address (an IPv4 address or an IPv6 /64), for every username. */
   loginFailuresByAddress: (prefix: string, address: string) => `${head(prefix)}:login:addr:${address}`,
+  /** Failed logins counted for one username from one client address (the address holds no `|`). */
+  loginFailuresByUserAddress: (prefix: string, username: string, address: string) =>
+    `${head(prefix)}:login:pair:${address}|${username.toLowerCase()}`,
   /** The gateway's cache of a verified API key. */
   gatewayKey: (prefix: string, epoch: string, hash: string) => `${head(prefix)}:gateway:key:${epoch}:${hash}`,
   /** Requests of one principal in one minute window. */

@@ -7,6 +7,7 @@ import { AuthService } from './auth/auth.service';
 import { KeysService } from './auth/keys.service';
 import { RefreshTokensRepository } from './auth/refresh-tokens.repository';
 import { SigningKeysRepository } from './auth/signing-keys.repository';
+import { LoginAddressesRepository } from './auth/login-addresses.repository';
 import { BootstrapAdmin } from './users/bootstrap-admin';
 import { AccessChanges } from './changes';
 import { AccessEventsConsumer } from './access-events.consumer';
@@ -40,6 +41,7 @@ export class AppModule {
         SigningKeysRepository,
         UsersService,
         KeysService,
+        LoginAddressesRepository,
         AuthService,
         BootstrapAdmin,
         AccessChanges,

@@ -15,6 +15,16 @@ export const AccessConfigSchema = z
     JWT_PRIVATE_KEY: z.string().includes('PRIVATE KEY', { message: 'must be a PEM private key' }).optional(),
     JWT_TTL: duration.default(15 * 60),
     REFRESH_TOKEN_TTL: duration.default(30 * 86400),
+    /** Failed logins for one username from one client address (IPv6: its /64) within LOGIN_FAILURE_WINDOW. */
+    LOGIN_MAX_FAILURES: z.coerce.number().int().min(1).default(10),
+    LOGIN_FAILURE_WINDOW: duration.default(15 * 60),
+    /** Failed logins for one username from all addresses; beyond: only addresses it signed in from before. */
+    LOGIN_MAX_FAILURES_PER_USER: z.coerce.number().int().min(1).default(100),
+    LOGIN_USER_FAILURE_WINDOW: duration.default(60 * 60),
+    /** Failed logins from one address for all usernames (LOGIN_FAILURE_WINDOW); beyond: only its known users. */
+    LOGIN_MAX_FAILURES_PER_ADDRESS: z.coerce.number().int().min(1).default(100),
+    /** How long an address a user signed in from stays known to the ceilings above. */
+    LOGIN_KNOWN_ADDRESS_TTL: duration.default(90 * 86400),
     /** The NATS account (JWT/operator mode) bots' credentials belong to, and its signing key's seed. */
     NATS_ACCOUNT_PUBLIC_KEY: z
       .string()

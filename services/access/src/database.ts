@@ -1,4 +1,4 @@
-import { RefreshTokenEntity, SigningKeyEntity } from './auth/auth.entities';
+import { LoginAddressEntity, RefreshTokenEntity, SigningKeyEntity } from './auth/auth.entities';
 import { ApiKeyEntity, BotEntity } from './bots/bot.entities';
 import { GroupEntity, MembershipEntity } from './groups/group.entities';
 import { RoleEntity, RoleGrantEntity, UserRoleEntity } from './roles/role.entities';
@@ -17,6 +17,7 @@ export const database = {
     RoleGrantEntity,
     BotEntity,
     ApiKeyEntity,
+    LoginAddressEntity,
   ],
   migrations,
   migrationsPath: 'src/migrations',

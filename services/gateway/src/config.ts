@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { trustProxyEntryProblem } from './http/client-address';
 import { commonEnvShape, eventTimeEnvShape, parseEnv, port } from '@parley/kit';
 
 export const GatewayConfigSchema = z.object({
@@ -16,6 +17,25 @@ export const GatewayConfigSchema = z.object({
         .map((s) => s.trim())
         .filter(Boolean),
     ),
+  /**
+   * Proxies whose `X-Forwarded-For` is believed: comma-separated addresses or CIDRs (IPv4, IPv6).
+   * Unset: the header is ignored and the client is the socket's peer.
+   */
+  TRUST_PROXY: z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .superRefine((entries, ctx) => {
+      for (const entry of entries) {
+        const problem = trustProxyEntryProblem(entry);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }
+    }),
 });
 export type GatewayConfig = z.infer<typeof GatewayConfigSchema>;
 

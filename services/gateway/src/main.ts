@@ -10,6 +10,7 @@ serviceMain({
   loadConfig,
   httpPort: (config) => config.GATEWAY_PORT,
   module: (config) => AppModule.forRoot(config),
+  trustProxy: (config) => config.TRUST_PROXY,
   configure: (app, config) => {
     const logger = app.get<Logger>(LOGGER);
     const fastify = app.getHttpAdapter().getInstance();

@@ -41,9 +41,12 @@ export class PinoNestLogger implements LoggerService {
  */
 export async function createServiceApp(
   module: unknown,
-  options: { logger?: false } = {},
+  options: { logger?: false; trustProxy?: string[] } = {},
 ): Promise<NestFastifyApplication> {
-  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES, trustProxy: true });
+  // `request.ip` is the socket's address unless the connection comes from a trusted proxy; then
+  // the right-most X-Forwarded-For entry that is not a trusted proxy (see ServiceDefinition.trustProxy).
+  const trustProxy = options.trustProxy?.length ? options.trustProxy : false;
+  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES, trustProxy });
   const app = await NestFactory.create<NestFastifyApplication>(module as never, adapter, {
     bufferLogs: options.logger !== false,
     abortOnError: false,
@@ -63,9 +66,14 @@ export async function startServing(app: INestApplication): Promise<void> {
 /** Creates the service's application, records HTTP metrics per route, serves NATS, and listens. */
 export async function startHttpService(
   module: unknown,
-  options: { host: string; port: number; configure?: (app: NestFastifyApplication) => void | Promise<void> },
+  options: {
+    host: string;
+    port: number;
+    trustProxy?: string[];
+    configure?: (app: NestFastifyApplication) => void | Promise<void>;
+  },
 ): Promise<NestFastifyApplication> {
-  const app = await createServiceApp(module);
+  const app = await createServiceApp(module, { trustProxy: options.trustProxy });
   const logger = app.get<Logger>(LOGGER);
   app.useLogger(new PinoNestLogger(logger));
   app.enableShutdownHooks();

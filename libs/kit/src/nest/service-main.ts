@@ -14,6 +14,8 @@ export interface ServiceDefinition<C extends CommonConfig> {
   /** The root module for this configuration. */
   module(config: C): unknown;
   database?: KitOptions['database'];
+  /** Proxies (addresses, CIDRs) whose X-Forwarded-For is believed; none by default. */
+  trustProxy?(config: C): string[];
   configure?(app: NestFastifyApplication, config: C): void | Promise<void>;
 }
 
@@ -63,6 +65,7 @@ export function serviceMain<C extends CommonConfig>(definition: ServiceDefinitio
     await startHttpService(definition.module(config), {
       host: config.HTTP_HOST,
       port: definition.httpPort(config),
+      trustProxy: definition.trustProxy?.(config),
       configure: (app) => definition.configure?.(app, config),
     });
   });

@@ -27,3 +27,18 @@ export const RefreshTokenEntity = defineEntity({
   },
 });
 export type RefreshToken = InferEntity<typeof RefreshTokenEntity>;
+
+/**
+ * An address (`addressKey`: IPv4, or an IPv6 /64) a user signed in from: past the login
+ * ceilings, such an address may still try that user's password.
+ */
+export const LoginAddressEntity = defineEntity({
+  name: 'LoginAddress',
+  tableName: 'login_addresses',
+  properties: {
+    userId: p.uuid().primary(),
+    address: p.string().length(64).primary(),
+    lastSuccessAt: p.datetime(),
+  },
+});
+export type LoginAddress = InferEntity<typeof LoginAddressEntity>;

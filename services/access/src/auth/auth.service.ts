@@ -4,23 +4,25 @@ import * as argon2 from 'argon2';
 import { createHash, randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { Redis } from 'ioredis';
-import { ParleyError, RedisKeys, type TokenResponse } from '@parley/contracts';
+import { ParleyError, type TokenResponse } from '@parley/contracts';
 import { KIT_OPTIONS, LOGGER, REDIS, type KitOptions, type Logger } from '@parley/kit';
 import { ACCESS_CONFIG, type AccessConfig } from '../config';
 import { UsersService, hashPassword } from '../users/users.service';
 import type { User } from '../users/user.entity';
 import { RefreshTokensRepository } from './refresh-tokens.repository';
+import { addressKey } from './client-address';
+import { FallbackCounters, MemoryCounters, RedisCounters } from './failure-counters';
 import { KeysService } from './keys.service';
+import { LoginAddressesRepository } from './login-addresses.repository';
+import { LoginThrottle } from './login-throttle';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
-
-/** Failed logins allowed per username, and per client address, within the window. */
-export const LOGIN_LIMITS = { perUser: 10, perAddress: 100, windowSeconds: 15 * 60 };
 
 @Injectable()
 export class AuthService {
   /** Verified against when a username is unknown, so both failures take the same time. */
   private readonly decoyHash = hashPassword(randomBytes(16).toString('hex'));
+  private readonly throttle: LoginThrottle;
 
   constructor(
     @Inject(MikroORM) private readonly orm: MikroORM,
@@ -28,57 +30,64 @@ export class AuthService {
     @Inject(ACCESS_CONFIG) private readonly config: AccessConfig,
     @Inject(UsersService) private readonly users: UsersService,
     @Inject(KeysService) private readonly keys: KeysService,
-    @Inject(REDIS) private readonly redis: Redis,
-    @Inject(KIT_OPTIONS) private readonly options: KitOptions,
+    @Inject(LoginAddressesRepository) private readonly knownAddresses: LoginAddressesRepository,
+    @Inject(REDIS) redis: Redis,
+    @Inject(KIT_OPTIONS) options: KitOptions,
     @Inject(LOGGER) private readonly logger: Logger,
-  ) {}
-
-  private throttleKeys(username: string, address?: string): string[] {
-    const prefix = this.options.config.NATS_SUBJECT_PREFIX;
-    return [
-      RedisKeys.loginFailuresByUser(prefix, username),
-      ...(address ? [RedisKeys.loginFailuresByAddress(prefix, address)] : []),
-    ];
-  }
-
-  /** Refuses a login while its username or address has failed too often (Redis away: no throttling). */
-  private async throttle(username: string, address?: string): Promise<void> {
-    const keys = this.throttleKeys(username, address);
-    try {
-      const counts = (await this.redis.mget(...keys)).map((v) => Number(v ?? 0));
-      const limited =
-        counts[0] >= LOGIN_LIMITS.perUser ? keys[0] : (counts[1] ?? 0) >= LOGIN_LIMITS.perAddress ? keys[1] : undefined;
-      if (limited) {
-        const ttl = await this.redis.ttl(limited);
-        throw new ParleyError('RATE_LIMITED', 'too many failed logins; try again later', {
-          retryable: true,
-          retryAfter: Math.max(ttl, 1),
-        });
+  ) {
+    const counters = new FallbackCounters(redis, new RedisCounters(redis), new MemoryCounters(), (degraded, error) => {
+      if (degraded) {
+        this.logger.warn(
+          { err: error instanceof Error ? error.message : String(error) },
+          'login throttling counts in this instance while Redis is away',
+        );
+      } else {
+        this.logger.info('login throttling counts in Redis again');
       }
-    } catch (error) {
-      if (error instanceof ParleyError) throw error;
-      this.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'login throttling unavailable');
-    }
+    });
+    this.throttle = new LoginThrottle(
+      counters,
+      {
+        maxFailures: config.LOGIN_MAX_FAILURES,
+        failureWindow: config.LOGIN_FAILURE_WINDOW,
+        maxFailuresPerUser: config.LOGIN_MAX_FAILURES_PER_USER,
+        userFailureWindow: config.LOGIN_USER_FAILURE_WINDOW,
+        maxFailuresPerAddress: config.LOGIN_MAX_FAILURES_PER_ADDRESS,
+      },
+      options.config.NATS_SUBJECT_PREFIX,
+    );
   }
 
-  private async recordFailure(username: string, address?: string): Promise<void> {
-    const multi = this.redis.multi();
-    for (const key of this.throttleKeys(username, address)) {
-      multi.incr(key).expire(key, LOGIN_LIMITS.windowSeconds, 'NX');
+  /**
+   * Checks the password unless the login is throttled (docs/access-control.md, "Limits"):
+   * failures count per username and client address, with ceilings per username and per address
+   * that spare addresses the user signed in from before.
+   */
+  async login(username: string, password: string, clientAddress?: string): Promise<TokenResponse> {
+    const address = addressKey(clientAddress);
+    let user: User | null | undefined;
+    const findUser = async () => (user === undefined ? (user = await this.users.findByUsername(username)) : user);
+    const verdict = await this.throttle.check(username, address, async () => {
+      const found = await findUser();
+      return !!found && (await this.knownAddresses.has(found.id, address));
+    });
+    if (!verdict.allowed) {
+      this.logger.debug({ username, address, limit: verdict.limit }, 'login throttled');
+      throw new ParleyError('RATE_LIMITED', 'too many failed logins; try again later', {
+        retryable: true,
+        retryAfter: verdict.retryAfter,
+      });
     }
-    await multi.exec().catch(() => undefined);
-  }
-
-  async login(username: string, password: string, address?: string): Promise<TokenResponse> {
-    await this.throttle(username, address);
-    const user = await this.users.findByUsername(username);
-    const valid = await argon2.verify(user?.passwordHash ?? (await this.decoyHash), password);
-    if (!user || !valid || !user.enabled) {
-      await this.recordFailure(username, address);
+    const found = await findUser();
+    const valid = await argon2.verify(found?.passwordHash ?? (await this.decoyHash), password);
+    if (!found || !valid || !found.enabled) {
+      const reached = await this.throttle.recordFailure(username, address);
+      for (const limit of reached) this.logger.warn({ username, address, limit }, 'failed logins reached a limit');
       throw new ParleyError('INVALID_CREDENTIALS', 'wrong username or password, or the user is disabled');
     }
-    await this.redis.del(this.throttleKeys(username)[0]).catch(() => undefined);
-    return this.issue(user);
+    await this.throttle.recordSuccess(username, address);
+    await this.knownAddresses.remember(found.id, address);
+    return this.issue(found);
   }
 
   async refresh(refreshToken: string): Promise<TokenResponse> {

@@ -7,6 +7,7 @@ import { ParleyError, type AccessRpc, type Page, type Principal, type User as Us
 import { Keyset } from '@parley/kit';
 import { randomBytes } from 'node:crypto';
 import { RefreshTokensRepository } from '../auth/refresh-tokens.repository';
+import { LoginAddressesRepository } from '../auth/login-addresses.repository';
 import { AccessChanges } from '../changes';
 import { GroupsService } from '../groups/groups.service';
 import { GroupsRepository } from '../groups/groups.repository';
@@ -45,6 +46,7 @@ export class UsersService {
     @Inject(RolesRepository) private readonly roles: RolesRepository,
     @Inject(RefreshTokensRepository) private readonly tokens: RefreshTokensRepository,
     @Inject(Keyset) private readonly keyset: Keyset,
+    @Inject(LoginAddressesRepository) private readonly loginAddresses: LoginAddressesRepository,
   ) {}
 
   private em(): EntityManager {
@@ -138,6 +140,7 @@ export class UsersService {
       await this.tokens.revokeAllOf(tx, id);
       await this.groupsRepo.removeFromAll(tx, id);
       await this.roles.unassignAll(tx, id);
+      await this.loginAddresses.forget(tx, id);
       this.changes.record(tx, 'user', id);
     });
     await this.changes.committed();

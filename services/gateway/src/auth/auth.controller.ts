@@ -1,4 +1,5 @@
-import { Controller, Get, HttpCode, Inject, Ip, Post, Put } from '@nestjs/common';
+import { Controller, Get, HttpCode, Inject, Post, Put, Req } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import {
   AccessControlRpc,
@@ -12,6 +13,7 @@ import {
 } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
 import { ApiRoute, ValidBody, type Valid } from '../http/api-route';
+import { clientAddress } from '../http/client-address';
 import { Caller } from './principal';
 
 @Controller('api/v1')
@@ -29,8 +31,9 @@ export class AuthController {
     errors: ['INVALID_CREDENTIALS', 'RATE_LIMITED'],
     public: true,
   })
-  login(@ValidBody() { username, password }: Valid<typeof LoginBodySchema>, @Ip() ip: string) {
-    return this.rpc.call(AccessRpc.login, { username, password, client_address: ip });
+  login(@ValidBody() { username, password }: Valid<typeof LoginBodySchema>, @Req() request: FastifyRequest) {
+    // Failed logins are counted per username and client address (docs/access-control.md, "Limits").
+    return this.rpc.call(AccessRpc.login, { username, password, client_address: clientAddress(request) });
   }
 
   @Post('auth/refresh')

@@ -2,6 +2,7 @@ import { Catch, Inject, type ArgumentsHost, type ExceptionFilter } from '@nestjs
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ParleyError } from '@parley/contracts';
 import { LOGGER, type Logger } from '@parley/kit';
+import { clientAddress } from './client-address';
 import { fromFrameworkError, toProblem } from './problem';
 
 /** Every error leaves the gateway as application/problem+json. */
@@ -25,10 +26,13 @@ export async function sendProblem(
 ): Promise<void> {
   let problem = fromFrameworkError(error);
   if (!problem) {
-    logger.error({ err: error, url: request.url }, 'request failed');
+    logger.error({ err: error, url: request.url, client: clientAddress(request) }, 'request failed');
     problem = new ParleyError('INTERNAL', 'internal error');
   } else if (problem.status >= 500) {
-    logger.warn({ code: problem.code, detail: problem.detail, url: request.url }, 'upstream problem');
+    logger.warn(
+      { code: problem.code, detail: problem.detail, url: request.url, client: clientAddress(request) },
+      'upstream problem',
+    );
   }
   if (problem.code === 'UNAUTHENTICATED' || problem.code === 'INVALID_CREDENTIALS') {
     void reply.header('www-authenticate', 'Bearer');
