@@ -19,7 +19,7 @@ import { ParleyTransport, RpcClient, type TransportOptions } from '../messaging/
 import { DLQ_STREAM_SPEC, DOMAIN_STREAM_SPEC, ensureStream } from '../messaging/jetstream';
 import { OutboxEntry, OutboxRelay } from '../messaging/outbox';
 import { createOrm, migrateUnderLock, type MigrationEntry } from '../persistence/orm';
-import { CursorCodec, CursorKeyring } from '../persistence/cursors';
+import { CursorCodec, CursorKeyEntry, CursorKeyring } from '../persistence/cursors';
 import { Keyset } from '../persistence/keyset';
 import { HealthController } from './health.controller';
 import { Readiness } from './readiness';
@@ -143,7 +143,7 @@ export class KitModule {
           const orm = await createOrm({
             url,
             schema,
-            entities: database.outbox ? [...database.entities, OutboxEntry] : database.entities,
+            entities: [...database.entities, CursorKeyEntry, ...(database.outbox ? [OutboxEntry] : [])],
             migrations: database.migrations,
             migrationsPath: database.migrationsPath,
           });

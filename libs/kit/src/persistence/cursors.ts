@@ -1,5 +1,5 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { MikroORM } from '@mikro-orm/postgresql';
+import { defineEntity, p, type MikroORM } from '@mikro-orm/postgresql';
 import { Migration } from '@mikro-orm/migrations';
 import { ParleyError, type Principal } from '@parley/contracts';
 import type { Logger } from '../observability/logger';
@@ -181,6 +181,21 @@ export class CursorCodec {
       .subarray(0, MAC_BYTES);
   }
 }
+
+/**
+ * The key table as an entity, listed with every service's entities so that MikroORM's schema
+ * diff (`migration:create`) knows it; the keyring itself reads and writes it in SQL.
+ */
+export const CursorKeyEntry = defineEntity({
+  name: 'CursorKeyEntry',
+  tableName: 'cursor_keys',
+  properties: {
+    id: p.string().columnType('text').primary(),
+    secret: p.string().columnType('text'),
+    createdAt: p.datetime().defaultRaw('now()'),
+    retiredAt: p.datetime().nullable(),
+  },
+});
 
 /** The key table, the same in every service's schema: services list this in their migrations. */
 export class CursorKeysMigration extends Migration {
