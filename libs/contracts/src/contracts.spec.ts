@@ -15,6 +15,7 @@ import { CreateSessionBodySchema, SessionRpc, UpdateSessionBodySchema } from './
 import {
   DEFAULT_EVENT_TIME_LIMITS,
   UsageEventSchema,
+  UsageRpc,
   UsageSummaryQuerySchema,
   resolveRange,
   usageEventTimeProblems,
@@ -289,5 +290,47 @@ describe('usage contracts', () => {
     }
     const { from, to } = resolveRange({}, Date.parse('2026-11-24T10:00:00Z'));
     expect([from.toISOString(), to.toISOString()]).toEqual(['2026-11-23T10:00:00.000Z', '2026-11-24T10:00:00.000Z']);
+  });
+
+  it('bounds a summary to 400 days, 31 grouped by hour, and sends the resolved range on', () => {
+    const DAY = 86_400_000;
+    const to = '2026-11-24T10:00:00.000Z';
+    const back = (days: number, ms = 0) => new Date(Date.parse(to) - days * DAY - ms).toISOString();
+    const problem = (query: Record<string, unknown>) => {
+      const result = UsageSummaryQuerySchema.safeParse(query);
+      if (result.success) return undefined;
+      const error = validationError(result.error, 'query');
+      return { code: error.code, status: error.status, fields: error.errors?.map((e) => e.field) };
+    };
+    const rangeTooLarge = { code: 'RANGE_TOO_LARGE', status: 400, fields: ['query.from'] };
+    expect(problem({ from: back(400), to })).toBeUndefined();
+    expect(problem({ from: back(400, 1), to })).toEqual(rangeTooLarge);
+    expect(problem({ from: back(400), to, group_by: 'day,model' })).toBeUndefined();
+    expect(problem({ from: back(31), to, group_by: 'hour' })).toBeUndefined();
+    expect(problem({ from: back(31, 1), to, group_by: 'model,hour' })).toEqual(rangeTooLarge);
+    expect(problem({ from: '1950-01-01T00:00:00Z', to: '2050-01-01T00:00:00Z', group_by: 'day' })).toEqual(
+      rangeTooLarge,
+    );
+    // `to` defaults to now: a `from` alone is measured from now.
+    expect(problem({ from: '2000-01-01T00:00:00Z' })).toEqual(rangeTooLarge);
+    expect(problem({ from: new Date(Date.now() + 60_000).toISOString() })).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      fields: ['query.from'],
+    });
+    expect(problem({ from: to, to })).toMatchObject({ code: 'VALIDATION_FAILED', fields: ['query.from'] });
+    // Other problems come first: a bad zone is named, not the range.
+    expect(problem({ from: back(500), to, tz: 'Mars/Olympus' })).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      fields: ['query.tz'],
+    });
+
+    const parsed = UsageSummaryQuerySchema.parse({ to });
+    expect([parsed.from, parsed.to]).toEqual([back(1), to]);
+    // The same limits hold at the usage service's NATS boundary.
+    const actor = { type: 'user', id: '01900000-0000-7000-8000-000000000001', is_admin: true };
+    const request = UsageRpc.summary.request.safeParse({ actor, from: back(32), to, group_by: ['hour'], tz: 'UTC' });
+    expect(request.success).toBe(false);
+    if (!request.success) expect(validationError(request.error).code).toBe('RANGE_TOO_LARGE');
+    expect(UsageRpc.summary.request.safeParse({ actor, from: back(32), to, group_by: ['day'] }).success).toBe(true);
   });
 });

@@ -5,6 +5,7 @@ export const ERROR_CODES = {
   VALIDATION_FAILED: { status: 400, title: 'Validation failed' },
   BAD_REQUEST: { status: 400, title: 'Bad request' },
   INVALID_CURSOR: { status: 400, title: 'Invalid cursor' },
+  RANGE_TOO_LARGE: { status: 400, title: 'Range too large' },
   UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
   INVALID_CREDENTIALS: { status: 401, title: 'Invalid credentials' },
   FORBIDDEN: { status: 403, title: 'Forbidden' },
@@ -15,9 +16,12 @@ export const ERROR_CODES = {
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  TOO_MANY_STREAMS: { status: 429, title: 'Too many open streams' },
+  TOO_MANY_EXPORTS: { status: 429, title: 'Too many exports at once' },
   INTERNAL: { status: 500, title: 'Internal error' },
   UPSTREAM_UNAVAILABLE: { status: 503, title: 'Service unavailable' },
   UPSTREAM_TIMEOUT: { status: 504, title: 'Upstream timeout' },
+  QUERY_TIMEOUT: { status: 503, title: 'Query timed out' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -108,6 +112,21 @@ function isTooLarge(issue: z.core.$ZodIssue): boolean {
   return issue.code === 'custom' && issue.params?.[TOO_LARGE] === true;
 }
 
+const RANGE_TOO_LARGE = 'parley_range_too_large';
+
+/**
+ * The options of a zod refinement that bounds a range (of time): such an issue makes
+ * `validationError` answer RANGE_TOO_LARGE (400) naming the field, at the gateway and at a
+ * service's NATS boundary alike.
+ */
+export function rangeTooLarge(message: string): { message: string; params: Record<string, unknown> } {
+  return { message, params: { [RANGE_TOO_LARGE]: true } };
+}
+
+function isRangeTooLarge(issue: z.core.$ZodIssue): boolean {
+  return issue.code === 'custom' && issue.params?.[RANGE_TOO_LARGE] === true;
+}
+
 /** Turns zod issues into the `errors[]` of a problem. */
 export function fieldErrors(error: z.ZodError, root?: string): FieldError[] {
   return issueErrors(error.issues, root);
@@ -127,10 +146,19 @@ function issueErrors(issues: z.core.$ZodIssue[], root?: string): FieldError[] {
   });
 }
 
-/** A 400 naming each bad field; or, when a value is over a size limit, a 413 naming those fields. */
+/**
+ * A 400 naming each bad field; or, when a value is over a size limit, a 413 naming those
+ * fields; or, when a range is wider than allowed, a 400 RANGE_TOO_LARGE naming it.
+ */
 export function validationError(error: z.ZodError, root?: string): ParleyError {
   const large = error.issues.filter(isTooLarge);
-  const errors = issueErrors(large.length ? large : error.issues, root);
+  const range = error.issues.filter(isRangeTooLarge);
+  const [code, issues]: [ErrorCode, z.core.$ZodIssue[]] = large.length
+    ? ['PAYLOAD_TOO_LARGE', large]
+    : range.length
+      ? ['RANGE_TOO_LARGE', range]
+      : ['VALIDATION_FAILED', error.issues];
+  const errors = issueErrors(issues, root);
   const detail = errors.map((e) => `${e.field}: ${e.message}`).join('; ');
-  return new ParleyError(large.length ? 'PAYLOAD_TOO_LARGE' : 'VALIDATION_FAILED', detail, { errors });
+  return new ParleyError(code, detail, { errors });
 }

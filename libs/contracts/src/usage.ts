@@ -3,7 +3,7 @@ import { rpc } from './rpc';
 import { PrincipalSchema } from './principal';
 import { JsonObjectSchema, TimestampSchema } from './common';
 import { cursorPageSchema } from './pagination';
-import type { FieldError } from './errors';
+import { rangeTooLarge, type FieldError } from './errors';
 
 // ---------------------------------------------------------------------------------------
 // Events bots publish (API.md, "Usage and activity")
@@ -281,6 +281,47 @@ const summaryFilterShape = {
   tz: TimeZoneSchema.default('UTC'),
 };
 
+/** The widest summary range (`to` − `from`), and the widest when grouped by hour. */
+export const MAX_SUMMARY_RANGE_DAYS = 400;
+export const MAX_HOURLY_SUMMARY_RANGE_DAYS = 31;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * A summary's range with its defaults filled in (as `resolveRange`), `from` earlier than `to`,
+ * and no wider than `MAX_SUMMARY_RANGE_DAYS` (`MAX_HOURLY_SUMMARY_RANGE_DAYS` when grouped by
+ * hour): beyond, RANGE_TOO_LARGE. The gateway sends the resolved range on, so the service
+ * checks the very same one.
+ */
+function boundSummaryRange<T extends { from?: string; to?: string; group_by: UsageGroupKey[] }>(
+  q: T,
+  ctx: z.RefinementCtx<T>,
+): T & { from: string; to: string } {
+  const { from, to } = resolveRange(q, Date.now());
+  if (Number.isNaN(from.getTime()) || Number.isNaN(to.getTime())) {
+    ctx.addIssue({ code: 'custom', message: 'not a valid time', path: [Number.isNaN(from.getTime()) ? 'from' : 'to'] });
+    return z.NEVER;
+  }
+  if (from >= to) {
+    ctx.addIssue({
+      code: 'custom',
+      message: q.to ? 'must be earlier than to' : 'must be earlier than now',
+      path: ['from'],
+    });
+    return z.NEVER;
+  }
+  const hourly = q.group_by.includes('hour');
+  const days = hourly ? MAX_HOURLY_SUMMARY_RANGE_DAYS : MAX_SUMMARY_RANGE_DAYS;
+  if (to.getTime() - from.getTime() > days * DAY_MS) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['from'],
+      ...rangeTooLarge(`from … to spans more than ${days} days${hourly ? ' (grouped by hour)' : ''}`),
+    });
+    return z.NEVER;
+  }
+  return { ...q, from: from.toISOString(), to: to.toISOString() };
+}
+
 /** `GET /usage/summary` as its query string arrives. */
 export const UsageSummaryQuerySchema = z
   .object({
@@ -292,7 +333,7 @@ export const UsageSummaryQuerySchema = z
       .transform((v) => (v ? v.split(',').map((s) => s.trim()) : []))
       .pipe(z.array(z.enum(USAGE_GROUP_KEYS)).refine((keys) => new Set(keys).size === keys.length, 'a key twice')),
   })
-  .refine(rangeOrder, rangeOrderError);
+  .transform(boundSummaryRange);
 
 export const UsageSummaryItemSchema = z.object({
   bot_id: z.uuid().optional(),
@@ -450,11 +491,13 @@ const cursorRequest = { limit: z.number().int().min(1).max(200), cursor: z.strin
 /** Plain JSON in both directions, for any NATS client: a bot asks for its quota. */
 export const QuotaCheckRpc = rpc('usage.quota.check', z.object({ bot_id: z.uuid() }).strict(), QuotaSchema);
 
-const summaryRequest = z.object({
-  ...actor,
-  ...summaryFilterShape,
-  group_by: z.array(z.enum(USAGE_GROUP_KEYS)),
-});
+const summaryRequest = z
+  .object({
+    ...actor,
+    ...summaryFilterShape,
+    group_by: z.array(z.enum(USAGE_GROUP_KEYS)),
+  })
+  .transform(boundSummaryRange);
 
 export const UsageRpc = {
   /** Totals of one session's usage records; the caller has already established it may read the session. */

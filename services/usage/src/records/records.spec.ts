@@ -1,7 +1,7 @@
 import type { UsageEvent } from '@parley/contracts';
 import { applyEvent, type RecordState } from './record-state';
 import { RollupDeltas, floorHour, utcDay } from './rollup';
-import { hoursAcrossMidnight, localTimestamp, offsetMinutes, wholeHourZone } from './zones';
+import { localTimestamp, offsetMinutes } from './zones';
 
 const now = new Date('2026-11-24T12:00:00Z');
 const event = (status: UsageEvent['status'], extra: Partial<UsageEvent> = {}): UsageEvent => ({
@@ -139,28 +139,5 @@ describe('time zones', () => {
     expect(localTimestamp(new Date('2026-11-24T10:00:00Z'), 'Asia/Shanghai')).toBe('2026-11-24T18:00:00+08:00');
     expect(localTimestamp(new Date('2026-11-24T10:00:00Z'), 'UTC')).toBe('2026-11-24T10:00:00Z');
     expect(localTimestamp(new Date('2026-11-24T04:30:00Z'), 'Asia/Kolkata')).toBe('2026-11-24T10:00:00+05:30');
-  });
-
-  it('tells zones whose hours line up with UTC hours', () => {
-    const from = new Date('2026-03-01T00:00:00Z');
-    const to = new Date('2026-04-01T00:00:00Z');
-    expect(wholeHourZone('America/New_York', from, to)).toBe(true); // across a DST change
-    expect(wholeHourZone('Asia/Kolkata', from, to)).toBe(false);
-    expect(wholeHourZone('Asia/Kathmandu', from, to)).toBe(false);
-  });
-
-  it('finds the UTC hours that hold a local midnight off the hour', () => {
-    const from = new Date('2026-11-23T00:00:00Z');
-    const to = new Date('2026-11-25T00:00:00Z');
-    // Kolkata midnight is 18:30 UTC: the hour from 18:00 UTC belongs to two local days.
-    expect(hoursAcrossMidnight('Asia/Kolkata', from, to).map((h) => h.toISOString())).toEqual([
-      '2026-11-23T18:00:00.000Z',
-      '2026-11-24T18:00:00.000Z',
-    ]);
-    expect(hoursAcrossMidnight('Asia/Kathmandu', from, to).map((h) => h.toISOString())).toEqual([
-      '2026-11-23T18:00:00.000Z',
-      '2026-11-24T18:00:00.000Z',
-    ]);
-    expect(hoursAcrossMidnight('Asia/Shanghai', from, to)).toEqual([]);
   });
 });

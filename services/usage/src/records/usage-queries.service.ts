@@ -24,9 +24,10 @@ import {
   type RecordRow,
   type TotalsRow,
 } from './usage-records.repository';
-import { hoursAcrossMidnight, localTimestamp, wholeHourZone } from './zones';
+import { localTimestamp } from './zones';
 
-type SummaryRequest = z.output<typeof UsageRpc.summary.request>;
+/** As the contract hands it over (the range resolved), or with its defaults still open (tests, jobs). */
+type SummaryRequest = Omit<z.output<typeof UsageRpc.summary.request>, 'from' | 'to'> & { from?: string; to?: string };
 type RecordsRequest = z.output<typeof UsageRpc.records.request>;
 
 const HOUR_MS = 60 * 60 * 1000;
@@ -96,10 +97,12 @@ interface SummaryRow extends Record<string, unknown> {
 /**
  * Usage answers. Summaries come from the hourly rollup for the whole hours of the range and
  * from raw records for the partial hours at its ends. Raw records alone serve what the rollup
- * cannot: grouping or filtering by user, and local hours in a zone whose offset is not a whole
- * number of hours. Local days in such a zone take the hours that hold a local midnight from
- * the records and the rest from the rollup. Rollup rows whose requests all moved elsewhere
- * (a request's `started` row once it completed) net to zero and are not answered.
+ * cannot: grouping or filtering by user, and the UTC hours that do not fall into one local
+ * bucket of `tz` (grouped by hour: every hour of a zone whose offset is not a whole number of
+ * hours; grouped by day: the hours in such a zone that hold a local midnight). Postgres does
+ * all the work of the zone, so the cost in this process follows the rows answered, not the
+ * range. Rollup rows whose requests all moved elsewhere (a request's `started` row once it
+ * completed) net to zero and are not answered.
  */
 @Injectable()
 export class UsageQueries {
@@ -119,12 +122,29 @@ export class UsageQueries {
     const byUser = q.group_by.includes('user') || Boolean(q.user_id);
     const byHour = q.group_by.includes('hour');
     const byDay = q.group_by.includes('day');
-    const wholeHours = !(byHour || byDay) || wholeHourZone(q.tz, from, to);
-    const rollup = byUser || (byHour && !wholeHours) ? undefined : rollupWindow(from, to);
-    // Days in a zone with a half-hour offset: the hours that hold a local midnight come from the records.
-    const split = rollup && !wholeHours ? hoursAcrossMidnight(q.tz, rollup.start, rollup.end) : [];
-    const splitArray = `{${split.map((h) => h.toISOString()).join(',')}}`;
+    const rollup = byUser ? undefined : rollupWindow(from, to);
+    // The rollup's UTC hours that do not fall into one local bucket come from the records:
+    // grouped by hour, those that do not start on a local hour (a zone with a half-hour
+    // offset); grouped by day, those that hold a local midnight. Postgres finds them among
+    // the window's hours (at most MAX_SUMMARY_RANGE_DAYS × 24).
+    const splitWhere = byHour
+      ? `date_trunc('hour', h at time zone ?) <> h at time zone ?`
+      : byDay
+        ? `(h at time zone ?)::time > time '23:00'`
+        : undefined;
+    const split = rollup && splitWhere ? { where: splitWhere, params: byHour ? [q.tz, q.tz] : [q.tz] } : undefined;
 
+    const ctes = new Sql();
+    if (rollup && split) {
+      ctes.add(
+        `split as materialized (
+           select h from generate_series(?::timestamptz, ?::timestamptz - interval '1 hour', interval '1 hour') as g(h)
+           where ${split.where}),`,
+        rollup.start,
+        rollup.end,
+        ...split.params,
+      );
+    }
     const src = new Sql();
     const records = (where: string, ...params: unknown[]) => {
       src.add(
@@ -146,7 +166,7 @@ export class UsageQueries {
         rollup.start,
         rollup.end,
       );
-      if (split.length > 0) src.add('and hour <> all(?::timestamptz[])', splitArray);
+      if (split) src.add('and hour not in (select h from split)');
       restrictBots(src, bots, q.bot_id);
       src.add('union all');
       records(
@@ -157,13 +177,12 @@ export class UsageQueries {
         rollup.end,
         to,
       );
-      if (split.length > 0) {
+      if (split) {
         src.add('union all');
         records(
-          `from unnest(?::timestamptz[]) as s(hour)
-           join usage_records r on r.started_at >= s.hour and r.started_at < s.hour + interval '1 hour'
+          `from split s
+           join usage_records r on r.started_at >= s.h and r.started_at < s.h + interval '1 hour'
            where true`,
-          splitArray,
         );
       }
     } else {
@@ -172,7 +191,7 @@ export class UsageQueries {
 
     const dims = q.group_by.map((key) => dimension(key, q.tz));
     const sql = new Sql()
-      .add(`with src as (${src.text}) select`, ...src.params)
+      .add(`with ${ctes.text} src as (${src.text}) select`, ...ctes.params, ...src.params)
       .add(dims.map((d) => `${d.select},`).join(' '), ...dims.flatMap((d) => d.params))
       .add(
         `currency, sum(requests)::text as requests, sum(input_tokens)::text as input_tokens,
@@ -183,7 +202,18 @@ export class UsageQueries {
          order by ${[...dims.keys()].map((i) => `${i + 1} nulls last, `).join('')}currency nulls last limit ?`,
         MAX_SUMMARY_ROWS * 2 + 1,
       );
-    const rows = await this.orm.em.fork().execute<SummaryRow[]>(sql.text, sql.params);
+    const rows = await this.orm.em
+      .fork()
+      .execute<SummaryRow[]>(sql.text, sql.params)
+      .catch((error: unknown) => {
+        // A zone this runtime knows and Postgres does not (their zone databases differ in age).
+        if ((error as { code?: unknown }).code === '22023' && String(error).includes('time zone')) {
+          throw new ParleyError('VALIDATION_FAILED', `tz: the database does not know the time zone ${q.tz}`, {
+            errors: [{ field: 'tz', message: 'a time zone the database does not know' }],
+          });
+        }
+        throw error;
+      });
     const items = mergeUnpriced(rows, q.group_by, q.tz);
     if (rows.length > MAX_SUMMARY_ROWS * 2 || items.length > MAX_SUMMARY_ROWS) {
       throw new ParleyError('VALIDATION_FAILED', `more than ${MAX_SUMMARY_ROWS} rows: narrow from/to or group_by`, {

@@ -30,34 +30,3 @@ export function localTimestamp(t: Date, tz: string): string {
   const mm = String(abs % 60).padStart(2, '0');
   return `${local}${offset < 0 ? '-' : '+'}${hh}:${mm}`;
 }
-
-const HOUR_MS = 60 * 60 * 1000;
-const DAY_MS = 24 * HOUR_MS;
-
-/**
- * Whether every UTC hour between `from` and `to` is a whole local hour in the zone, so
- * hourly rollup rows fall into single local hours and days. False for zones with a
- * half-hour or 45-minute offset (Asia/Kolkata, Asia/Kathmandu) at any time in the range.
- */
-export function wholeHourZone(tz: string, from: Date, to: Date): boolean {
-  const span = to.getTime() - from.getTime();
-  const step = Math.max(DAY_MS / 2, span / 800);
-  for (let t = from.getTime(); t < to.getTime() + step; t += step) {
-    if (offsetMinutes(tz, new Date(Math.min(t, to.getTime()))) % 60 !== 0) return false;
-  }
-  return true;
-}
-
-/**
- * The UTC hours in [start, end) that hold a local midnight: in a zone whose offset is not a
- * whole number of hours (Asia/Kolkata: the hour from 18:00 UTC holds 23:30 and 00:30 local)
- * such an hour belongs to two local days, every other hour to one.
- */
-export function hoursAcrossMidnight(tz: string, start: Date, end: Date): Date[] {
-  const out: Date[] = [];
-  for (let t = start.getTime(); t < end.getTime(); t += HOUR_MS) {
-    const local = (((t / 60_000 + offsetMinutes(tz, new Date(t))) % 1440) + 1440) % 1440;
-    if (local > 23 * 60) out.push(new Date(t));
-  }
-  return out;
-}
