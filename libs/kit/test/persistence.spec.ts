@@ -2,6 +2,7 @@ import { Migration } from '@mikro-orm/migrations';
 import { defineEntity, p } from '@mikro-orm/postgresql';
 import { Client } from 'pg';
 import {
+  allowLongStatements,
   CursorCodec,
   CursorKeyring,
   CursorKeysMigration,
@@ -10,6 +11,7 @@ import {
   createOrm,
   migrateUnderLock,
   pendingMigrations,
+  toParleyError,
   type KeysetList,
 } from '../src';
 import { DATABASE_URL, cleanupRun, runId } from '../../../test/support/stack';
@@ -146,6 +148,76 @@ describe(CursorKeyring.name, () => {
         i.ring.stop();
         await i.orm.close();
       }
+    }
+  });
+});
+
+describe('statement timeouts', () => {
+  afterAll(() => cleanupRun(id));
+  const timed = (schema: string, poolMax: number) => ({
+    ...options(schema),
+    poolMax,
+    statementTimeoutMs: 200,
+    backgroundStatementTimeoutMs: 10_000,
+  });
+
+  it('gives every pooled connection the request timeout, and migrations the background one', async () => {
+    const schema = `${id}_timed`;
+    const orm = await createOrm(timed(schema, 4));
+    try {
+      // The migration sleeps 0.5 s, past the request timeout: it runs under the background one.
+      expect(await migrateUnderLock(orm, timed(schema, 4), logger)).toEqual(['CreateWidgets']);
+      // Four transactions at once hold four connections of the pool; each has the timeout.
+      const seen = await Promise.all(
+        [0, 1, 2, 3].map(() =>
+          orm.em.fork().transactional(async (tx) => {
+            const [row] = await tx.execute<{ pid: number; timeout: string }[]>(
+              `select pg_backend_pid() as pid, current_setting('statement_timeout') as timeout, pg_sleep(0.05)`,
+            );
+            return row;
+          }),
+        ),
+      );
+      expect(new Set(seen.map((r) => r.pid)).size).toBe(4);
+      expect(seen.map((r) => r.timeout)).toEqual(['200ms', '200ms', '200ms', '200ms']);
+
+      const slow = await orm.em
+        .fork()
+        .execute('select pg_sleep(0.5)')
+        .then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+      expect(slow).toBeDefined();
+      expect(toParleyError(slow).toPayload()).toMatchObject({ code: 'QUERY_TIMEOUT', status: 503, retryable: true });
+    } finally {
+      await orm.close();
+    }
+  });
+
+  it('lifts the timeout inside background work only, until its transaction ends', async () => {
+    const schema = `${id}_timed`;
+    const orm = await createOrm(timed(schema, 1));
+    try {
+      const pids = await orm.em.fork().transactional(async (tx) => {
+        await allowLongStatements(tx);
+        const [row] = await tx.execute<{ pid: number; timeout: string }[]>(
+          `select pg_backend_pid() as pid, current_setting('statement_timeout') as timeout, pg_sleep(0.5)`,
+        );
+        expect(row.timeout).toBe('10s');
+        return row.pid;
+      });
+      // The pool's one connection comes back with the request timeout.
+      const [after] = await orm.em
+        .fork()
+        .execute<{ pid: number; timeout: string }[]>(
+          `select pg_backend_pid() as pid, current_setting('statement_timeout') as timeout`,
+        );
+      expect(after).toEqual({ pid: pids, timeout: '200ms' });
+      await expect(orm.em.fork().execute('select 1')).resolves.toBeDefined();
+      await expect(allowLongStatements(orm.em.fork())).rejects.toThrow(/inside a transaction/);
+    } finally {
+      await orm.close();
     }
   });
 });

@@ -62,6 +62,16 @@ export const commonEnvShape = {
     .enum(['true', 'false'])
     .default('true')
     .transform((v) => v === 'true'),
+  /**
+   * PostgreSQL `statement_timeout` of every pooled connection: a statement on the request path
+   * running longer is cancelled and the request answers 503 QUERY_TIMEOUT. Below
+   * NATS_REQUEST_TIMEOUT_MS, so the caller hears why rather than waiting out its own timeout.
+   */
+  DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(1).max(3_600_000).default(3000),
+  /** The timeout background work (migrations, consumers, rollups, re-pricing) sets for itself; 0: none. */
+  DATABASE_BACKGROUND_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).max(86_400_000).default(600_000),
+  /** A Redis command unanswered this long fails, and the caller goes on without Redis (degraded). */
+  REDIS_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(500),
 };
 
 /**

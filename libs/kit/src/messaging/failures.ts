@@ -41,3 +41,8 @@ export function isInputError(error: unknown): boolean {
   const code = codeOf(error);
   return code !== undefined && /^(22|23)/.test(code);
 }
+
+/** PostgreSQL cancelled the statement (57014): it ran past `statement_timeout`. */
+export function isStatementTimeout(error: unknown): boolean {
+  return codeOf(error) === '57014';
+}

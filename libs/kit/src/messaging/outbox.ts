@@ -8,6 +8,7 @@ import type { DomainEventContract } from '@parley/contracts';
 import type { Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
 import type { Nats } from './nats';
+import { allowLongStatements } from '../persistence/orm';
 import { BackgroundTask } from './background';
 import { recordError, traceCarrier } from './trace';
 
@@ -100,6 +101,7 @@ export class OutboxRelay {
   async relayBatch(): Promise<number> {
     const em = this.orm.em.fork();
     return em.transactional(async (tx) => {
+      await allowLongStatements(tx);
       const rows = await tx.execute<OutboxRow[]>(
         `select id, subject, payload, headers from outbox where published_at is null order by id limit ? for update skip locked`,
         [this.options.batchSize ?? 100],
@@ -133,9 +135,10 @@ export class OutboxRelay {
 
   private async purge(): Promise<void> {
     const retention = this.options.retentionMs ?? 60 * 60 * 1000;
-    await this.orm.em
-      .fork()
-      .execute(`delete from outbox where published_at < now() - make_interval(secs => ?)`, [retention / 1000]);
+    await this.orm.em.fork().transactional(async (tx) => {
+      await allowLongStatements(tx);
+      await tx.execute(`delete from outbox where published_at < now() - make_interval(secs => ?)`, [retention / 1000]);
+    });
   }
 
   async backlog(): Promise<number> {

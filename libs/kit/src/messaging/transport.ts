@@ -37,6 +37,7 @@ import type { Metrics } from '../observability/metrics';
 import { BatchConsumer, type BatchConsumerSpec, type BatchItem, type BatchVerdict } from './batch-consumer';
 import { DurableConsumer, type DeliveryMeta } from './consumer';
 import { DOMAIN_STREAM_SPEC, ensureStream } from './jetstream';
+import { isStatementTimeout } from './failures';
 import type { Nats } from './nats';
 import { contextFromHeaders, recordError, traceHeaders } from './trace';
 import { decodeJson, encodeJson, replyPayload, respond, safeHeaders } from './wire';
@@ -435,5 +436,11 @@ function requestFailure(subject: string, timeoutMs: number, error: unknown): Par
 
 export function toParleyError(error: unknown): ParleyError {
   if (error instanceof ParleyError) return error;
+  if (isStatementTimeout(error)) {
+    return new ParleyError('QUERY_TIMEOUT', 'the database did not answer in time; try again, or ask for less', {
+      retryable: true,
+      cause: error,
+    });
+  }
   return new ParleyError('INTERNAL', 'internal error', { cause: error });
 }

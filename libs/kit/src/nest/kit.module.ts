@@ -18,9 +18,10 @@ import { serviceInboxPrefix, type NatsService } from '@parley/contracts';
 import { ParleyTransport, RpcClient, type TransportOptions } from '../messaging/transport';
 import { DLQ_STREAM_SPEC, DOMAIN_STREAM_SPEC, ensureStream } from '../messaging/jetstream';
 import { OutboxEntry, OutboxRelay } from '../messaging/outbox';
-import { createOrm, migrateUnderLock, type MigrationEntry } from '../persistence/orm';
 import { CursorCodec, CursorKeyEntry, CursorKeyring } from '../persistence/cursors';
 import { Keyset } from '../persistence/keyset';
+import { createOrm, migrateUnderLock, statementTimeouts, type MigrationEntry } from '../persistence/orm';
+import { GuardedRedis } from '../persistence/redis';
 import { HealthController } from './health.controller';
 import { Readiness } from './readiness';
 import { KIT_OPTIONS, LOGGER, REDIS } from './tokens';
@@ -122,11 +123,11 @@ export class KitModule {
     if (options.redis !== false) {
       providers.push({
         provide: REDIS,
-        useFactory: () =>
-          new Redis(options.config.REDIS_URL, {
-            maxRetriesPerRequest: 1,
-            connectTimeout: 2000,
-            lazyConnect: false,
+        inject: [LOGGER],
+        useFactory: (logger: Logger) =>
+          new GuardedRedis(options.config.REDIS_URL, {
+            commandTimeoutMs: options.config.REDIS_COMMAND_TIMEOUT_MS,
+            logger,
           }),
       });
       exported.push(REDIS);
@@ -146,6 +147,7 @@ export class KitModule {
             entities: [...database.entities, CursorKeyEntry, ...(database.outbox ? [OutboxEntry] : [])],
             migrations: database.migrations,
             migrationsPath: database.migrationsPath,
+            ...statementTimeouts(options.config),
           });
           if (options.config.MIGRATE_ON_START) await migrateUnderLock(orm, { url, schema }, logger);
           return orm;

@@ -3,7 +3,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { serviceDatabaseUrl, serviceSchema, type CommonConfig } from '../config/env';
 import { createLogger } from '../observability/logger';
 import { OutboxEntry } from '../messaging/outbox';
-import { createOrm, migrateUnderLock, withScratchDatabase } from '../persistence/orm';
+import { createOrm, migrateUnderLock, statementTimeouts, withScratchDatabase } from '../persistence/orm';
 import { runMain, startHttpService } from './bootstrap';
 import type { KitOptions } from './kit.module';
 
@@ -37,7 +37,14 @@ export function serviceMain<C extends CommonConfig>(definition: ServiceDefinitio
       const migrationsPath = database.migrationsPath ? resolve(database.migrationsPath) : undefined;
       if (command === 'migrate') {
         const schema = serviceSchema(definition.service, config);
-        const orm = await createOrm({ url, schema, entities, migrations: database.migrations, migrationsPath });
+        const orm = await createOrm({
+          url,
+          schema,
+          entities,
+          migrations: database.migrations,
+          migrationsPath,
+          ...statementTimeouts(config),
+        });
         await migrateUnderLock(orm, { url, schema }, logger).finally(() => orm.close());
         return;
       }

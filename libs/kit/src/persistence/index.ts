@@ -1,3 +1,4 @@
 export * from './orm';
 export * from './cursors';
 export * from './keyset';
+export * from './redis';

@@ -1,4 +1,4 @@
-import { MikroORM, type EntitySchema, type Options } from '@mikro-orm/postgresql';
+import { MikroORM, type EntityManager, type EntitySchema, type Options } from '@mikro-orm/postgresql';
 import { Migrator } from '@mikro-orm/migrations';
 import type { MigrationObject } from '@mikro-orm/core';
 import { Client } from 'pg';
@@ -15,7 +15,25 @@ export interface OrmOptions {
   /** Source folder of the migrations, for `migration:create` during development. */
   migrationsPath?: string;
   poolMax?: number;
+  /** `statement_timeout` of every pooled connection (the request path); unset: none. */
+  statementTimeoutMs?: number;
+  /** What `allowLongStatements` lifts it to inside background work's transactions; 0: none. */
+  backgroundStatementTimeoutMs?: number;
 }
+
+/** The statement timeouts a service's configuration gives its ORM. */
+export function statementTimeouts(config: {
+  DATABASE_STATEMENT_TIMEOUT_MS: number;
+  DATABASE_BACKGROUND_STATEMENT_TIMEOUT_MS: number;
+}): Pick<OrmOptions, 'statementTimeoutMs' | 'backgroundStatementTimeoutMs'> {
+  return {
+    statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    backgroundStatementTimeoutMs: config.DATABASE_BACKGROUND_STATEMENT_TIMEOUT_MS,
+  };
+}
+
+/** The background statement timeout of each ORM, by its configuration (shared by every fork). */
+const backgroundTimeouts = new WeakMap<object, number>();
 
 function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
@@ -24,14 +42,20 @@ function quoteIdent(name: string): string {
 /**
  * One MikroORM instance per service. Queries are unqualified and the connection's
  * `search_path` is the service's schema, so the same migrations serve any schema name
- * (test runs use their own).
+ * (test runs use their own). Every connection of the pool starts with the request path's
+ * `statement_timeout` (a startup option, so no connection is ever without it); background
+ * work lifts it inside its own transactions with `allowLongStatements`.
  */
 export async function createOrm(options: OrmOptions): Promise<MikroORM> {
+  const settings = [`-c search_path=${quoteIdent(options.schema)}`];
+  if (options.statementTimeoutMs !== undefined) {
+    settings.push(`-c statement_timeout=${Math.floor(options.statementTimeoutMs)}`);
+  }
   const config: Options = {
     clientUrl: options.url,
     entities: options.entities as EntitySchema[],
     extensions: [Migrator],
-    driverOptions: { options: `-c search_path=${quoteIdent(options.schema)}` },
+    driverOptions: { options: settings.join(' ') },
     pool: { min: 0, max: options.poolMax ?? 10 },
     debug: false,
     allowGlobalContext: false,
@@ -48,7 +72,23 @@ export async function createOrm(options: OrmOptions): Promise<MikroORM> {
       allOrNothing: true,
     },
   };
-  return MikroORM.init(config);
+  const orm = await MikroORM.init(config);
+  if (options.statementTimeoutMs !== undefined) {
+    backgroundTimeouts.set(orm.config, Math.floor(options.backgroundStatementTimeoutMs ?? 0));
+  }
+  return orm;
+}
+
+/**
+ * Gives the rest of `tx`'s transaction the background statement timeout instead of the
+ * request path's: for work no caller waits on (migrations, consumers, rollups, re-pricing).
+ * `set local` ends with the transaction, so the pooled connection goes back with its own.
+ */
+export async function allowLongStatements(tx: EntityManager): Promise<void> {
+  if (!tx.isInTransaction()) throw new Error('allowLongStatements is called inside a transaction');
+  const ms = backgroundTimeouts.get(tx.config);
+  if (ms === undefined) return;
+  await tx.execute(`select set_config('statement_timeout', ?, true)`, [String(ms)]);
 }
 
 /**
@@ -66,7 +106,10 @@ export async function migrateUnderLock(
   try {
     await client.query('select pg_advisory_lock(hashtext($1))', [lockKey]);
     await client.query(`create schema if not exists ${quoteIdent(options.schema)}`);
-    const applied = await orm.migrator.up();
+    const applied = await orm.em.fork().transactional(async (tx) => {
+      await allowLongStatements(tx);
+      return orm.migrator.up({ transaction: tx.getTransactionContext() });
+    });
     const names = applied.map((m) => m.name);
     if (names.length > 0) logger.info({ schema: options.schema, migrations: names }, 'migrations applied');
     return names;

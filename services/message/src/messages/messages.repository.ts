@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
 import { DomainEvents, MESSAGE_PAGE_BYTES, type Message as MessageView, type ReadScope } from '@parley/contracts';
-import { keysetSql, traceCarrier, type KeysetList, type KeyValues } from '@parley/kit';
+import { allowLongStatements, keysetSql, traceCarrier, type KeysetList, type KeyValues } from '@parley/kit';
 import { MessageEntity, SessionScopeEntity, type Message, type SessionScope } from './message.entity';
 
 type Feedback = 'like' | 'dislike' | null;
@@ -191,6 +191,8 @@ export class MessagesRepository {
   /** A deleted session's messages and scope row, together. */
   async deleteSession(sessionId: string): Promise<void> {
     await this.orm.em.fork().transactional(async (tx) => {
+      // A consumer's work, which no caller waits on: a session may hold many messages.
+      await allowLongStatements(tx);
       await tx.nativeDelete(MessageEntity, { sessionId });
       await tx.nativeDelete(SessionScopeEntity, { sessionId });
     });

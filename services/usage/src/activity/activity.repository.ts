@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
-import { keysetSql, type KeysetList, type KeyValues } from '@parley/kit';
+import { allowLongStatements, keysetSql, type KeysetList, type KeyValues } from '@parley/kit';
 import { ActivityEventEntity, type ActivityEventRow } from './activity-event.entity';
 
 /** A bot's activity, newest first. */
@@ -32,16 +32,20 @@ export class ActivityRepository {
 
   /** Stores the events in one statement; answers how many were new (an event seen before is skipped). */
   async insertNew(rows: NewActivityRow[]): Promise<number> {
-    const [{ inserted }] = await this.orm.em.fork().execute<{ inserted: number }[]>(
-      `with stored as (
+    // The ingestion consumer's batch, which no caller waits on: the background statement timeout.
+    const [{ inserted }] = await this.orm.em.fork().transactional(async (tx) => {
+      await allowLongStatements(tx);
+      return tx.execute<{ inserted: number }[]>(
+        `with stored as (
          insert into activity_events (bot_id, event_id, request_id, event_type, channel, detail, metadata, occurred_at, received_at)
          select * from jsonb_to_recordset(?::jsonb) as a(bot_id uuid, event_id text, request_id text, event_type text,
            channel text, detail text, metadata jsonb, occurred_at timestamptz, received_at timestamptz)
          on conflict (bot_id, event_id) do nothing
          returning 1)
        select count(*)::int as inserted from stored`,
-      [JSON.stringify(rows)],
-    );
+        [JSON.stringify(rows)],
+      );
+    });
     return inserted;
   }
 

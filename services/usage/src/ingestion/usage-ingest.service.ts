@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
 import type { UsageEvent } from '@parley/contracts';
-import { OutboxRelay, type BatchItem, type BatchVerdict } from '@parley/kit';
+import { OutboxRelay, allowLongStatements, type BatchItem, type BatchVerdict } from '@parley/kit';
 import { BotDirectory } from '../access/bot-directory';
 import { BudgetWatch } from '../budgets/budget-watch';
 import { QuotaCounters } from '../budgets/quota-counters';
@@ -44,6 +44,7 @@ export class UsageIngest {
     }
     const prices = await this.ledger.book(this.orm.em.fork());
     const result = await this.orm.em.fork().transactional(async (tx) => {
+      await allowLongStatements(tx);
       // Each request as the batch would make it from nothing, priced once: what `claim` inserts.
       const made = new Map(
         [...events].map(([id, list]) => {

@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
-import { BackgroundTask, LOGGER, OutboxRelay, isConflictError, type Logger } from '@parley/kit';
+import { BackgroundTask, LOGGER, OutboxRelay, allowLongStatements, isConflictError, type Logger } from '@parley/kit';
 import { BudgetWatch } from '../budgets/budget-watch';
 import { QuotaCounters } from '../budgets/quota-counters';
 import { priced, samePricing } from '../records/record-state';
@@ -70,6 +70,7 @@ export class Repricer implements OnApplicationBootstrap, OnModuleDestroy {
   async step(): Promise<boolean> {
     const now = new Date();
     const done = await this.orm.em.fork().transactional(async (tx) => {
+      await allowLongStatements(tx);
       const job = await this.priceTable.takeRepriceJob(tx);
       if (!job) return undefined;
       await this.priceTable.lockPricing(tx, 'shared');

@@ -1,0 +1,49 @@
+import { GuardedRedis } from '../src';
+import { startOwnRedis, type OwnRedis } from '../../../test/support/redis';
+
+/** A Redis that stops answering (SIGSTOP: connections stay open, nothing comes back). */
+describe(GuardedRedis.name, () => {
+  let server: OwnRedis;
+  let redis: GuardedRedis;
+
+  beforeAll(async () => {
+    server = await startOwnRedis();
+    redis = new GuardedRedis(server.url, { commandTimeoutMs: 200, quietMs: 1000 });
+  });
+
+  afterAll(async () => {
+    redis?.disconnect();
+    await server?.stop();
+  });
+
+  const failure = (work: Promise<unknown>) =>
+    work.then(
+      () => undefined,
+      (error: unknown) => (error instanceof Error ? error.message : String(error)),
+    );
+
+  it('fails a command Redis does not answer, then fails the next ones at once, and recovers', async () => {
+    await redis.set('k', 'v');
+    expect(await redis.get('k')).toBe('v');
+
+    server.pause();
+    try {
+      expect(await failure(redis.get('k'))).toBe('Command timed out');
+      expect(redis.unresponsive).toBe(true);
+      // Nothing more is sent while Redis is taken as unresponsive: the command fails without waiting.
+      expect(await failure(redis.multi().incr('n').expire('n', 60).exec())).toMatch(/not answering|timed out/);
+      expect(await failure(redis.get('k'))).toMatch(/Redis is not answering/);
+    } finally {
+      server.resume();
+    }
+
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const value = await redis.get('k').catch(() => undefined);
+      if (value === 'v') break;
+      if (Date.now() > deadline) throw new Error('Redis was not used again after it answered');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(redis.unresponsive).toBe(false);
+  });
+});
