@@ -14,6 +14,8 @@ export default async function globalSetup(): Promise<void> {
     OTEL_BSP_SCHEDULE_DELAY: '200',
     // Low enough that a test can cross it; every other suite stays far below.
     RATE_LIMIT_PER_MINUTE: '300',
+    // Open streams check their caller's rights every second, so a revoked one ends quickly.
+    STREAM_RECHECK_SECONDS: '1',
   });
   const gateway = stack.services.get('gateway');
   process.env.E2E_RUN_ID = id;

@@ -22,6 +22,9 @@ export const RedisKeys = {
   /** Requests of one principal in one minute window. */
   rateWindow: (prefix: string, principalType: string, principalId: string, window: number) =>
     `${head(prefix)}:rate:${principalType}:${principalId}:${window}`,
+  /** The live streams (or exports) one principal holds open: a sorted set of lease ids scored by expiry (ms). */
+  gatewayLeases: (prefix: string, kind: string, principalType: string, principalId: string) =>
+    `${head(prefix)}:gateway:leases:${kind}:${principalType}:${principalId}`,
   /** A bot's usage counters for one budget period (a hash: tokens, cost per currency). */
   usageQuota: (prefix: string, botId: string, period: string, periodKey: string) =>
     `${head(prefix)}:usage:quota:${botId}:${period}:${periodKey}`,

@@ -6,6 +6,8 @@ import { GATEWAY_CONTROLLERS } from './controllers';
 import { AuthGuard } from './auth/auth.guard';
 import { TokenVerifier } from './auth/token-verifier';
 import { ProblemFilter } from './http/problem.filter';
+import { StreamLeases } from './messages/stream-leases';
+import { StreamWatch } from './messages/stream-watch';
 import { KeyVerifier } from './auth/key-verifier';
 import { RateLimiter } from './auth/rate-limiter';
 import { EventIngest } from './usage/event-ingest';
@@ -23,6 +25,8 @@ export class AppModule {
         KeyVerifier,
         RateLimiter,
         EventIngest,
+        StreamLeases,
+        StreamWatch,
         { provide: APP_GUARD, useClass: AuthGuard },
         { provide: APP_FILTER, useClass: ProblemFilter },
       ],

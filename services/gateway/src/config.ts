@@ -8,6 +8,12 @@ export const GatewayConfigSchema = z.object({
   GATEWAY_PORT: port(8080),
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(600),
   BOT_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(6000),
+  /** Live streams one user or bot may hold open at once, counted across gateway instances. */
+  MAX_STREAMS_PER_PRINCIPAL: z.coerce.number().int().min(1).max(10_000).default(16),
+  /** Exports one user or bot may run at once. */
+  MAX_EXPORTS_PER_PRINCIPAL: z.coerce.number().int().min(1).max(1000).default(2),
+  /** How often an open stream checks again that its caller may still read the session. */
+  STREAM_RECHECK_SECONDS: z.coerce.number().int().min(1).max(30).default(30),
   CORS_ORIGINS: z
     .string()
     .default('')

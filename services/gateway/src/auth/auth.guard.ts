@@ -26,10 +26,13 @@ export class AuthGuard implements CanActivate {
     const token = bearerToken(request) ?? (spec?.queryToken ? queryToken(request) : undefined);
     const apiKey = request.headers['x-api-key'];
     if (token) {
-      request.principal = await this.tokens.verify(token);
+      const { principal, expiresAt } = await this.tokens.check(token);
+      request.principal = principal;
+      request.credential = { kind: 'token', token, expiresAt };
     } else if (typeof apiKey === 'string' && apiKey) {
       const bot = await this.keys.verify(apiKey);
       request.principal = { type: 'bot', id: bot.bot_id };
+      request.credential = { kind: 'key', key: apiKey };
     } else {
       throw new ParleyError('UNAUTHENTICATED', 'send Authorization: Bearer <token> or X-API-Key: <key>');
     }

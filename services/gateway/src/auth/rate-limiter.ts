@@ -4,12 +4,19 @@ import { ParleyError, RedisKeys, type Principal } from '@parley/contracts';
 import { KIT_OPTIONS, LOGGER, REDIS, type KitOptions, type Logger } from '@parley/kit';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 
+/** Most principals counted in memory in one window; beyond, the count starts again. */
+const MAX_LOCAL_KEYS = 100_000;
+
 /**
  * Requests per principal per minute (fixed one-minute windows in Redis), shared by every
- * gateway instance. Over the limit: 429 with Retry-After. Redis away: requests pass.
+ * gateway instance. Over the limit: 429 with Retry-After. Redis away (or not answering): each
+ * instance counts in its own memory, with the same limit.
  */
 @Injectable()
 export class RateLimiter {
+  private readonly local = new Map<string, number>();
+  private localWindow = -1;
+
   constructor(
     @Inject(REDIS) private readonly redis: Redis,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
@@ -26,12 +33,26 @@ export class RateLimiter {
       const result = await this.redis.multi().incr(key).expire(key, 120, 'NX').exec();
       count = Number(result?.[0]?.[1] ?? 0);
     } catch (error) {
-      this.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'rate limiting unavailable');
-      return;
+      this.logger.warn(
+        { err: error instanceof Error ? error.message : String(error) },
+        'rate limiting from this instance memory',
+      );
+      count = this.countLocally(key, window);
     }
     if (count > limit) {
       const retryAfter = Math.max(1, Math.ceil(((window + 1) * 60_000 - Date.now()) / 1000));
       throw new ParleyError('RATE_LIMITED', `more than ${limit} requests a minute`, { retryable: true, retryAfter });
     }
+  }
+
+  /** The request's number in its window, counted by this instance alone. */
+  countLocally(key: string, window: number): number {
+    if (window !== this.localWindow || this.local.size >= MAX_LOCAL_KEYS) {
+      this.local.clear();
+      this.localWindow = window;
+    }
+    const count = (this.local.get(key) ?? 0) + 1;
+    this.local.set(key, count);
+    return count;
   }
 }

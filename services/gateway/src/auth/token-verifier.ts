@@ -34,13 +34,21 @@ export class TokenVerifier {
   }
 
   async verify(token: string): Promise<UserPrincipal> {
-    const userId = await this.subject(token);
-    const state = await this.state(userId);
-    if (!state?.enabled) throw new ParleyError('UNAUTHENTICATED', 'the user is disabled or no longer exists');
-    return { type: 'user', id: userId, is_admin: state.is_admin };
+    return (await this.check(token)).principal;
   }
 
-  private async subject(token: string, retried = false): Promise<string> {
+  /** The token's user, and when the token expires (ms since the epoch; undefined: never). */
+  async check(token: string): Promise<{ principal: UserPrincipal; expiresAt?: number }> {
+    const { sub: userId, exp } = await this.subject(token);
+    const state = await this.state(userId);
+    if (!state?.enabled) throw new ParleyError('UNAUTHENTICATED', 'the user is disabled or no longer exists');
+    return {
+      principal: { type: 'user', id: userId, is_admin: state.is_admin },
+      ...(exp !== undefined ? { expiresAt: exp * 1000 } : {}),
+    };
+  }
+
+  private async subject(token: string, retried = false): Promise<{ sub: string; exp?: number }> {
     try {
       const { payload } = await jwtVerify(token, await this.jwks(), {
         issuer: 'parley-access',
@@ -48,7 +56,7 @@ export class TokenVerifier {
         algorithms: ['EdDSA'],
       });
       if (!payload.sub) throw new ParleyError('UNAUTHENTICATED', 'token has no subject');
-      return payload.sub;
+      return { sub: payload.sub, exp: payload.exp };
     } catch (error) {
       if (error instanceof ParleyError) throw error;
       if (error instanceof joseErrors.JWKSNoMatchingKey && !retried) {

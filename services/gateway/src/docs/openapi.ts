@@ -54,6 +54,8 @@ function errorResponses(spec: ApiRouteSpec): Record<string, JsonSchema> {
   if (!spec.public) codes.add('UNAUTHENTICATED');
   if (spec.admin) codes.add('FORBIDDEN');
   codes.add('INTERNAL');
+  // Any route that reaches a database may find a statement cancelled by its timeout.
+  if (!spec.public || spec.body) codes.add('QUERY_TIMEOUT');
   const byStatus = new Map<number, string[]>();
   for (const code of codes) {
     const status = ERROR_CODES[code].status;

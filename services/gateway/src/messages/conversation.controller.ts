@@ -16,6 +16,8 @@ import {
 import { LOGGER, Metrics, Nats, RpcClient, subscribeLive, type Logger } from '@parley/kit';
 import { Caller } from '../auth/principal';
 import { ApiRoute, ValidParams, ValidQuery, type Valid } from '../http/api-route';
+import { StreamLeases } from './stream-leases';
+import { StreamWatch } from './stream-watch';
 
 const ExportQuerySchema = z.object({ format: z.enum(['json', 'markdown']).default('json') });
 const StreamQuerySchema = z.object({
@@ -62,6 +64,8 @@ export class ConversationController {
     @Inject(Nats) private readonly nats: Nats,
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(Metrics) private readonly metrics: Metrics,
+    @Inject(StreamLeases) private readonly leases: StreamLeases,
+    @Inject(StreamWatch) private readonly watcher: StreamWatch,
   ) {}
 
   @Get(':id/export')
@@ -73,7 +77,7 @@ export class ConversationController {
     query: ExportQuerySchema,
     status: 200,
     response: z.object({ session: z.record(z.string(), z.unknown()), messages: z.array(MessageSchema) }),
-    errors: ['NOT_FOUND'],
+    errors: ['NOT_FOUND', 'TOO_MANY_EXPORTS'],
   })
   async export(
     @Caller() actor: Principal,
@@ -98,10 +102,18 @@ export class ConversationController {
       yield ']}';
     }
     const filename = `session-${id}.${format === 'json' ? 'json' : 'md'}`;
-    await reply
-      .header('content-type', format === 'json' ? 'application/json; charset=utf-8' : 'text/markdown; charset=utf-8')
-      .header('content-disposition', `attachment; filename="${filename}"`)
-      .send(Readable.from(body()));
+    // At most MAX_EXPORTS_PER_PRINCIPAL at once: the place is held until the body is sent or the caller leaves.
+    const lease = await this.leases.acquire('export', actor);
+    reply.raw.once('close', () => void lease.release());
+    try {
+      await reply
+        .header('content-type', format === 'json' ? 'application/json; charset=utf-8' : 'text/markdown; charset=utf-8')
+        .header('content-disposition', `attachment; filename="${filename}"`)
+        .send(Readable.from(body()));
+    } catch (error) {
+      await lease.release();
+      throw error;
+    }
   }
 
   @Get(':id/stream')
@@ -113,7 +125,7 @@ export class ConversationController {
     query: StreamQuerySchema,
     status: 200,
     response: null,
-    errors: ['NOT_FOUND'],
+    errors: ['NOT_FOUND', 'TOO_MANY_STREAMS'],
     queryToken: true,
   })
   async stream(
@@ -128,6 +140,8 @@ export class ConversationController {
       lastEventHeader !== undefined && /^\d+$/.test(lastEventHeader) ? Number(lastEventHeader) : undefined;
     let lastSent = headerSeq ?? query.last_event_id ?? 0;
     await this.rpc.call(SessionRpc.get, { actor, id });
+    // At most MAX_STREAMS_PER_PRINCIPAL open at once (429 beyond), across gateway instances.
+    const lease = await this.leases.acquire('stream', actor);
 
     // Subscribe first, then replay what was missed: nothing falls between the two.
     const buffered: LiveMessage[] = [];
@@ -178,11 +192,26 @@ export class ConversationController {
     };
     const keepalive = setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS);
     let closed = false;
-    request.raw.on('close', () => {
+    let stopWatching = () => undefined as void;
+    const close = () => {
+      if (closed) return;
       closed = true;
       clearInterval(keepalive);
       live.unsubscribe();
-    });
+      stopWatching();
+      void lease.release();
+    };
+    // The stream ends once its caller may no longer read the session (checked every STREAM_RECHECK_SECONDS).
+    if (request.credential) {
+      stopWatching = this.watcher.watch(request.credential, id, (why) => {
+        raw.write(`event: closed\ndata: ${JSON.stringify({ code: why.code, detail: why.detail })}\n\n`);
+        close();
+        raw.end();
+      });
+    }
+    request.raw.on('close', close);
+    raw.on('close', close);
+    if (raw.destroyed) close();
     try {
       if (lastSent > 0 || headerSeq !== undefined || query.last_event_id !== undefined) await replay();
     } catch (error) {

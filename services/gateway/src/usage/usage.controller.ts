@@ -58,7 +58,7 @@ export class UsageController {
     query: UsageSummaryQuerySchema,
     status: 200,
     response: UsageSummarySchema,
-    errors: ['FORBIDDEN'],
+    errors: ['FORBIDDEN', 'RANGE_TOO_LARGE'],
   })
   summary(@Caller() actor: Principal, @ValidQuery() query: Valid<typeof UsageSummaryQuerySchema>) {
     return this.rpc.call(UsageRpc.summary, { actor, ...query });
