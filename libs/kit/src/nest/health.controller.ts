@@ -23,7 +23,7 @@ export class HealthController {
     const report = await this.readiness.report();
     await reply
       .status(report.ready ? 200 : 503)
-      .send({ status: report.ready ? 'ready' : 'not_ready', checks: report.checks });
+      .send({ status: report.ready ? (report.degraded ? 'degraded' : 'ready') : 'not_ready', checks: report.checks });
   }
 
   @Get('metrics')

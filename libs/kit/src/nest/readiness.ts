@@ -5,8 +5,13 @@ import { pendingMigrations } from '../persistence/orm';
 
 export interface ReadinessReport {
   ready: boolean;
+  /** Ready, but Redis is away: caches are bypassed and limits are counted in memory. */
+  degraded: boolean;
   checks: Record<string, { ok: boolean; detail?: string }>;
 }
+
+/** What the service goes on without: its loss degrades, it does not make the service unready. */
+const OPTIONAL_CHECKS = new Set(['redis']);
 
 const CHECK_TIMEOUT_MS = 2000;
 
@@ -63,6 +68,7 @@ export class Readiness {
           this.migrated = true;
         }),
     ]);
-    return { ready: Object.values(checks).every((c) => c.ok), checks };
+    const ready = Object.entries(checks).every(([name, c]) => c.ok || OPTIONAL_CHECKS.has(name));
+    return { ready, degraded: ready && Object.values(checks).some((c) => !c.ok), checks };
   }
 }
