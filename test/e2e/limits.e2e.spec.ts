@@ -67,6 +67,15 @@ describe('limits (e2e)', () => {
     }
   });
 
+  it('gives an export its place back once it is sent, so exports one after another never hit the cap', async () => {
+    const user = await newUser(admin, 'exporter');
+    const s = await newSession(user.token, 'exported');
+    for (let i = 0; i < 4; i++) {
+      const res = await api('GET', `/api/v1/sessions/${s.id}/export`, { token: user.token });
+      expect(res.status).toBe(200);
+    }
+  });
+
   it('ends a live stream once its user is disabled', async () => {
     const user = await newUser(admin, 'doomed');
     const s = await newSession(user.token, 'last words');
