@@ -337,11 +337,15 @@ describe('messages (e2e)', () => {
   });
 
   it('walks message lists and search with cursors, each item once, and refuses cursors edited or made for another list, filter, order or caller', async () => {
+    // A user of its own: the suite's owner has spent much of its minute's requests by now.
+    const walker = await newUser(admin, 'walker');
     const word = `quokka${Date.now().toString(36)}`;
-    const s = await newSession('cursor walk');
-    const other = await newSession('cursor walk elsewhere');
-    for (let i = 1; i <= 5; i++) await append(s.id, { role: 'user', content: `${word} number ${i}` });
-    for (let i = 1; i <= 2; i++) await append(other.id, { role: 'assistant', content: `${word} again ${i}` });
+    const s = await newSession('cursor walk', walker.token);
+    const other = await newSession('cursor walk elsewhere', walker.token);
+    for (let i = 1; i <= 5; i++) await append(s.id, { role: 'user', content: `${word} number ${i}` }, walker.token);
+    for (let i = 1; i <= 2; i++) {
+      await append(other.id, { role: 'assistant', content: `${word} again ${i}` }, walker.token);
+    }
     const list = `/api/v1/sessions/${s.id}/messages`;
     const search = `/api/v1/messages/search?q=${word}`;
 
@@ -350,7 +354,7 @@ describe('messages (e2e)', () => {
       let cursor: string | null = null;
       do {
         const res: { status: number; body: { items: { id: string; seq: number }[]; next_cursor: string | null } } =
-          await api('GET', `${path}&limit=2${cursor ? `&cursor=${cursor}` : ''}`, { token: owner.token });
+          await api('GET', `${path}&limit=2${cursor ? `&cursor=${cursor}` : ''}`, { token: walker.token });
         expect(res.status).toBe(200);
         items.push(...res.body.items);
         cursor = res.body.next_cursor;
@@ -364,7 +368,7 @@ describe('messages (e2e)', () => {
     expect(hits).toHaveLength(7);
 
     const firstCursor = async (path: string) =>
-      (await api('GET', `${path}${path.includes('?') ? '&' : '?'}limit=2`, { token: owner.token })).body
+      (await api('GET', `${path}${path.includes('?') ? '&' : '?'}limit=2`, { token: walker.token })).body
         .next_cursor as string;
     const asc = await firstCursor(list);
     const desc = await firstCursor(`${list}?order=desc`);
@@ -376,18 +380,18 @@ describe('messages (e2e)', () => {
       return `${key}.${Buffer.from(JSON.stringify(values)).toString('base64url')}.${mac}`;
     };
     const refused: [string, string, string][] = [
-      ['list: edited', `${list}?cursor=${edited(asc)}`, owner.token],
-      ['list: moved', `${list}?cursor=${moved(asc, [0])}`, owner.token],
-      ['list: unsigned', `${list}?cursor=WyJ4Il0`, owner.token],
-      ['list: another order', `${list}?order=desc&cursor=${asc}`, owner.token],
-      ['list: desc cursor ascending', `${list}?cursor=${desc}`, owner.token],
-      ['list: another session', `/api/v1/sessions/${other.id}/messages?cursor=${asc}`, owner.token],
+      ['list: edited', `${list}?cursor=${edited(asc)}`, walker.token],
+      ['list: moved', `${list}?cursor=${moved(asc, [0])}`, walker.token],
+      ['list: unsigned', `${list}?cursor=WyJ4Il0`, walker.token],
+      ['list: another order', `${list}?order=desc&cursor=${asc}`, walker.token],
+      ['list: desc cursor ascending', `${list}?cursor=${desc}`, walker.token],
+      ['list: another session', `/api/v1/sessions/${other.id}/messages?cursor=${asc}`, walker.token],
       ['list: another caller', `${list}?cursor=${asc}`, admin],
-      ['search: edited', `${search}&cursor=${edited(found)}`, owner.token],
-      ['search: another q', `/api/v1/messages/search?q=${word}%20number&cursor=${found}`, owner.token],
-      ['search: another filter', `${search}&session_id=${s.id}&cursor=${found}`, owner.token],
+      ['search: edited', `${search}&cursor=${edited(found)}`, walker.token],
+      ['search: another q', `/api/v1/messages/search?q=${word}%20number&cursor=${found}`, walker.token],
+      ['search: another filter', `${search}&session_id=${s.id}&cursor=${found}`, walker.token],
       ['search: another caller', `${search}&cursor=${found}`, admin],
-      ['search: a list cursor', `${search}&cursor=${asc}`, owner.token],
+      ['search: a list cursor', `${search}&cursor=${asc}`, walker.token],
     ];
     for (const [name, path, token] of refused) {
       const res = await api('GET', path, { token });
@@ -401,10 +405,11 @@ describe('messages (e2e)', () => {
   });
 
   it("deletes a session's messages with the session", async () => {
-    const s = await newSession();
-    await append(s.id, { role: 'user', content: 'soon gone' });
+    const leaver = await newUser(admin, 'leaver');
+    const s = await newSession('chat', leaver.token);
+    await append(s.id, { role: 'user', content: 'soon gone' }, leaver.token);
     expect(await messageRows(s.id)).toBe(1);
-    expect((await api('DELETE', `/api/v1/sessions/${s.id}`, { token: owner.token })).status).toBe(204);
+    expect((await api('DELETE', `/api/v1/sessions/${s.id}`, { token: leaver.token })).status).toBe(204);
     await eventually(async () => ((await messageRows(s.id)) === 0 ? true : undefined));
   });
 });
