@@ -21,6 +21,7 @@ import { UsageHandler } from './records/usage.handler';
 import { UsageLedger } from './records/usage-ledger';
 import { UsageQueries } from './records/usage-queries.service';
 import { UsageRecordsRepository } from './records/usage-records.repository';
+import { UsageSummaryRepository } from './records/usage-summary.repository';
 
 @Module({})
 export class AppModule {
@@ -32,6 +33,7 @@ export class AppModule {
       providers: [
         { provide: USAGE_CONFIG, useValue: config },
         UsageRecordsRepository,
+        UsageSummaryRepository,
         PricesRepository,
         ActivityRepository,
         BudgetsRepository,
