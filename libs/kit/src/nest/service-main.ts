@@ -3,6 +3,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { serviceDatabaseUrl, serviceSchema, type CommonConfig } from '../config/env';
 import { createLogger } from '../observability/logger';
 import { OutboxEntry } from '../messaging/outbox';
+import { CursorKeyEntry } from '../persistence/cursors';
 import { createOrm, migrateUnderLock, statementTimeouts, withScratchDatabase } from '../persistence/orm';
 import { runMain, startHttpService } from './bootstrap';
 import type { KitOptions } from './kit.module';
@@ -33,7 +34,7 @@ export function serviceMain<C extends CommonConfig>(definition: ServiceDefinitio
       if (!database) throw new Error(`${definition.service} has no database`);
       const logger = createLogger(definition.service, config.LOG_LEVEL);
       const url = serviceDatabaseUrl(definition.service, config);
-      const entities = database.outbox ? [...database.entities, OutboxEntry] : database.entities;
+      const entities = [...database.entities, CursorKeyEntry, ...(database.outbox ? [OutboxEntry] : [])];
       const migrationsPath = database.migrationsPath ? resolve(database.migrationsPath) : undefined;
       if (command === 'migrate') {
         const schema = serviceSchema(definition.service, config);
