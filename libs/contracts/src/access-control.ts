@@ -4,6 +4,7 @@ import { PrincipalSchema } from './principal';
 import { TimestampSchema } from './common';
 import { pageSchema, PageRequestSchema } from './pagination';
 import { PasswordSchema } from './access';
+import { MAX_ID_LIST, dateTime, list, text } from './input';
 
 export const PERMISSIONS = ['read', 'write', 'manage'] as const;
 export type Permission = (typeof PERMISSIONS)[number];
@@ -13,7 +14,10 @@ export type ResourceType = (typeof RESOURCE_TYPES)[number];
 /** `write` implies `read`; `manage` implies both. */
 export const PERMISSION_RANK: Record<Permission, number> = { read: 1, write: 2, manage: 3 };
 
-const name = z.string().trim().min(1).max(100);
+const name = text({ trim: true, min: 1, max: 100, noControl: true });
+const remark = text({ max: 500 });
+const description = text({ max: 2000 });
+const ids = list(z.uuid(), { max: MAX_ID_LIST });
 
 export const GroupSchema = z.object({
   id: z.uuid(),
@@ -22,9 +26,9 @@ export const GroupSchema = z.object({
   is_default: z.boolean(),
   created_at: TimestampSchema,
 });
-export const CreateGroupBodySchema = z.object({ name, remark: z.string().max(500).optional() }).strict();
+export const CreateGroupBodySchema = z.object({ name, remark: remark.optional() }).strict();
 export const UpdateGroupBodySchema = z
-  .object({ name: name.optional(), remark: z.string().max(500).nullable().optional() })
+  .object({ name: name.optional(), remark: remark.nullable().optional() })
   .strict()
   .refine((b) => Object.keys(b).length > 0, { message: 'nothing to update' });
 
@@ -40,7 +44,8 @@ export const GrantSchema = z.object({
   permission: z.enum(PERMISSIONS),
 });
 export type Grant = z.infer<typeof GrantSchema>;
-export const PutGrantsBodySchema = z.object({ grants: z.array(GrantSchema).max(1000) }).strict();
+export const MAX_GRANTS = 1000;
+export const PutGrantsBodySchema = z.object({ grants: list(GrantSchema, { max: MAX_GRANTS }) }).strict();
 export const GrantsSchema = z.object({ role_id: z.uuid(), grants: z.array(GrantSchema) });
 
 export const BotSchema = z.object({
@@ -52,12 +57,12 @@ export const BotSchema = z.object({
   created_at: TimestampSchema,
 });
 export type Bot = z.infer<typeof BotSchema>;
-export const CreateBotBodySchema = z.object({ name, description: z.string().max(2000).optional() }).strict();
+export const CreateBotBodySchema = z.object({ name, description: description.optional() }).strict();
 export const BotCreatedSchema = BotSchema.extend({ api_key: z.string(), api_key_id: z.uuid() });
 export const UpdateBotBodySchema = z
   .object({
     name: name.optional(),
-    description: z.string().max(2000).nullable().optional(),
+    description: description.nullable().optional(),
     enabled: z.boolean().optional(),
   })
   .strict()
@@ -72,7 +77,7 @@ export const ApiKeySchema = z.object({
   revoked: z.boolean(),
 });
 export const CreateKeyBodySchema = z
-  .object({ expires_at: z.iso.datetime({ offset: true }).optional() })
+  .object({ expires_at: dateTime().optional() })
   .strict()
   .refine((b) => !b.expires_at || Date.parse(b.expires_at) > Date.now(), {
     message: 'must be in the future',
@@ -112,7 +117,7 @@ export const NatsCredentialsSchema = z.object({
 export type NatsCredentials = z.infer<typeof NatsCredentialsSchema>;
 
 export const ChangePasswordBodySchema = z
-  .object({ current_password: z.string().min(1).max(256), new_password: PasswordSchema })
+  .object({ current_password: text({ min: 1, max: 256 }), new_password: PasswordSchema })
   .strict();
 
 /** What a permission check is about. A session names its owner, bot and groups, as the session service holds them. */
@@ -122,7 +127,7 @@ export const ResourceSchema = z.discriminatedUnion('type', [
     id: z.uuid(),
     user_id: z.uuid(),
     bot_id: z.uuid().nullable(),
-    group_ids: z.array(z.uuid()),
+    group_ids: ids,
   }),
   z.object({ type: z.literal('bot'), id: z.uuid() }),
 ]);
@@ -161,7 +166,7 @@ export const AccessControlRpc = {
   check: rpc('access.permissions.check', CheckSchema, DecisionSchema),
   checkBatch: rpc(
     'access.permissions.check_batch',
-    z.object({ checks: z.array(CheckSchema).min(1).max(500) }),
+    z.object({ checks: list(CheckSchema, { min: 1, max: 500 }) }),
     z.object({ results: z.array(DecisionSchema) }),
   ),
   /** The bots the subject may read: all of them (admin, or a grant on every bot) or these. */
@@ -179,10 +184,10 @@ export const AccessControlRpc = {
   /** Whether bots exist and are enabled; unknown ids are absent from the answer. */
   botStatus: rpc(
     'access.bots.status',
-    z.object({ ids: z.array(z.uuid()).min(1).max(500) }),
+    z.object({ ids: list(z.uuid(), { min: 1, max: 500 }) }),
     z.object({ bots: z.array(z.object({ id: z.uuid(), enabled: z.boolean() })) }),
   ),
-  verifyKey: rpc('access.keys.verify', z.object({ api_key: z.string().min(1).max(200) }), BotPrincipalInfoSchema),
+  verifyKey: rpc('access.keys.verify', z.object({ api_key: text({ min: 1, max: 200 }) }), BotPrincipalInfoSchema),
   changePassword: rpc('access.me.password', ChangePasswordBodySchema.extend(actor), ok),
   deleteUser: rpc('access.users.delete', idReq, ok),
 
@@ -211,7 +216,7 @@ export const AccessControlRpc = {
   getGrants: rpc('access.roles.grants.get', idReq, GrantsSchema),
   putGrants: rpc(
     'access.roles.grants.put',
-    z.object({ ...actor, id: z.uuid(), grants: z.array(GrantSchema).max(1000) }),
+    z.object({ ...actor, id: z.uuid(), grants: list(GrantSchema, { max: MAX_GRANTS }) }),
     GrantsSchema,
   ),
   putUserRole: rpc(
@@ -228,7 +233,7 @@ export const AccessControlRpc = {
   deleteBot: rpc('access.bots.delete', idReq, ok),
   createKey: rpc(
     'access.bots.keys.create',
-    z.object({ ...actor, id: z.uuid(), expires_at: z.iso.datetime({ offset: true }).optional() }),
+    z.object({ ...actor, id: z.uuid(), expires_at: dateTime().optional() }),
     KeyCreatedSchema,
   ),
   listKeys: rpc('access.bots.keys.list', z.object({ ...actor, id: z.uuid(), ...page }), pageSchema(ApiKeySchema)),

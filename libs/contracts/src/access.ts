@@ -3,13 +3,17 @@ import { rpc } from './rpc';
 import { PrincipalSchema } from './principal';
 import { TimestampSchema } from './common';
 import { pageSchema, PageRequestSchema } from './pagination';
+import { text } from './input';
 
-export const UsernameSchema = z
-  .string()
-  .min(3)
-  .max(64)
-  .regex(/^[A-Za-z0-9_.@-]+$/, 'letters, digits and _ . @ - only');
-export const PasswordSchema = z.string().min(8, 'at least 8 characters').max(256);
+export const UsernameSchema = text({
+  min: 3,
+  max: 64,
+  pattern: /^[A-Za-z0-9_.@-]+$/,
+  patternMessage: 'letters, digits and _ . @ - only',
+});
+export const PasswordSchema = text({ min: 8, max: 256 });
+/** An email address as users may give it. */
+export const EmailSchema = z.email().max(320);
 
 export const UserSchema = z.object({
   id: z.uuid(),
@@ -25,23 +29,23 @@ export const CreateUserBodySchema = z
   .object({
     username: UsernameSchema,
     password: PasswordSchema,
-    email: z.email().max(320).optional(),
+    email: EmailSchema.optional(),
   })
   .strict();
 export const UpdateUserBodySchema = z
   .object({
-    email: z.email().max(320).nullable().optional(),
+    email: EmailSchema.nullable().optional(),
     password: PasswordSchema.optional(),
     enabled: z.boolean().optional(),
     is_admin: z.boolean().optional(),
   })
   .strict();
-export const ListUsersQuerySchema = z.object({ q: z.string().max(100).optional() });
+export const ListUsersQuerySchema = z.object({ q: text({ max: 100 }).optional() });
 
 export const LoginBodySchema = z
-  .object({ username: z.string().min(1).max(64), password: z.string().min(1).max(256) })
+  .object({ username: text({ min: 1, max: 64 }), password: text({ min: 1, max: 256 }) })
   .strict();
-export const RefreshBodySchema = z.object({ refresh_token: z.string().min(1).max(200) }).strict();
+export const RefreshBodySchema = z.object({ refresh_token: text({ min: 1, max: 200 }) }).strict();
 export const TokenResponseSchema = z.object({
   access_token: z.string(),
   token_type: z.literal('Bearer'),
@@ -74,7 +78,7 @@ const actor = { actor: PrincipalSchema };
 export const AccessRpc = {
   login: rpc(
     'access.auth.login',
-    LoginBodySchema.extend({ client_address: z.string().max(100).optional() }),
+    LoginBodySchema.extend({ client_address: text({ max: 100 }).optional() }),
     TokenResponseSchema,
   ),
   refresh: rpc('access.auth.refresh', RefreshBodySchema, TokenResponseSchema),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { tooLarge } from './errors';
+import { jsonObject } from './input';
 
 export const JsonObjectSchema = z.record(z.string(), z.unknown());
 export type JsonObject = z.infer<typeof JsonObjectSchema>;
@@ -11,11 +11,11 @@ export const jsonBytes = (value: unknown): number => Buffer.byteLength(JSON.stri
 /** `metadata` and `state` (a session's and a message's) hold at most this much as JSON (API.md). */
 export const MAX_JSON_OBJECT_BYTES = 64 * 1024;
 
-/** A JSON object of at most MAX_JSON_OBJECT_BYTES: beyond it, 413 naming the field. */
-export const BoundedJsonObjectSchema = JsonObjectSchema.refine(
-  (v) => jsonBytes(v) <= MAX_JSON_OBJECT_BYTES,
-  tooLarge('larger than 64 KiB as JSON'),
-);
+/**
+ * A JSON object of at most MAX_JSON_OBJECT_BYTES (beyond it, 413 naming the field), nesting at
+ * most 32 levels, with no NUL, unpaired surrogate or non-finite number anywhere in it.
+ */
+export const BoundedJsonObjectSchema = jsonObject({ maxBytes: MAX_JSON_OBJECT_BYTES });
 
 /** RFC 3339 timestamp in UTC as it travels on the wire. */
 export const TimestampSchema = z.iso.datetime({ offset: true });

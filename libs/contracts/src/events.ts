@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_ID_LIST, dateTime, list, text } from './input';
 
 /** Domain events, written to a service's outbox and relayed to the DOMAIN stream. */
 export const DOMAIN_STREAM = 'DOMAIN';
@@ -21,8 +22,8 @@ export const SessionEventSchema = z.object({
   session_id: z.uuid(),
   user_id: z.uuid(),
   bot_id: z.uuid().nullable(),
-  group_ids: z.array(z.uuid()),
-  occurred_at: z.string(),
+  group_ids: list(z.uuid(), { max: MAX_ID_LIST }),
+  occurred_at: dateTime(),
 });
 export type SessionEvent = z.infer<typeof SessionEventSchema>;
 
@@ -40,8 +41,8 @@ export const DomainEvents = {
     subject: 'evt.access.changed',
     schema: z.object({
       kind: z.enum(['user', 'membership', 'role', 'grant', 'bot', 'key']),
-      id: z.string(),
-      occurred_at: z.string(),
+      id: text({ min: 1, max: 200 }),
+      occurred_at: dateTime(),
     }),
   },
 } as const;

@@ -3,6 +3,7 @@ export * from './pagination';
 export * from './rpc';
 export * from './principal';
 export * from './common';
+export * from './input';
 export * from './access';
 export * from './session';
 export * from './events';

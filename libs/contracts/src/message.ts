@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { rpc } from './rpc';
 import { PrincipalSchema } from './principal';
-import { BoundedJsonObjectSchema, JsonObjectSchema, TimestampSchema, jsonBytes, utf8Bytes } from './common';
+import { BoundedJsonObjectSchema, JsonObjectSchema, TimestampSchema, jsonBytes } from './common';
 import { tooLarge } from './errors';
-import { cursorPageSchema, offsetPageSchema, PageRequestSchema } from './pagination';
+import { CursorSchema, cursorPageSchema, offsetPageSchema, PageRequestSchema } from './pagination';
+import { INT32_MAX, int, int32, list, text } from './input';
 import { FEEDBACK_VALUES, SENSITIVE_STATUSES, SESSION_STATUSES } from './session';
 
 export const MESSAGE_ROLES = ['user', 'assistant', 'system', 'tool'] as const;
@@ -34,14 +35,18 @@ export const MAX_BATCH_REPLY_BYTES = 960 * 1024;
  * this, and always at least one: with the limits above, one reply stays well under 1 MiB.
  */
 export const MESSAGE_PAGE_BYTES = 512 * 1024;
-const MAX_TOKENS = 2 ** 31 - 1;
+/** `tokens` is 0 … 2^31−1 (API.md). */
+export const MAX_TOKENS = INT32_MAX;
+/** Most ids in a read scope: as many as fit in one NATS message. */
+export const MAX_SCOPE_IDS = 20_000;
 
 export const MediaSchema = z
   .object({
-    type: z.string().min(1).max(100),
-    url: z.string().min(1).max(4096),
-    name: z.string().max(500).optional(),
-    size: z.number().int().nonnegative().optional(),
+    type: text({ min: 1, max: 100, noControl: true }),
+    url: text({ min: 1, max: 4096, noControl: true }),
+    name: text({ max: 500 }).optional(),
+    /** In bytes. */
+    size: int({ min: 0, max: Number.MAX_SAFE_INTEGER }).optional(),
   })
   .strict();
 
@@ -65,24 +70,21 @@ export type Message = z.infer<typeof MessageSchema>;
 export const NewMessageSchema = z
   .object({
     role: z.enum(MESSAGE_ROLES, { error: `one of ${MESSAGE_ROLES.join(', ')}` }),
-    content: z.string().refine((v) => utf8Bytes(v) <= MAX_CONTENT_BYTES, tooLarge('larger than 256 KiB')),
-    tokens: z.number().int().nonnegative().max(MAX_TOKENS).default(0),
+    content: text({ max: MAX_CONTENT_BYTES, maxBytes: MAX_CONTENT_BYTES }),
+    tokens: int32({ min: 0, max: MAX_TOKENS }).default(0),
     metadata: BoundedJsonObjectSchema.optional(),
-    media: z
-      .array(MediaSchema)
-      .max(MAX_MEDIA_ENTRIES)
+    media: list(MediaSchema, { max: MAX_MEDIA_ENTRIES })
       .refine((v) => jsonBytes(v) <= MAX_MEDIA_BYTES, tooLarge('larger than 64 KiB as JSON'))
+      .meta({ 'x-max-bytes': MAX_MEDIA_BYTES })
       .optional(),
-    client_message_id: z.string().min(1).max(MAX_CLIENT_MESSAGE_ID_LENGTH).optional(),
+    client_message_id: text({ min: 1, max: MAX_CLIENT_MESSAGE_ID_LENGTH, noControl: true }).optional(),
   })
   .strict();
 export type NewMessage = z.input<typeof NewMessageSchema>;
 
-const NewMessagesSchema = z
-  .array(NewMessageSchema)
-  .min(1)
-  .max(MAX_BATCH_MESSAGES)
-  .refine((v) => jsonBytes(v) <= MAX_BATCH_BYTES, tooLarge('larger than 768 KiB together'));
+const NewMessagesSchema = list(NewMessageSchema, { min: 1, max: MAX_BATCH_MESSAGES })
+  .refine((v) => jsonBytes(v) <= MAX_BATCH_BYTES, tooLarge('larger than 768 KiB together'))
+  .meta({ 'x-max-bytes': MAX_BATCH_BYTES });
 
 export const BatchBodySchema = z.object({ messages: NewMessagesSchema }).strict();
 
@@ -94,7 +96,7 @@ export const FeedbackBodySchema = z
 export const SensitiveBodySchema = z.object({ sensitive_status: z.enum(SENSITIVE_STATUSES) }).strict();
 
 export const SearchQuerySchema = z.object({
-  q: z.string().trim().min(2, 'at least 2 characters').max(200),
+  q: text({ trim: true, min: 2, max: 200 }),
   bot_id: z.uuid().optional(),
   session_id: z.uuid().optional(),
 });
@@ -141,12 +143,13 @@ export const MessageStatsSchema = z.object({
 export type MessageStats = z.infer<typeof MessageStatsSchema>;
 
 /** Who may read what, for search: the caller's readable scope as the access service knows it. */
+const scopeIds = list(z.uuid(), { max: MAX_SCOPE_IDS });
 export const ReadScopeSchema = z.object({
   all: z.boolean(),
   user_id: z.uuid().nullable(),
-  group_ids: z.array(z.uuid()),
-  bot_ids: z.array(z.uuid()),
-  session_ids: z.array(z.uuid()),
+  group_ids: scopeIds,
+  bot_ids: scopeIds,
+  session_ids: scopeIds,
 });
 export type ReadScope = z.infer<typeof ReadScopeSchema>;
 
@@ -181,7 +184,7 @@ export const MessageRpc = {
    */
   after: rpc(
     'message.messages.after',
-    z.object({ ...sessionRef, after_seq: z.number().int().nonnegative(), limit: z.number().int().min(1).max(1000) }),
+    z.object({ ...sessionRef, after_seq: int32({ min: 0 }), limit: int32({ min: 1, max: 1000 }) }),
     z.object({
       items: z.array(MessageSchema),
       /** Absent from a message service older than byte-bounded pages: there, fewer than `limit` meant the end. */
@@ -204,8 +207,8 @@ export const MessageRpc = {
     SearchQuerySchema.extend({
       ...actor,
       scope: ReadScopeSchema,
-      limit: z.number().int().min(1).max(200),
-      cursor: z.string().optional(),
+      limit: int32({ min: 1, max: 200 }),
+      cursor: CursorSchema.optional(),
     }),
     cursorPageSchema(SearchHitSchema),
   ),

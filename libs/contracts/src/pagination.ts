@@ -1,17 +1,19 @@
 import { z } from 'zod';
+import { INT32_MAX, int32, queryInt, text } from './input';
 
 export const MAX_LIMIT = 200;
 export const DEFAULT_LIMIT = 50;
 
-const intFromQuery = z.coerce.number().int('must be an integer');
+/** A cursor as a client sends it back: opaque text of bounded length. */
+export const CursorSchema = text({ min: 1, max: 512 });
 
 /** `limit`/`cursor` or `page`/`size`, as query strings arrive. */
 export const PageQuerySchema = z
   .object({
-    limit: intFromQuery.min(1).max(MAX_LIMIT).optional(),
-    cursor: z.string().min(1).max(512).optional(),
-    page: intFromQuery.min(1).optional(),
-    size: intFromQuery.min(1).max(MAX_LIMIT).optional(),
+    limit: queryInt({ min: 1, max: MAX_LIMIT }).optional(),
+    cursor: CursorSchema.optional(),
+    page: queryInt({ min: 1, max: INT32_MAX }).optional(),
+    size: queryInt({ min: 1, max: MAX_LIMIT }).optional(),
   })
   .refine((q) => !(q.cursor && (q.page !== undefined || q.size !== undefined)), {
     message: 'use either cursor/limit or page/size',
@@ -20,13 +22,13 @@ export const PageQuerySchema = z
 
 export const CursorPageRequestSchema = z.object({
   kind: z.literal('cursor'),
-  limit: z.number().int().min(1).max(MAX_LIMIT),
-  cursor: z.string().optional(),
+  limit: int32({ min: 1, max: MAX_LIMIT }),
+  cursor: CursorSchema.optional(),
 });
 export const OffsetPageRequestSchema = z.object({
   kind: z.literal('offset'),
-  page: z.number().int().min(1),
-  size: z.number().int().min(1).max(MAX_LIMIT),
+  page: int32({ min: 1 }),
+  size: int32({ min: 1, max: MAX_LIMIT }),
 });
 export const PageRequestSchema = z.discriminatedUnion('kind', [CursorPageRequestSchema, OffsetPageRequestSchema]);
 export type PageRequest = z.infer<typeof PageRequestSchema>;

@@ -3,6 +3,7 @@ import { rpc } from './rpc';
 import { PrincipalSchema } from './principal';
 import { BoundedJsonObjectSchema, JsonObjectSchema, TimestampSchema } from './common';
 import { pageSchema, PageRequestSchema } from './pagination';
+import { dateTime, text } from './input';
 
 export const SESSION_STATUSES = ['active', 'archived'] as const;
 export const SENSITIVE_STATUSES = ['unchecked', 'pass', 'violation'] as const;
@@ -28,7 +29,7 @@ export const SessionSchema = z.object({
 });
 export type Session = z.infer<typeof SessionSchema>;
 
-const title = z.string().trim().min(1).max(500);
+const title = text({ trim: true, min: 1, max: 500 });
 
 export const CreateSessionBodySchema = z
   .object({
@@ -50,18 +51,21 @@ export const UpdateSessionBodySchema = z
   .strict()
   .refine((b) => Object.keys(b).length > 0, { message: 'nothing to update' });
 
-const isoDate = z.iso.datetime({ offset: true, error: 'must be an RFC 3339 timestamp' });
-
-export const SessionFiltersSchema = z.object({
+const sessionFiltersShape = {
   bot_id: z.uuid().optional(),
   user_id: z.uuid().optional(),
   status: z.enum(SESSION_STATUSES).optional(),
-  q: z.string().trim().min(1).max(200).optional(),
-  created_from: isoDate.optional(),
-  created_to: isoDate.optional(),
+  q: text({ trim: true, min: 1, max: 200 }).optional(),
+  created_from: dateTime().optional(),
+  created_to: dateTime().optional(),
   feedback: z.enum(FEEDBACK_VALUES).optional(),
   sensitive_status: z.enum(SENSITIVE_STATUSES).optional(),
-});
+};
+const createdInOrder = (f: { created_from?: string; created_to?: string }) =>
+  !(f.created_from && f.created_to) || Date.parse(f.created_from) <= Date.parse(f.created_to);
+const createdOrderError = { message: 'must not be later than created_to', path: ['created_from'] };
+
+export const SessionFiltersSchema = z.object(sessionFiltersShape).refine(createdInOrder, createdOrderError);
 export type SessionFilters = z.infer<typeof SessionFiltersSchema>;
 
 const actor = { actor: PrincipalSchema };
@@ -75,7 +79,7 @@ export const SessionRpc = {
   get: rpc('session.sessions.get', z.object({ ...actor, id: z.uuid() }), SessionSchema),
   list: rpc(
     'session.sessions.list',
-    SessionFiltersSchema.extend({ ...actor, page: PageRequestSchema }),
+    z.object({ ...sessionFiltersShape, ...actor, page: PageRequestSchema }).refine(createdInOrder, createdOrderError),
     SessionPageSchema,
   ),
   update: rpc(

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { rpc } from './rpc';
 import { PrincipalSchema } from './principal';
 import { JsonObjectSchema, TimestampSchema } from './common';
-import { cursorPageSchema } from './pagination';
+import { CursorSchema, cursorPageSchema } from './pagination';
+import { dateTime, finite, int, int32, jsonObject, list, queryInt, text, timeZone } from './input';
 import { rangeTooLarge, type FieldError } from './errors';
 
 // ---------------------------------------------------------------------------------------
@@ -36,19 +37,15 @@ export const MAX_EVENTS_PER_POST = 500;
 export const MAX_TOKENS_PER_FIELD = 1_000_000_000;
 
 /** Client-chosen ids (request_id, event_id) travel in a NATS header: visible ASCII only. */
-const externalId = z
-  .string()
-  .min(1)
-  .max(200)
-  .regex(/^[!-~]+$/, 'visible ASCII characters only (no spaces)');
-const noControl = (max: number) =>
-  z
-    .string()
-    .min(1)
-    .max(max)
-    .refine((v) => !/\p{Cc}/u.test(v), 'must not contain control characters');
-const tokenCount = z.number().int('must be an integer').min(0, 'must not be negative').max(MAX_TOKENS_PER_FIELD);
-const timestamp = z.iso.datetime({ offset: true, error: 'must be an RFC 3339 timestamp with a time zone' });
+const externalId = text({
+  min: 1,
+  max: 200,
+  pattern: /^[!-~]+$/,
+  patternMessage: 'visible ASCII characters only (no spaces)',
+});
+const noControl = (max: number) => text({ min: 1, max, noControl: true });
+const tokenCount = int({ min: 0, max: MAX_TOKENS_PER_FIELD });
+const timestamp = dateTime();
 
 export const UsageEventSchema = z
   .object({
@@ -87,17 +84,8 @@ export const ActivityEventSchema = z
       .max(64)
       .regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : - only'),
     channel: noControl(64).nullish(),
-    detail: z
-      .string()
-      .max(4096)
-      .refine((v) => !v.includes('\u0000'), 'must not contain NUL characters')
-      .nullish(),
-    metadata: JsonObjectSchema.refine(
-      (v) => Buffer.byteLength(JSON.stringify(v), 'utf8') <= MAX_METADATA_BYTES,
-      'larger than 16 KiB',
-    )
-      .refine((v) => !JSON.stringify(v).includes('\\u0000'), 'must not contain NUL characters')
-      .nullish(),
+    detail: text({ max: 4096 }).nullish(),
+    metadata: jsonObject({ maxBytes: MAX_METADATA_BYTES }).nullish(),
     occurred_at: timestamp,
   })
   .strict();
@@ -175,7 +163,7 @@ const DecimalStringSchema = z.string().regex(/^-?\d+(\.\d+)?$/);
 /** A decimal given in a request: a JSON number or a string, non-negative, at most `scale` decimals. */
 const decimalInput = (scale: number) =>
   z
-    .union([z.number().nonnegative().finite(), z.string()])
+    .union([finite({ min: 0, max: 1e12 }), text({ max: 64 })])
     .transform((v) => (typeof v === 'number' ? String(v) : v.trim()))
     .refine(
       (v) => new RegExp(`^\\d{1,12}(\\.\\d{1,${scale}})?$`).test(v),
@@ -242,13 +230,8 @@ export type ActivityView = z.infer<typeof ActivitySchema>;
 export const USAGE_GROUP_KEYS = ['bot', 'model', 'provider', 'channel', 'user', 'status', 'hour', 'day'] as const;
 export type UsageGroupKey = (typeof USAGE_GROUP_KEYS)[number];
 
-/** An IANA time zone name that this runtime knows ("UTC", "Asia/Shanghai", "America/New_York"). */
-export const TimeZoneSchema = z
-  .string()
-  .max(64)
-  .refine((tz) => /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/.test(tz) && isKnownTimeZone(tz), {
-    message: 'an IANA time zone name such as UTC or Asia/Shanghai',
-  });
+/** An IANA time zone name that this runtime and PostgreSQL know ("UTC", "Asia/Shanghai", "America/New_York"). */
+export const TimeZoneSchema = timeZone();
 
 export function isKnownTimeZone(tz: string): boolean {
   try {
@@ -326,9 +309,7 @@ function boundSummaryRange<T extends { from?: string; to?: string; group_by: Usa
 export const UsageSummaryQuerySchema = z
   .object({
     ...summaryFilterShape,
-    group_by: z
-      .string()
-      .max(200)
+    group_by: text({ max: 200 })
       .optional()
       .transform((v) => (v ? v.split(',').map((s) => s.trim()) : []))
       .pipe(z.array(z.enum(USAGE_GROUP_KEYS)).refine((keys) => new Set(keys).size === keys.length, 'a key twice')),
@@ -363,8 +344,8 @@ export const UsageSummarySchema = z.object({
 export const MAX_SUMMARY_ROWS = 10_000;
 
 const cursorPageQueryShape = {
-  limit: z.coerce.number().int('must be an integer').min(1).max(200).default(50),
-  cursor: z.string().min(1).max(512).optional(),
+  limit: queryInt({ min: 1, max: 200 }).default(50),
+  cursor: CursorSchema.optional(),
 };
 
 export const UsageRecordsQuerySchema = z
@@ -379,7 +360,7 @@ export const UsageRecordsQuerySchema = z
   .refine(rangeOrder, rangeOrderError);
 
 export const ActivityQuerySchema = z.object({
-  event_type: z.string().min(1).max(64).optional(),
+  event_type: text({ min: 1, max: 64 }).optional(),
   ...cursorPageQueryShape,
 });
 
@@ -397,8 +378,9 @@ export const PriceInputSchema = z
     effective_from: timestamp.optional(),
   })
   .strict();
+export const MAX_PRICES_PER_PUT = 1000;
 export const PutPricesBodySchema = z
-  .object({ prices: z.array(PriceInputSchema).min(1).max(1000) })
+  .object({ prices: list(PriceInputSchema, { min: 1, max: MAX_PRICES_PER_PUT }) })
   .strict()
   .refine(
     (b) =>
@@ -418,8 +400,8 @@ export const PriceSchema = z.object({
 });
 export type Price = z.infer<typeof PriceSchema>;
 export const PricesQuerySchema = z.object({
-  provider: z.string().min(1).max(64).optional(),
-  model: z.string().min(1).max(128).optional(),
+  provider: text({ min: 1, max: 64 }).optional(),
+  model: text({ min: 1, max: 128 }).optional(),
   ...cursorPageQueryShape,
 });
 
@@ -429,7 +411,7 @@ export type BudgetPeriod = (typeof BUDGET_PERIODS)[number];
 export const BudgetBodySchema = z
   .object({
     period: z.enum(BUDGET_PERIODS),
-    max_tokens: z.number().int('must be an integer').min(1).max(Number.MAX_SAFE_INTEGER).nullish(),
+    max_tokens: int({ min: 1, max: Number.MAX_SAFE_INTEGER }).nullish(),
     max_cost: decimalInput(12).nullish(),
     /** The currency `max_cost` is counted in; costs in other currencies do not count against it. */
     currency: CurrencySchema.default('USD'),
@@ -472,7 +454,7 @@ export const BudgetExceededSchema = QuotaSchema.pick({
   max_tokens: true,
   max_cost: true,
   currency: true,
-}).extend({ occurred_at: TimestampSchema });
+}).extend({ currency: CurrencySchema, occurred_at: TimestampSchema });
 export type BudgetExceeded = z.infer<typeof BudgetExceededSchema>;
 
 /** What `POST /usage/events` answers once every event is durably in JetStream. */
@@ -486,7 +468,7 @@ export const IngestAcceptedSchema = z.object({
 // Subjects
 
 const actor = { actor: PrincipalSchema };
-const cursorRequest = { limit: z.number().int().min(1).max(200), cursor: z.string().optional() };
+const cursorRequest = { limit: int32({ min: 1, max: 200 }), cursor: CursorSchema.optional() };
 
 /** Plain JSON in both directions, for any NATS client: a bot asks for its quota. */
 export const QuotaCheckRpc = rpc('usage.quota.check', z.object({ bot_id: z.uuid() }).strict(), QuotaSchema);
@@ -495,7 +477,7 @@ const summaryRequest = z
   .object({
     ...actor,
     ...summaryFilterShape,
-    group_by: z.array(z.enum(USAGE_GROUP_KEYS)),
+    group_by: list(z.enum(USAGE_GROUP_KEYS), { max: USAGE_GROUP_KEYS.length }),
   })
   .transform(boundSummaryRange);
 
@@ -505,30 +487,37 @@ export const UsageRpc = {
   summary: rpc('usage.summary.get', summaryRequest, UsageSummarySchema),
   records: rpc(
     'usage.records.list',
-    z.object({
-      ...actor,
-      ...rangeShape,
-      bot_id: z.uuid().optional(),
-      session_id: z.uuid().optional(),
-      user_id: z.uuid().optional(),
-      status: z.enum(USAGE_STATUSES).optional(),
-      ...cursorRequest,
-    }),
+    z
+      .object({
+        ...actor,
+        ...rangeShape,
+        bot_id: z.uuid().optional(),
+        session_id: z.uuid().optional(),
+        user_id: z.uuid().optional(),
+        status: z.enum(USAGE_STATUSES).optional(),
+        ...cursorRequest,
+      })
+      .refine(rangeOrder, rangeOrderError),
     cursorPageSchema(UsageRecordSchema),
   ),
   activity: rpc(
     'usage.activity.list',
-    z.object({ ...actor, bot_id: z.uuid(), event_type: z.string().optional(), ...cursorRequest }),
+    z.object({ ...actor, bot_id: z.uuid(), event_type: text({ min: 1, max: 64 }).optional(), ...cursorRequest }),
     cursorPageSchema(ActivitySchema),
   ),
   putPrices: rpc(
     'usage.prices.put',
-    z.object({ ...actor, prices: z.array(PriceInputSchema).min(1).max(1000) }),
+    z.object({ ...actor, prices: list(PriceInputSchema, { min: 1, max: MAX_PRICES_PER_PUT }) }),
     z.object({ items: z.array(PriceSchema) }),
   ),
   listPrices: rpc(
     'usage.prices.list',
-    z.object({ ...actor, provider: z.string().optional(), model: z.string().optional(), ...cursorRequest }),
+    z.object({
+      ...actor,
+      provider: text({ min: 1, max: 64 }).optional(),
+      model: text({ min: 1, max: 128 }).optional(),
+      ...cursorRequest,
+    }),
     cursorPageSchema(PriceSchema),
   ),
   putBudget: rpc('usage.budgets.put', BudgetBodySchema.extend({ ...actor, bot_id: z.uuid() }), BudgetSchema),

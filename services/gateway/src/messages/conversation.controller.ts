@@ -4,11 +4,14 @@ import { Readable } from 'node:stream';
 import { z } from 'zod';
 import {
   IdParamSchema,
+  INT32_MAX,
   MessageRpc,
   LiveMessageSchema,
   MessageSchema,
   SessionRpc,
   liveSessionSubject,
+  queryInt,
+  text,
   type LiveMessage,
   type Message,
   type Principal,
@@ -21,8 +24,8 @@ import { StreamWatch } from './stream-watch';
 
 const ExportQuerySchema = z.object({ format: z.enum(['json', 'markdown']).default('json') });
 const StreamQuerySchema = z.object({
-  last_event_id: z.coerce.number().int().nonnegative().optional(),
-  access_token: z.string().optional(),
+  last_event_id: queryInt({ min: 0, max: INT32_MAX }).optional(),
+  access_token: text({ max: 4096 }).optional(),
 });
 const PAGE = 500;
 const KEEPALIVE_MS = 15_000;

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import {
   AccessControlRpc,
   BatchBodySchema,
+  CursorSchema,
   FeedbackBodySchema,
   IdParamSchema,
   MESSAGE_PAGE_BYTES,
@@ -29,7 +30,7 @@ import { paged } from '../http/paging';
 
 const SearchPageSchema = z.object({
   limit: z.coerce.number().int('must be an integer').min(1).max(200).default(50),
-  cursor: z.string().min(1).max(512).optional(),
+  cursor: CursorSchema.optional(),
 });
 
 const PAGE_KIB = MESSAGE_PAGE_BYTES / 1024;

@@ -13,6 +13,7 @@ import {
   UsageRpc,
   UsageTotalsSchema,
   UpdateSessionBodySchema,
+  text,
   type Principal,
 } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
@@ -22,8 +23,7 @@ import { ApiRoute, ValidBody, ValidParams, ValidQuery, type Valid } from '../htt
 import { paged } from '../http/paging';
 
 const IncludeQuerySchema = z.object({
-  include: z
-    .string()
+  include: text({ max: 100 })
     .optional()
     .transform((v) => new Set((v ?? '').split(',').filter(Boolean)))
     .refine(
