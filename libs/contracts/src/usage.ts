@@ -3,7 +3,7 @@ import { rpc } from './rpc';
 import { PrincipalSchema } from './principal';
 import { JsonObjectSchema, TimestampSchema } from './common';
 import { CursorSchema, cursorPageSchema } from './pagination';
-import { dateTime, finite, int, int32, jsonObject, list, queryInt, text, timeZone } from './input';
+import { MIN_INSTANT_MS, dateTime, finite, int, int32, jsonObject, list, queryInt, text, timeZone } from './input';
 import { rangeTooLarge, type FieldError } from './errors';
 
 // ---------------------------------------------------------------------------------------
@@ -250,10 +250,15 @@ const rangeOrder = <T extends { from?: string; to?: string }>(q: T) =>
   !(q.from && q.to) || Date.parse(q.from) < Date.parse(q.to);
 const rangeOrderError = { message: 'must be earlier than to', path: ['from'] };
 
-/** The window of a usage query: `to` defaults to now, `from` to 24 hours before `to`. */
+/**
+ * The window of a usage query: `to` defaults to now, `from` to 24 hours before `to` (never
+ * before the earliest instant a timestamp may name).
+ */
 export function resolveRange(q: { from?: string; to?: string }, now: number): { from: Date; to: Date } {
   const to = q.to ? new Date(Date.parse(q.to)) : new Date(now);
-  const from = q.from ? new Date(Date.parse(q.from)) : new Date(to.getTime() - 24 * 60 * 60 * 1000);
+  const from = q.from
+    ? new Date(Date.parse(q.from))
+    : new Date(Math.max(to.getTime() - 24 * 60 * 60 * 1000, MIN_INSTANT_MS));
   return { from, to };
 }
 
