@@ -282,9 +282,11 @@ const BAD_TIMES = [
 const EDGE_TIMES = ['0001-01-01T00:00:00Z', '9999-12-31T23:59:59.999Z', '1970-01-01T00:00:00Z'];
 /** Field-specific values that must be refused (`from`/`to` and time zones). */
 const NAMED: Record<string, Hostile[]> = {
+  // Grouped by hour and day, so that the zone reaches the SQL.
   tz: ['AET', 'US/Pacific-New', '+05:00', 'Mars/Olympus', 'utc '].map((v) => ({
     label: `tz ${v}`,
     value: v,
+    beside: { group_by: 'hour,day' },
     verdict: 'refused',
   })),
   group_by: ['bot,bot', 'nope', 'bot,', ','].map((v) => ({ label: `group_by ${v}`, value: v, verdict: 'refused' })),
