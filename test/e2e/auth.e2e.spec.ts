@@ -105,7 +105,7 @@ describe('auth and users (e2e)', () => {
     expect((await api('GET', '/api/v1/users?limit=201', { token: admin })).status).toBe(400);
     const garbage = await api('GET', '/api/v1/users?cursor=garbage', { token: admin });
     expect(garbage.status).toBe(400);
-    expect(garbage.body).toMatchObject({ code: 'INVALID_CURSOR', errors: [{ field: 'cursor' }] });
+    expect(garbage.body).toMatchObject({ code: 'INVALID_CURSOR', errors: [{ field: 'query.cursor' }] });
     const otherFilter = await api('GET', `/api/v1/users?limit=2&q=list&cursor=${first.body.next_cursor}`, {
       token: admin,
     });

@@ -91,7 +91,11 @@ describe('large messages (e2e)', () => {
         [`cursor=${first.body.next_cursor}`, admin],
       ]) {
         const refused = await api('GET', `/api/v1/sessions/${session.id}/messages?${query}`, { token: caller });
-        expect(refused.body).toMatchObject({ status: 400, code: 'INVALID_CURSOR', errors: [{ field: 'cursor' }] });
+        expect(refused.body).toMatchObject({
+          status: 400,
+          code: 'INVALID_CURSOR',
+          errors: [{ field: 'query.cursor' }],
+        });
       }
 
       const whole = await api('GET', `/api/v1/sessions/${session.id}/messages?page=6&size=1`, { token });

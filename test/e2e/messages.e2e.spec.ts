@@ -399,7 +399,7 @@ describe('messages (e2e)', () => {
         name,
         status: 400,
         code: 'INVALID_CURSOR',
-        field: 'cursor',
+        field: 'query.cursor',
       });
     }
   });

@@ -113,7 +113,7 @@ describe('sessions (e2e)', () => {
     ] as const) {
       const refused = await api('GET', `/api/v1/sessions?${query}`, { token });
       expect(refused.status).toBe(400);
-      expect(refused.body).toMatchObject({ code: 'INVALID_CURSOR', errors: [{ field: 'cursor' }] });
+      expect(refused.body).toMatchObject({ code: 'INVALID_CURSOR', errors: [{ field: 'query.cursor' }] });
     }
 
     // Updating the oldest makes it the newest activity.

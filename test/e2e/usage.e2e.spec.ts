@@ -402,7 +402,7 @@ describe('usage and activity (e2e)', () => {
         name,
         status: 400,
         code: 'INVALID_CURSOR',
-        field: 'cursor',
+        field: 'query.cursor',
       });
     }
   });
