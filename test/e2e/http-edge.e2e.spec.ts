@@ -136,6 +136,25 @@ describe('the HTTP edge (e2e)', () => {
     expect((await api('GET', '/api/v1/sessions', { token })).body.items).toEqual([]);
   });
 
+  it('answers a URL it cannot decode, and a path parameter over its limit, with a problem', async () => {
+    const broken = await fetch(`${gatewayUrl()}/api/v1/sessions/%E0%A4%A`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expectProblem(
+      { status: broken.status, body: await broken.json(), type: broken.headers.get('content-type') ?? '' },
+      400,
+      'BAD_REQUEST',
+    );
+    const long = await fetch(`${gatewayUrl()}/api/v1/sessions/${'x'.repeat(2000)}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expectProblem(
+      { status: long.status, body: await long.json(), type: long.headers.get('content-type') ?? '' },
+      414,
+      'URI_TOO_LONG',
+    );
+  });
+
   it('still answers after all of it', async () => {
     const ready = await fetch(`${gatewayUrl()}/readyz`);
     expect(ready.status).toBe(200);

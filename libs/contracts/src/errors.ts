@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   USERNAME_TAKEN: { status: 409, title: 'Username already exists' },
   NATS_CREDENTIALS_UNAVAILABLE: { status: 409, title: 'NATS credentials unavailable' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
+  URI_TOO_LONG: { status: 414, title: 'URI too long' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
   TOO_MANY_STREAMS: { status: 429, title: 'Too many open streams' },

@@ -5,17 +5,22 @@ import { loadConfig } from './config';
 import { installBodyParsers } from './http/body-parser';
 import { sendProblem } from './http/problem.filter';
 
+// Set once the application exists; Fastify's refusals before routing are rare enough to log at it.
+let logger: Logger | undefined;
+
 serviceMain({
   service: 'gateway',
   loadConfig,
   httpPort: (config) => config.GATEWAY_PORT,
   module: (config) => AppModule.forRoot(config),
   trustProxy: (config) => config.TRUST_PROXY,
+  // A URL Fastify cannot decode, or a path parameter over its length limit: a problem too.
+  frameworkErrors: (error, request, reply) => sendProblem(reply, request, error, logger),
   configure: (app, config) => {
-    const logger = app.get<Logger>(LOGGER);
+    logger = app.get<Logger>(LOGGER);
     const fastify = app.getHttpAdapter().getInstance();
     // Errors raised by Fastify itself (body parsing, size limit) are problems too.
-    fastify.setErrorHandler((error, request, reply) => sendProblem(reply, request, error, logger));
+    fastify.setErrorHandler((error, request, reply) => sendProblem(reply, request, error, app.get<Logger>(LOGGER)));
     installBodyParsers(app);
     if (config.CORS_ORIGINS.length > 0) {
       app.enableCors({ origin: config.CORS_ORIGINS, credentials: true, exposedHeaders: ['Retry-After', 'Location'] });

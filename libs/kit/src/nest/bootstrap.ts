@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import type { INestApplication, LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { FastifyServerOptions } from 'fastify';
 import { ConfigError } from '../config/env';
 import type { Logger } from '../observability/logger';
 import { Metrics } from '../observability/metrics';
@@ -9,6 +10,12 @@ import { ParleyTransport } from '../messaging/transport';
 import { LOGGER } from './tokens';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
+
+/**
+ * Answers what Fastify refuses before routing (a URL it cannot decode, a path parameter over
+ * its length limit), which no error handler or filter sees.
+ */
+export type FrameworkErrorHandler = NonNullable<FastifyServerOptions['frameworkErrors']>;
 
 /** Start-up chatter (every module and route) that belongs at debug level. */
 const QUIET_CONTEXTS = new Set(['InstanceLoader', 'RoutesResolver', 'RouterExplorer', 'NestFactory']);
@@ -41,12 +48,16 @@ export class PinoNestLogger implements LoggerService {
  */
 export async function createServiceApp(
   module: unknown,
-  options: { logger?: false; trustProxy?: string[] } = {},
+  options: { logger?: false; trustProxy?: string[]; frameworkErrors?: FrameworkErrorHandler } = {},
 ): Promise<NestFastifyApplication> {
   // `request.ip` is the socket's address unless the connection comes from a trusted proxy; then
   // the right-most X-Forwarded-For entry that is not a trusted proxy (see ServiceDefinition.trustProxy).
   const trustProxy = options.trustProxy?.length ? options.trustProxy : false;
-  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES, trustProxy });
+  const adapter = new FastifyAdapter({
+    bodyLimit: BODY_LIMIT_BYTES,
+    trustProxy,
+    ...(options.frameworkErrors ? { frameworkErrors: options.frameworkErrors } : {}),
+  });
   const app = await NestFactory.create<NestFastifyApplication>(module as never, adapter, {
     bufferLogs: options.logger !== false,
     abortOnError: false,
@@ -70,10 +81,14 @@ export async function startHttpService(
     host: string;
     port: number;
     trustProxy?: string[];
+    frameworkErrors?: FrameworkErrorHandler;
     configure?: (app: NestFastifyApplication) => void | Promise<void>;
   },
 ): Promise<NestFastifyApplication> {
-  const app = await createServiceApp(module, { trustProxy: options.trustProxy });
+  const app = await createServiceApp(module, {
+    trustProxy: options.trustProxy,
+    frameworkErrors: options.frameworkErrors,
+  });
   const logger = app.get<Logger>(LOGGER);
   app.useLogger(new PinoNestLogger(logger));
   app.enableShutdownHooks();

@@ -5,7 +5,7 @@ import { createLogger } from '../observability/logger';
 import { OutboxEntry } from '../messaging/outbox';
 import { CursorKeyEntry } from '../persistence/cursors';
 import { createOrm, migrateUnderLock, statementTimeouts, withScratchDatabase } from '../persistence/orm';
-import { runMain, startHttpService } from './bootstrap';
+import { runMain, startHttpService, type FrameworkErrorHandler } from './bootstrap';
 import type { KitOptions } from './kit.module';
 
 export interface ServiceDefinition<C extends CommonConfig> {
@@ -17,6 +17,8 @@ export interface ServiceDefinition<C extends CommonConfig> {
   database?: KitOptions['database'];
   /** Proxies (addresses, CIDRs) whose X-Forwarded-For is believed; none by default. */
   trustProxy?(config: C): string[];
+  /** Answers Fastify's own refusals before routing (undecodable URL, over-long path parameter). */
+  frameworkErrors?: FrameworkErrorHandler;
   configure?(app: NestFastifyApplication, config: C): void | Promise<void>;
 }
 
@@ -74,6 +76,7 @@ export function serviceMain<C extends CommonConfig>(definition: ServiceDefinitio
       host: config.HTTP_HOST,
       port: definition.httpPort(config),
       trustProxy: definition.trustProxy?.(config),
+      frameworkErrors: definition.frameworkErrors,
       configure: (app) => definition.configure?.(app, config),
     });
   });

@@ -22,14 +22,14 @@ export async function sendProblem(
   reply: FastifyReply,
   request: FastifyRequest,
   error: unknown,
-  logger: Logger,
+  logger: Logger | undefined,
 ): Promise<void> {
   let problem = fromFrameworkError(error);
   if (!problem) {
-    logger.error({ err: error, url: request.url, client: clientAddress(request) }, 'request failed');
+    logger?.error({ err: error, url: request.url, client: clientAddress(request) }, 'request failed');
     problem = new ParleyError('INTERNAL', 'internal error');
   } else if (problem.status >= 500) {
-    logger.warn(
+    logger?.warn(
       { code: problem.code, detail: problem.detail, url: request.url, client: clientAddress(request) },
       'upstream problem',
     );

@@ -54,6 +54,8 @@ export function fromFrameworkError(error: unknown): ParleyError | undefined {
       return new ParleyError('NOT_FOUND', message);
     case 413:
       return new ParleyError('PAYLOAD_TOO_LARGE', 'the request body is larger than 1 MiB');
+    case 414:
+      return new ParleyError('URI_TOO_LONG', 'a path parameter is longer than the gateway reads');
     case 415:
       return new ParleyError('UNSUPPORTED_MEDIA_TYPE', message);
     case 429:
