@@ -15,7 +15,9 @@ serviceMain({
   module: (config) => AppModule.forRoot(config),
   trustProxy: (config) => config.TRUST_PROXY,
   // A URL Fastify cannot decode, or a path parameter over its length limit: a problem too.
-  frameworkErrors: (error, request, reply) => sendProblem(reply, request, error, logger),
+  frameworkErrors: (error, request, reply) => {
+    void sendProblem(reply, request, error, logger);
+  },
   configure: (app, config) => {
     logger = app.get<Logger>(LOGGER);
     const fastify = app.getHttpAdapter().getInstance();
