@@ -2,6 +2,18 @@ import { z } from 'zod';
 import { trustProxyEntryProblem } from './http/client-address';
 import { commonEnvShape, eventTimeEnvShape, parseEnv, port } from '@parley/kit';
 
+/** A comma-separated list, blanks dropped; unset: empty. */
+const commaList = () =>
+  z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    );
+
 export const GatewayConfigSchema = z.object({
   ...commonEnvShape,
   ...eventTimeEnvShape,
@@ -14,34 +26,17 @@ export const GatewayConfigSchema = z.object({
   MAX_EXPORTS_PER_PRINCIPAL: z.coerce.number().int().min(1).max(1000).default(2),
   /** How often an open stream checks again that its caller may still read the session. */
   STREAM_RECHECK_SECONDS: z.coerce.number().int().min(1).max(30).default(30),
-  CORS_ORIGINS: z
-    .string()
-    .default('')
-    .transform((v) =>
-      v
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
-    ),
+  CORS_ORIGINS: commaList(),
   /**
    * Proxies whose `X-Forwarded-For` is believed: comma-separated addresses or CIDRs (IPv4, IPv6).
    * Unset: the header is ignored and the client is the socket's peer.
    */
-  TRUST_PROXY: z
-    .string()
-    .default('')
-    .transform((v) =>
-      v
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
-    )
-    .superRefine((entries, ctx) => {
-      for (const entry of entries) {
-        const problem = trustProxyEntryProblem(entry);
-        if (problem) ctx.addIssue({ code: 'custom', message: problem });
-      }
-    }),
+  TRUST_PROXY: commaList().superRefine((entries, ctx) => {
+    for (const entry of entries) {
+      const problem = trustProxyEntryProblem(entry);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }
+  }),
 });
 export type GatewayConfig = z.infer<typeof GatewayConfigSchema>;
 

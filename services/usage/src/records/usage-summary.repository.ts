@@ -3,6 +3,7 @@ import { MikroORM } from '@mikro-orm/postgresql';
 import { MAX_SUMMARY_ROWS, ParleyError, type UsageGroupKey } from '@parley/contracts';
 import type { BotRestriction } from '../access/usage-access';
 import { floorHour } from './rollup';
+import type { TotalsRow } from './usage-records.repository';
 
 const HOUR_MS = 60 * 60 * 1000;
 
@@ -47,15 +48,8 @@ function dimension(key: UsageGroupKey, tz: string): { select: string; params: un
   }
 }
 
-export interface SummaryRow extends Record<string, unknown> {
-  currency: string | null;
-  requests: string;
-  input_tokens: string;
-  output_tokens: string;
-  total_tokens: string;
-  cost: string | null;
-  unpriced_requests: string;
-}
+/** One group's totals in one currency, beside its group keys. */
+export type SummaryRow = TotalsRow & Record<string, unknown>;
 
 /** The whole UTC hours inside [from, to); undefined when there is none. */
 function rollupWindow(from: Date, to: Date): { start: Date; end: Date } | undefined {
