@@ -9,6 +9,7 @@
 import { basename } from 'node:path';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { AlwaysOffSampler, NoopSpanProcessor } from '@opentelemetry/sdk-trace';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
@@ -21,7 +22,18 @@ const endpoint = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.O
 
 const sdk = new NodeSDK({
   serviceName,
-  traceExporter: endpoint ? new OTLPTraceExporter() : undefined,
+  // No endpoint, no export (the SDK's default would be an OTLP exporter to localhost:4318):
+  // spans are not recorded, yet every request still gets a trace id that travels over NATS
+  // and into the logs. OTEL_TRACES_SAMPLER, when set, still decides.
+  ...(endpoint
+    ? { traceExporter: new OTLPTraceExporter() }
+    : {
+        spanProcessors: [new NoopSpanProcessor()],
+        ...(process.env.OTEL_TRACES_SAMPLER ? {} : { sampler: new AlwaysOffSampler() }),
+      }),
+  // Metrics are Prometheus' (/metrics) and logs are pino's: the SDK exports neither.
+  metricReaders: [],
+  logRecordProcessors: [],
   instrumentations: [
     new HttpInstrumentation({
       ignoreIncomingRequestHook: (req) => /^\/(healthz|readyz|metrics)\b/.test(req.url ?? ''),
