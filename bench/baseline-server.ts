@@ -19,33 +19,40 @@ async function main(): Promise<void> {
       content text not null, tokens int not null default 0, metadata jsonb not null default '{}', created_at timestamptz not null default now(),
       unique (session_id, seq))`);
   const app = Fastify({ logger: false });
-  app.post<{ Params: { id: string }; Body: { role: string; content: string; tokens?: number } }>(
-    '/sessions/:id/messages',
-    async (request, reply) => {
-      const client = await pool.connect();
-      try {
-        await client.query('begin');
-        await client.query(`insert into "${schema}".counters (session_id) values ($1) on conflict do nothing`, [
+  app.post<{
+    Params: { id: string };
+    Body: { role: string; content: string; tokens?: number; metadata?: Record<string, unknown> };
+  }>('/sessions/:id/messages', async (request, reply) => {
+    const client = await pool.connect();
+    try {
+      await client.query('begin');
+      await client.query(`insert into "${schema}".counters (session_id) values ($1) on conflict do nothing`, [
+        request.params.id,
+      ]);
+      const { rows } = await client.query(
+        `update "${schema}".counters set last_seq = last_seq + 1 where session_id = $1 returning last_seq`,
+        [request.params.id],
+      );
+      const inserted = await client.query(
+        `insert into "${schema}".messages (session_id, seq, role, content, tokens, metadata) values ($1, $2, $3, $4, $5, $6) returning *`,
+        [
           request.params.id,
-        ]);
-        const { rows } = await client.query(
-          `update "${schema}".counters set last_seq = last_seq + 1 where session_id = $1 returning last_seq`,
-          [request.params.id],
-        );
-        const inserted = await client.query(
-          `insert into "${schema}".messages (session_id, seq, role, content, tokens) values ($1, $2, $3, $4, $5) returning *`,
-          [request.params.id, rows[0].last_seq, request.body.role, request.body.content, request.body.tokens ?? 0],
-        );
-        await client.query('commit');
-        return reply.status(201).send(inserted.rows[0]);
-      } catch (error) {
-        await client.query('rollback');
-        throw error;
-      } finally {
-        client.release();
-      }
-    },
-  );
+          rows[0].last_seq,
+          request.body.role,
+          request.body.content,
+          request.body.tokens ?? 0,
+          JSON.stringify(request.body.metadata ?? {}),
+        ],
+      );
+      await client.query('commit');
+      return reply.status(201).send(inserted.rows[0]);
+    } catch (error) {
+      await client.query('rollback');
+      throw error;
+    } finally {
+      client.release();
+    }
+  });
   app.get<{ Params: { id: string } }>('/sessions/:id/messages', async (request) => {
     const { rows } = await pool.query(
       `select * from "${schema}".messages where session_id = $1 order by seq desc limit 50`,
