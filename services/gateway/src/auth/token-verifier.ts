@@ -4,6 +4,8 @@ import { AccessRpc, ParleyError, type UserPrincipal } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
 
 const STATE_TTL_MS = 1000;
+/** Tokens whose signature was checked, kept until they expire: a signature holds for a token's life. */
+const VERIFIED_TOKENS = 10_000;
 
 /**
  * Verifies access tokens with the access service's public keys (fetched once, refetched
@@ -17,6 +19,8 @@ export class TokenVerifier {
     string,
     { state: Promise<{ enabled: boolean; is_admin: boolean } | null>; until: number }
   >();
+  /** Oldest first (insertion order), so the first entry is the one to drop when full. */
+  private readonly verified = new Map<string, { sub: string; exp?: number }>();
 
   constructor(@Inject(RpcClient) private readonly rpc: RpcClient) {}
 
@@ -48,7 +52,25 @@ export class TokenVerifier {
     };
   }
 
-  private async subject(token: string, retried = false): Promise<{ sub: string; exp?: number }> {
+  /**
+   * The token's subject and expiry. Checking an EdDSA signature is most of the gateway's work
+   * per request, so a token seen before is taken from `verified` until it expires; whether its
+   * user is still enabled is asked apart (`state`), so disabling still takes effect within a second.
+   */
+  private async subject(token: string): Promise<{ sub: string; exp?: number }> {
+    const known = this.verified.get(token);
+    if (known && (known.exp === undefined || known.exp * 1000 > Date.now())) return known;
+    if (known) this.verified.delete(token);
+    const checked = await this.verifySignature(token);
+    if (this.verified.size >= VERIFIED_TOKENS) {
+      const oldest = this.verified.keys().next();
+      if (!oldest.done) this.verified.delete(oldest.value);
+    }
+    this.verified.set(token, checked);
+    return checked;
+  }
+
+  private async verifySignature(token: string, retried = false): Promise<{ sub: string; exp?: number }> {
     try {
       const { payload } = await jwtVerify(token, await this.jwks(), {
         issuer: 'parley-access',
@@ -61,7 +83,7 @@ export class TokenVerifier {
       if (error instanceof ParleyError) throw error;
       if (error instanceof joseErrors.JWKSNoMatchingKey && !retried) {
         await this.jwks(true);
-        return this.subject(token, true);
+        return this.verifySignature(token, true);
       }
       if (error instanceof joseErrors.JWTExpired)
         throw new ParleyError('UNAUTHENTICATED', 'the access token has expired');
