@@ -1,6 +1,6 @@
 import { Client } from 'pg';
 import { DATABASE_URL } from '../support/stack';
-import { adminLogin, api, eventually, newUser } from '../support/http';
+import { adminLogin, api, editedCursor, eventually, expectCursorsRefused, newUser } from '../support/http';
 import { openStream } from '../support/sse';
 
 async function messageRows(sessionId: string): Promise<number> {
@@ -373,35 +373,26 @@ describe('messages (e2e)', () => {
     const asc = await firstCursor(list);
     const desc = await firstCursor(`${list}?order=desc`);
     const found = await firstCursor(search);
-    // Another character where the MAC ends, and the values swapped for a position never shown.
-    const edited = (c: string) => `${c.slice(0, -1)}${c.endsWith('A') ? 'B' : 'A'}`;
+    // The values swapped for a position never shown, the MAC kept.
     const moved = (c: string, values: unknown[]) => {
       const [key, , mac] = c.split('.');
       return `${key}.${Buffer.from(JSON.stringify(values)).toString('base64url')}.${mac}`;
     };
     const refused: [string, string, string][] = [
-      ['list: edited', `${list}?cursor=${edited(asc)}`, walker.token],
+      ['list: edited', `${list}?cursor=${editedCursor(asc)}`, walker.token],
       ['list: moved', `${list}?cursor=${moved(asc, [0])}`, walker.token],
       ['list: unsigned', `${list}?cursor=WyJ4Il0`, walker.token],
       ['list: another order', `${list}?order=desc&cursor=${asc}`, walker.token],
       ['list: desc cursor ascending', `${list}?cursor=${desc}`, walker.token],
       ['list: another session', `/api/v1/sessions/${other.id}/messages?cursor=${asc}`, walker.token],
       ['list: another caller', `${list}?cursor=${asc}`, admin],
-      ['search: edited', `${search}&cursor=${edited(found)}`, walker.token],
+      ['search: edited', `${search}&cursor=${editedCursor(found)}`, walker.token],
       ['search: another q', `/api/v1/messages/search?q=${word}%20number&cursor=${found}`, walker.token],
       ['search: another filter', `${search}&session_id=${s.id}&cursor=${found}`, walker.token],
       ['search: another caller', `${search}&cursor=${found}`, admin],
       ['search: a list cursor', `${search}&cursor=${asc}`, walker.token],
     ];
-    for (const [name, path, token] of refused) {
-      const res = await api('GET', path, { token });
-      expect({ name, status: res.status, code: res.body.code, field: res.body.errors?.[0]?.field }).toEqual({
-        name,
-        status: 400,
-        code: 'INVALID_CURSOR',
-        field: 'query.cursor',
-      });
-    }
+    await expectCursorsRefused(refused);
   });
 
   it("deletes a session's messages with the session", async () => {

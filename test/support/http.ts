@@ -67,3 +67,19 @@ export async function eventually<T>(probe: () => Promise<T | undefined>, timeout
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/** A cursor with another character where its MAC ends. */
+export const editedCursor = (cursor: string) => `${cursor.slice(0, -1)}${cursor.endsWith('A') ? 'B' : 'A'}`;
+
+/** Each `[name, path, token]` answers 400 INVALID_CURSOR naming `query.cursor`. */
+export async function expectCursorsRefused(cases: [string, string, string][]): Promise<void> {
+  for (const [name, path, token] of cases) {
+    const res = await api('GET', path, { token });
+    expect({ name, status: res.status, code: res.body.code, field: res.body.errors?.[0]?.field }).toEqual({
+      name,
+      status: 400,
+      code: 'INVALID_CURSOR',
+      field: 'query.cursor',
+    });
+  }
+}
