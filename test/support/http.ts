@@ -71,15 +71,18 @@ export async function eventually<T>(probe: () => Promise<T | undefined>, timeout
 /** A cursor with another character where its MAC ends. */
 export const editedCursor = (cursor: string) => `${cursor.slice(0, -1)}${cursor.endsWith('A') ? 'B' : 'A'}`;
 
-/** Each `[name, path, token]` answers 400 INVALID_CURSOR naming `query.cursor`. */
+/**
+ * Each `[name, path, token]` answers 400 INVALID_CURSOR naming `query.cursor`; otherwise throws,
+ * listing every case that did not (this file is also read by the benches, which have no jest).
+ */
 export async function expectCursorsRefused(cases: [string, string, string][]): Promise<void> {
+  const wrong: string[] = [];
   for (const [name, path, token] of cases) {
     const res = await api('GET', path, { token });
-    expect({ name, status: res.status, code: res.body.code, field: res.body.errors?.[0]?.field }).toEqual({
-      name,
-      status: 400,
-      code: 'INVALID_CURSOR',
-      field: 'query.cursor',
-    });
+    const field = res.body?.errors?.[0]?.field;
+    if (res.status !== 400 || res.body?.code !== 'INVALID_CURSOR' || field !== 'query.cursor') {
+      wrong.push(`${name}: ${res.status} ${res.body?.code} ${field}`);
+    }
   }
+  if (wrong.length > 0) throw new Error(`cursors not refused as INVALID_CURSOR (query.cursor):\n${wrong.join('\n')}`);
 }
