@@ -452,17 +452,22 @@ async function start() {
   }
 
   const gateway = `http://127.0.0.1:${ports.find((s) => s.name === 'gateway')?.port}`;
-  if (admin.password && !(await canLogIn(gateway, admin))) {
+  const stale = Boolean(admin.password) && !(await canLogIn(gateway, admin));
+  if (stale) {
     log(
       `an administrator already exists in this database and the password in .parley/admin.json is not theirs: ` +
         `log in with that administrator's password, or set PARLEY_ADMIN_USERNAME/PARLEY_ADMIN_PASSWORD for a fresh database`,
     );
   }
-  const password = admin.password
-    ? admin.generated
-      ? admin.password
-      : '(see .parley/admin.json)'
-    : '(PARLEY_ADMIN_PASSWORD)';
+  // A password that does not log in is not printed as if it did.
+  const shown = admin.generated && !stale;
+  const password = stale
+    ? "(the existing administrator's; not the one in .parley/admin.json)"
+    : admin.password
+      ? admin.generated
+        ? admin.password
+        : '(see .parley/admin.json)'
+      : '(PARLEY_ADMIN_PASSWORD)';
   process.stdout.write(`
 Parley is running.
 
@@ -471,9 +476,9 @@ Parley is running.
 
   Log in as the administrator:
     curl -s ${gateway}/api/v1/auth/login -H 'content-type: application/json' \\
-      -d '{"username":"${admin.username}","password":"${admin.generated ? admin.password : '<password>'}"}'
+      -d '{"username":"${admin.username}","password":"${shown ? admin.password : '<password>'}"}'
   Username: ${admin.username}
-  Password: ${password}${admin.generated ? '\n  (generated once; kept in .parley/admin.json)' : ''}
+  Password: ${password}${shown ? '\n  (generated once; kept in .parley/admin.json)' : ''}
 
 Ctrl-C stops everything it started.
 `);
