@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { MAX_ID_LIST, dateTime, list, text } from './input';
+import { SESSION_STATUSES } from './session';
 
 /** Domain events, written to a service's outbox and relayed to the DOMAIN stream. */
 export const DOMAIN_STREAM = 'DOMAIN';
@@ -23,6 +24,8 @@ export const SessionEventSchema = z.object({
   user_id: z.uuid(),
   bot_id: z.uuid().nullable(),
   group_ids: list(z.uuid(), { max: MAX_ID_LIST }),
+  /** Absent from events written before it was added: the status is then not known. */
+  status: z.enum(SESSION_STATUSES).optional(),
   occurred_at: dateTime(),
 });
 export type SessionEvent = z.infer<typeof SessionEventSchema>;

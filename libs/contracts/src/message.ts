@@ -4,7 +4,7 @@ import { PrincipalSchema } from './principal';
 import { BoundedJsonObjectSchema, JsonObjectSchema, TimestampSchema, jsonBytes } from './common';
 import { tooLarge } from './errors';
 import { CursorSchema, cursorPageSchema, offsetPageSchema, PageRequestSchema } from './pagination';
-import { INT32_MAX, int, int32, list, text } from './input';
+import { INT32_MAX, MAX_ID_LIST, dateTime, int, int32, list, text } from './input';
 import { FEEDBACK_VALUES, SENSITIVE_STATUSES, SESSION_STATUSES } from './session';
 
 export const MESSAGE_ROLES = ['user', 'assistant', 'system', 'tool'] as const;
@@ -160,6 +160,25 @@ export const SessionAccessRpc = rpc(
   'session.sessions.authorize',
   z.object({ ...actor, id: z.uuid(), action: z.enum(['read', 'write', 'manage']) }),
   SessionAccessSchema,
+);
+
+/**
+ * Sent by the session service inside the transaction that changes or deletes a session,
+ * before it commits: every message-service instance then asks the session service for every
+ * right on the session until the change's own event (which occurred at `until`, or later)
+ * has been applied to its copy. So once the change has returned, no append or read goes by
+ * the copy from before it. The reply comes once the fence is stored.
+ */
+export const SessionScopeFenceRpc = rpc(
+  'message.scopes.fence',
+  z.object({
+    session_id: z.uuid(),
+    user_id: z.uuid(),
+    bot_id: z.uuid().nullable(),
+    group_ids: list(z.uuid(), { max: MAX_ID_LIST }),
+    until: dateTime(),
+  }),
+  z.object({ session_id: z.uuid() }),
 );
 
 export const MessageRpc = {

@@ -1,7 +1,7 @@
 import { AccessControlRpc } from './access-control';
 import { AccessRpc } from './access';
 import { DLQ_DOMAIN, DLQ_USAGE, DOMAIN_SUBJECTS } from './events';
-import { MessageRpc, ReadScopeRpc, SessionAccessRpc } from './message';
+import { MessageRpc, ReadScopeRpc, SessionAccessRpc, SessionScopeFenceRpc } from './message';
 import { prefixed, type RpcContract } from './rpc';
 import { SessionRpc } from './session';
 import { LIVE_SESSION_SUBJECTS } from './transport';
@@ -41,7 +41,7 @@ export interface NatsPermissions {
 /** Every request/reply contract, by the service that serves it (the subject's first token). */
 export function requestContracts(): RpcContract[] {
   const groups: Record<string, RpcContract>[] = [AccessRpc, AccessControlRpc, SessionRpc, MessageRpc, UsageRpc];
-  const single = [SessionAccessRpc, ReadScopeRpc, QuotaCheckRpc];
+  const single = [SessionAccessRpc, SessionScopeFenceRpc, ReadScopeRpc, QuotaCheckRpc];
   const all = [...groups.flatMap((g) => Object.values(g)), ...single];
   return [...new Map(all.map((c) => [c.subject, c])).values()];
 }

@@ -2,7 +2,8 @@ import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
 import { jetstream } from '@nats-io/jetstream';
-import { Nats, createServiceApp, startServing } from '@parley/kit';
+import { Nats, RpcClient, createServiceApp, startServing } from '@parley/kit';
+import { SessionScopeFenceRpc } from '@parley/contracts';
 import { v7 as uuidv7 } from 'uuid';
 import { AppModule } from '../src/app.module';
 import { loadConfig } from '../src/config';
@@ -88,6 +89,79 @@ describe(SessionEventsConsumer.name, () => {
     await js.publish(nats.subject('evt.session.deleted'), JSON.stringify(event(sessionId)));
     await eventually(async () => (await orm.em.fork().count(MessageEntity, { sessionId })) === 0);
     expect(await orm.em.fork().count(MessageEntity, { sessionId: other })).toBe(1);
-    expect(await orm.em.fork().count(SessionScopeEntity, { sessionId })).toBe(0);
+    // The scope row stays as a tombstone, so no late append can bring the session back.
+    expect((await orm.em.fork().findOneOrFail(SessionScopeEntity, { sessionId })).status).toBe('deleted');
+  });
+});
+
+describe('the copy of a session scope: event order and fences', () => {
+  let app: INestApplication;
+  let orm: MikroORM;
+  let nats: Nats;
+  const runOf = `${id}f`;
+
+  beforeAll(async () => {
+    const config = loadConfig({
+      DATABASE_URL,
+      NATS_URL,
+      DB_SCHEMA_PREFIX: `${runOf}_`,
+      NATS_SUBJECT_PREFIX: runOf,
+      LOG_LEVEL: 'silent',
+    });
+    app = await createServiceApp(AppModule.forRoot(config), { logger: false });
+    await startServing(app);
+    orm = app.get(MikroORM);
+    nats = app.get(Nats);
+  });
+
+  afterAll(async () => {
+    await app.close();
+    await cleanupRun(runOf);
+  });
+
+  it('applies only newer events, keeps a fence until the awaited event, and keeps a deleted session deleted', async () => {
+    const js = jetstream(nats.connection);
+    const sessionId = uuidv7();
+    const owner = {
+      session_id: sessionId,
+      user_id: '01900000-0000-7000-8000-00000000000b',
+      bot_id: null,
+      group_ids: [],
+    };
+    const at = (minute: number) => new Date(Date.UTC(2026, 10, 30, 12, minute)).toISOString();
+    const row = () => orm.em.fork().findOne(SessionScopeEntity, { sessionId });
+    const publish = (kind: string, minute: number, status?: string) =>
+      js.publish(nats.subject(`evt.session.${kind}`), JSON.stringify({ ...owner, status, occurred_at: at(minute) }));
+
+    await publish('created', 1, 'active');
+    await eventually(async () => (await row())?.status === 'active');
+
+    // The session service fences before it commits a change that occurs at minute 3.
+    await app.get(RpcClient).call(SessionScopeFenceRpc, { ...owner, until: at(3) });
+    expect((await row())?.fencedUntil?.toISOString()).toBe(at(3));
+
+    // An older event (a late redelivery) changes nothing; an event before the awaited one
+    // applies but leaves the fence; the awaited one lifts it.
+    await publish('updated', 0, 'archived');
+    await publish('updated', 2, 'archived');
+    await eventually(async () => (await row())?.status === 'archived');
+    expect((await row())?.fencedUntil?.toISOString()).toBe(at(3));
+    await publish('updated', 3, 'active');
+    await eventually(async () => (await row())?.fencedUntil === null);
+    expect((await row())?.status).toBe('active');
+    expect((await row())?.scopeAt?.toISOString()).toBe(at(3));
+
+    // An event from before statuses were announced leaves the status unknown.
+    await publish('updated', 4);
+    await eventually(async () => (await row())?.status === null);
+
+    // After a deletion, later events and fences do not bring the session back.
+    await publish('deleted', 5, 'active');
+    await eventually(async () => (await row())?.status === 'deleted');
+    await publish('updated', 6, 'active');
+    await app.get(RpcClient).call(SessionScopeFenceRpc, { ...owner, until: at(7) });
+    await publish('created', 8, 'active');
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await row())?.status).toBe('deleted');
   });
 });

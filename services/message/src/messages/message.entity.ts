@@ -46,7 +46,8 @@ export type Message = InferEntity<typeof MessageEntity>;
 
 /**
  * Who may read a session, as the session service last announced it: kept here so that
- * search and listing can respect rights without a query across schemas.
+ * search and listing can respect rights without a query across schemas, and so that the
+ * owner's appends and reads need no question to the session service (decision 0023).
  */
 export const SessionScopeEntity = defineEntity({
   name: 'SessionScope',
@@ -57,6 +58,20 @@ export const SessionScopeEntity = defineEntity({
     botId: p.uuid().nullable(),
     groupIds: p.array<string>().columnType('uuid[]'),
     updatedAt: p.datetime(),
+    /**
+     * The session's status as its last event said (`active`, `archived`), `deleted` once its
+     * deletion was applied (the row stays as a tombstone), null when not known: only `active`
+     * lets an append through without asking the session service.
+     */
+    status: p.string().length(16).nullable(),
+    /** When the event that last changed the scope occurred: an older event changes nothing. */
+    scopeAt: p.datetime().nullable(),
+    /**
+     * Set by the session service before a change to the session commits: until the event of
+     * that change (occurred at this time, or later) arrives, every right is asked of the
+     * session service.
+     */
+    fencedUntil: p.datetime().nullable(),
     /** The last `seq` given out: appends lock this row, so seq is gapless under concurrency. */
     lastSeq: p.integer().default(0),
     /** Counters kept with each change and announced as absolute values with this version. */

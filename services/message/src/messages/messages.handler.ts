@@ -1,6 +1,6 @@
 import { Controller, Inject } from '@nestjs/common';
 import type { z } from 'zod';
-import { MessageRpc } from '@parley/contracts';
+import { MessageRpc, SessionScopeFenceRpc } from '@parley/contracts';
 import { RpcHandler } from '@parley/kit';
 import { MessagesService } from './messages.service';
 
@@ -43,6 +43,13 @@ export class MessagesHandler {
   @RpcHandler(MessageRpc.setSensitive)
   setSensitive(req: Req<'setSensitive'>) {
     return this.messages.setSensitive(req.actor, req.id, req.sensitive_status);
+  }
+
+  @RpcHandler(SessionScopeFenceRpc)
+  async fence(req: z.output<typeof SessionScopeFenceRpc.request>) {
+    const scope = { id: req.session_id, user_id: req.user_id, bot_id: req.bot_id, group_ids: req.group_ids };
+    await this.messages.fence(scope, new Date(req.until));
+    return { session_id: req.session_id };
   }
 
   @RpcHandler(MessageRpc.search)

@@ -1,7 +1,13 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
-import { DomainEvents, MESSAGE_PAGE_BYTES, type Message as MessageView, type ReadScope } from '@parley/contracts';
+import {
+  DomainEvents,
+  MESSAGE_PAGE_BYTES,
+  type Message as MessageView,
+  type Principal,
+  type ReadScope,
+} from '@parley/contracts';
 import { allowLongStatements, keysetSql, traceCarrier, type KeysetList, type KeyValues } from '@parley/kit';
 import { MessageEntity, SessionScopeEntity, type Message, type SessionScope } from './message.entity';
 
@@ -72,12 +78,51 @@ const MESSAGE_COLUMNS = `m.id, m.session_id, m.seq, m.role, m.content, m.tokens,
 /** `rolledUpSensitive` in SQL, over a session_scopes row. */
 const SENSITIVE_SQL = `case when violation_count > 0 then 'violation' when message_count > 0 and pass_count = message_count then 'pass' else 'unchecked' end`;
 
-/** Only the scope columns: the counters and seq belong to this service. */
-const upsertScopeSql = (updatedAt: string) =>
-  `insert into session_scopes (session_id, user_id, bot_id, group_ids, updated_at) values (?, ?, ?, ?::uuid[], ${updatedAt})
-       on conflict (session_id) do update set user_id = excluded.user_id, bot_id = excluded.bot_id, group_ids = excluded.group_ids`;
-const UPSERT_SCOPE_NOW = upsertScopeSql('now()');
-const UPSERT_SCOPE_AT = upsertScopeSql('?');
+/**
+ * A session's scope as one of its events states it: applied unless the copy already holds a
+ * later event's, or the session's deletion. It lifts a fence that this event (or a later
+ * one) was awaited for. The counters and seq belong to this service and stay.
+ */
+const APPLY_SCOPE_EVENT = `insert into session_scopes (session_id, user_id, bot_id, group_ids, status, scope_at, updated_at)
+     values (?, ?, ?, ?::uuid[], ?, ?, now())
+   on conflict (session_id) do update set user_id = excluded.user_id, bot_id = excluded.bot_id,
+     group_ids = excluded.group_ids, status = excluded.status, scope_at = excluded.scope_at,
+     fenced_until = case when session_scopes.fenced_until <= excluded.scope_at then null else session_scopes.fenced_until end
+   where session_scopes.status is distinct from 'deleted'
+     and (session_scopes.scope_at is null or session_scopes.scope_at <= excluded.scope_at)`;
+
+/**
+ * A scope row from the session service's answer to a question, for a session the copy does
+ * not hold yet (its created event is still on the way). An existing row keeps what events
+ * said; only a status not known yet is learnt, and never while a fence stands.
+ */
+const ENSURE_SCOPE = `insert into session_scopes (session_id, user_id, bot_id, group_ids, status, updated_at)
+     values (?, ?, ?, ?::uuid[], ?, now())
+   on conflict (session_id) do update set status = excluded.status
+   where session_scopes.status is null and session_scopes.fenced_until is null`;
+
+/**
+ * Who may act on a session by the copy alone, in SQL over a session_scopes row, with the
+ * parameters of `copyRight`: the rule the session service applies without asking the
+ * access service (an admin or the owner; a bot key its own bot's sessions, but never to
+ * delete them), and only while no change to the session is under way.
+ */
+const RIGHT_BY_COPY = `fenced_until is null and (?::boolean or user_id = ?::uuid or bot_id = ?::uuid)`;
+
+/** The parameters of RIGHT_BY_COPY for an actor and an action. */
+export function copyRight(
+  actor: Principal,
+  action: 'read' | 'write' | 'manage',
+): [boolean, string | null, string | null] {
+  if (actor.type === 'user') return [actor.is_admin, actor.id, null];
+  return [false, null, action === 'manage' ? null : actor.id];
+}
+
+/** How an insert was authorised: by the copy (checked in the same statement), or by the session service's answer. */
+export type InsertRight =
+  { byCopy: [boolean, string | null, string | null] } | { asked: ScopeOwners & { status: string } };
+
+const pgArray = (ids: string[]) => `{${ids.join(',')}}`;
 
 const escapeLike = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 
@@ -89,22 +134,57 @@ const escapeLike = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 export class MessagesRepository {
   constructor(@Inject(MikroORM) private readonly orm: MikroORM) {}
 
-  /**
-   * Creates or refreshes a session's scope row (in `em`'s transaction, if given); stamped with
-   * `updatedAt`, else now().
-   */
-  async upsertScope(
-    scope: ScopeOwners,
-    { em = this.orm.em.fork(), updatedAt }: { em?: EntityManager; updatedAt?: Date } = {},
-  ): Promise<void> {
-    const params: unknown[] = [scope.id, scope.user_id, scope.bot_id, `{${scope.group_ids.join(',')}}`];
-    if (updatedAt) params.push(updatedAt);
-    await em.execute(updatedAt ? UPSERT_SCOPE_AT : UPSERT_SCOPE_NOW, params);
+  /** Applies a session event's scope (see APPLY_SCOPE_EVENT); `status` undefined: not known. */
+  async applyScopeEvent(scope: ScopeOwners & { status?: string }, occurredAt: Date): Promise<void> {
+    await this.orm.em
+      .fork()
+      .execute(APPLY_SCOPE_EVENT, [
+        scope.id,
+        scope.user_id,
+        scope.bot_id,
+        pgArray(scope.group_ids),
+        scope.status ?? null,
+        occurredAt,
+      ]);
   }
 
-  /** Locks the session's scope row (creating it from `scope` if new). */
-  async lockScope(tx: EntityManager, scope: ScopeOwners): Promise<SessionScope> {
-    await this.upsertScope(scope, { em: tx });
+  /**
+   * Stops the copy from deciding any right on the session until an event that occurred at
+   * `until` or later has been applied (creating the row, fenced, if there is none yet).
+   */
+  async fence(scope: ScopeOwners, until: Date): Promise<void> {
+    await this.orm.em.fork().execute(
+      `insert into session_scopes (session_id, user_id, bot_id, group_ids, updated_at, fenced_until)
+         values (?, ?, ?, ?::uuid[], now(), ?)
+       on conflict (session_id) do update set fenced_until = greatest(session_scopes.fenced_until, excluded.fenced_until)`,
+      [scope.id, scope.user_id, scope.bot_id, pgArray(scope.group_ids), until],
+    );
+  }
+
+  /** See ENSURE_SCOPE. */
+  async ensureScope(scope: ScopeOwners & { status: string }, em: EntityManager = this.orm.em.fork()): Promise<void> {
+    await em.execute(ENSURE_SCOPE, [scope.id, scope.user_id, scope.bot_id, pgArray(scope.group_ids), scope.status]);
+  }
+
+  /** Whether the copy alone lets the actor read (any status but deleted) or write (only `active`) the session. */
+  async allowedByCopy(
+    sessionId: string,
+    right: [boolean, string | null, string | null],
+    statuses: 'readable' | 'writable',
+  ): Promise<boolean> {
+    const status = statuses === 'readable' ? `status in ('active', 'archived')` : `status = 'active'`;
+    const rows = await this.orm.em
+      .fork()
+      .execute<unknown[]>(`select 1 from session_scopes where session_id = ? and ${status} and ${RIGHT_BY_COPY}`, [
+        sessionId,
+        ...right,
+      ]);
+    return rows.length > 0;
+  }
+
+  /** Locks the session's scope row (creating it from the session service's answer if new). */
+  async lockScope(tx: EntityManager, scope: ScopeOwners & { status: string }): Promise<SessionScope> {
+    await this.ensureScope(scope, tx);
     return tx.findOneOrFail(SessionScopeEntity, { sessionId: scope.id }, { lockMode: 3 /* FOR UPDATE */ });
   }
 
@@ -112,17 +192,30 @@ export class MessagesRepository {
    * One statement: take the next seqs from the session's counter row, insert the messages and
    * the counters' outbox event together. The row lock that keeps seq gapless is held only for
    * this statement and its commit, so concurrent appends to one session queue briefly.
+   *
+   * By the copy, the right is checked on that same locked row (see RIGHT_BY_COPY): a fence or
+   * a status stored before the statement began is seen. With the session service's answer,
+   * the row is created if missing and only a deleted session refuses. Nothing inserted (an
+   * empty array): the right did not hold.
    */
-  async insert(scope: ScopeOwners, rows: NewRow[]): Promise<Message[]> {
+  async insert(sessionId: string, right: InsertRight, rows: NewRow[]): Promise<Message[]> {
     const now = rows[0].created_at;
     const em = this.orm.em.fork();
-    await this.upsertScope(scope, { em });
+    let allowed: string;
+    const allowedParams: unknown[] = [];
+    if ('byCopy' in right) {
+      allowed = `status = 'active' and ${RIGHT_BY_COPY}`;
+      allowedParams.push(...right.byCopy);
+    } else {
+      await this.ensureScope(right.asked, em);
+      allowed = `status is distinct from 'deleted'`;
+    }
     const records = rows.map(({ created_at: _, sizeBytes, ...row }) => ({ ...row, size_bytes: sizeBytes }));
     const inserted = await em.execute<Record<string, unknown>[]>(
       `with scope as (
          update session_scopes set last_seq = last_seq + ?, message_count = message_count + ?, last_message_at = ?,
            updated_at = ?, stats_version = stats_version + 1
-         where session_id = ? returning *
+         where session_id = ? and ${allowed} returning *
        ), inserted as (
          insert into messages (id, session_id, seq, role, content, tokens, metadata, media, feedback, copied, sensitive_status, client_message_id, created_at, size_bytes)
          select v.id, scope.session_id, scope.last_seq - ? + v.ord, v.role, v.content, v.tokens, v.metadata, v.media,
@@ -145,7 +238,8 @@ export class MessagesRepository {
         rows.length,
         now,
         now,
-        scope.id,
+        sessionId,
+        ...allowedParams,
         rows.length,
         now,
         JSON.stringify(records),
@@ -188,13 +282,23 @@ export class MessagesRepository {
     return last;
   }
 
-  /** A deleted session's messages and scope row, together. */
-  async deleteSession(sessionId: string): Promise<void> {
+  /**
+   * A deleted session's messages, and its scope row marked `deleted`, together. The row stays
+   * as a tombstone: an append the session service authorised just before the deletion can no
+   * longer bring the session back.
+   */
+  async deleteSession(scope: ScopeOwners, occurredAt: Date): Promise<void> {
     await this.orm.em.fork().transactional(async (tx) => {
       // A consumer's work, which no caller waits on: a session may hold many messages.
       await allowLongStatements(tx);
-      await tx.nativeDelete(MessageEntity, { sessionId });
-      await tx.nativeDelete(SessionScopeEntity, { sessionId });
+      await tx.nativeDelete(MessageEntity, { sessionId: scope.id });
+      await tx.execute(
+        `insert into session_scopes (session_id, user_id, bot_id, group_ids, status, scope_at, updated_at)
+           values (?, ?, ?, ?::uuid[], 'deleted', ?, now())
+         on conflict (session_id) do update set status = 'deleted', fenced_until = null,
+           scope_at = greatest(session_scopes.scope_at, excluded.scope_at)`,
+        [scope.id, scope.user_id, scope.bot_id, pgArray(scope.group_ids), occurredAt],
+      );
     });
   }
 

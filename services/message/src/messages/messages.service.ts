@@ -31,7 +31,16 @@ import {
 } from '@parley/kit';
 import { MessageEntity, type Message, type SessionScope } from './message.entity';
 import { sizeOf } from './message-size';
-import { MessagesRepository, SEARCH_HITS, messagesBySeq, type NewRow, type SearchHit } from './messages.repository';
+import {
+  MessagesRepository,
+  SEARCH_HITS,
+  copyRight,
+  messagesBySeq,
+  type InsertRight,
+  type NewRow,
+  type ScopeOwners,
+  type SearchHit,
+} from './messages.repository';
 
 type SessionAccess = z.infer<typeof SessionAccessSchema>;
 type Feedback = 'like' | 'dislike' | null;
@@ -88,9 +97,20 @@ export class MessagesService {
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  /** The session service decides who may touch a session; its answer also refreshes our copy of the scope. */
+  /** The session service decides who may touch a session when the copy cannot (decision 0023). */
   private authorize(actor: Principal, sessionId: string, action: 'read' | 'write' | 'manage'): Promise<SessionAccess> {
     return this.rpc.call(SessionAccessRpc, { actor, id: sessionId, action });
+  }
+
+  /** A read right: from the copy of the session's scope when it can say, else from the session service. */
+  private async mayRead(actor: Principal, sessionId: string): Promise<void> {
+    if (await this.messages.allowedByCopy(sessionId, copyRight(actor, 'read'), 'readable')) return;
+    await this.authorize(actor, sessionId, 'read');
+  }
+
+  /** Marks the copy of a session's scope as not to be trusted until the change at `until` arrives. */
+  async fence(scope: ScopeOwners, until: Date): Promise<void> {
+    await this.messages.fence(scope, until);
   }
 
   private announce(tx: EntityManager, scope: SessionScope): void {
@@ -122,16 +142,23 @@ export class MessagesService {
     sessionId: string,
     input: NewMessage,
   ): Promise<{ created: boolean; message: MessageView }> {
-    const session = await this.authorize(actor, sessionId, 'write');
-    if (session.status === 'archived') throw new ParleyError('CONFLICT', `session ${sessionId} is archived`);
-    if (input.client_message_id) {
-      const existing = await this.messages.byClientId(sessionId, input.client_message_id);
-      if (existing) return { created: false, message: toView(existing) };
-    }
+    const rows = this.prepare(sessionId, [input]);
     try {
-      const [message] = await this.insert(session, this.prepare(session.id, [input]));
+      // The owner's (or the bot's) append in one statement, the right checked on the locked
+      // copy; anything the copy cannot decide asks the session service.
+      const [mine] = await this.insert(sessionId, { byCopy: copyRight(actor, 'write') }, rows);
+      if (mine) return { created: true, message: toView(mine) };
+      const session = await this.authorize(actor, sessionId, 'write');
+      if (session.status === 'archived') throw new ParleyError('CONFLICT', `session ${sessionId} is archived`);
+      if (input.client_message_id) {
+        const existing = await this.messages.byClientId(sessionId, input.client_message_id);
+        if (existing) return { created: false, message: toView(existing) };
+      }
+      const [message] = await this.insert(sessionId, { asked: session }, rows);
+      if (!message) throw new ParleyError('NOT_FOUND', `session ${sessionId} not found`);
       return { created: true, message: toView(message) };
     } catch (error) {
+      // Only an authorised insert reaches the unique index, so the earlier message may be shown.
       if (error instanceof UniqueConstraintViolationException && input.client_message_id) {
         const existing = await this.messages.byClientId(sessionId, input.client_message_id);
         if (existing) return { created: false, message: toView(existing) };
@@ -167,7 +194,8 @@ export class MessagesService {
     }
     const stored = earlier.length ? await this.messages.byIds(earlier.map((m) => m.id)) : [];
     const known = new Map(stored.map((m) => [m.clientMessageId, m]));
-    const inserted = fresh.length ? await this.insert(session, fresh) : [];
+    const inserted = fresh.length ? await this.insert(session.id, { asked: session }, fresh) : [];
+    if (fresh.length && inserted.length === 0) throw new ParleyError('NOT_FOUND', `session ${sessionId} not found`);
     let next = 0;
     return inputs.map((m) => toView((m.client_message_id && known.get(m.client_message_id)) || inserted[next++]));
   }
@@ -192,15 +220,16 @@ export class MessagesService {
   }
 
   /** Stores new messages (see MessagesRepository.insert), then wakes the relay and fans them out live. */
-  private async insert(session: SessionAccess, rows: NewRow[]): Promise<Message[]> {
-    const messages = await this.messages.insert(session, rows);
+  private async insert(sessionId: string, right: InsertRight, rows: NewRow[]): Promise<Message[]> {
+    const messages = await this.messages.insert(sessionId, right, rows);
+    if (messages.length === 0) return messages;
     this.outbox.kick();
     this.publishLive(messages);
     return messages;
   }
 
   async list(actor: Principal, sessionId: string, order: 'asc' | 'desc', page: PageRequest): Promise<MessagePage> {
-    await this.authorize(actor, sessionId, 'read');
+    await this.mayRead(actor, sessionId);
     const list = messagesBySeq(order);
     const bind = { actor, filters: { session_id: sessionId, order } };
     if (page.kind === 'offset') {
@@ -243,12 +272,12 @@ export class MessagesService {
     afterSeq: number,
     limit: number,
   ): Promise<{ items: MessageView[]; more: boolean }> {
-    await this.authorize(actor, sessionId, 'read');
+    await this.mayRead(actor, sessionId);
     return this.messages.seqPage(sessionId, 'asc', { afterSeq, candidates: limit + 1, take: limit });
   }
 
   async latest(actor: Principal, sessionId: string): Promise<MessageView> {
-    await this.authorize(actor, sessionId, 'read');
+    await this.mayRead(actor, sessionId);
     const last = await this.messages.latest(sessionId);
     if (!last) throw new ParleyError('NOT_FOUND', `session ${sessionId} has no messages`);
     return toView(last);

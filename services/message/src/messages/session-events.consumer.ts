@@ -5,8 +5,9 @@ import { DomainEventHandler, NatsContext } from '@parley/kit';
 import { MessagesRepository } from './messages.repository';
 
 /**
- * Follows the session service's events: keeps each session's read scope, and deletes a
- * deleted session's messages. Idempotent, so a redelivery after a crash changes nothing.
+ * Follows the session service's events: keeps each session's scope and status (lifting the
+ * fence a change set), and deletes a deleted session's messages. Idempotent, and an event
+ * older than the one applied changes nothing, so redeliveries in any order are harmless.
  */
 @Controller()
 export class SessionEventsConsumer {
@@ -14,11 +15,12 @@ export class SessionEventsConsumer {
 
   @DomainEventHandler(SessionEvents, { durable: Durables.messageSessionEvents })
   async handle(@Payload() event: SessionEvent, @Ctx() ctx: NatsContext): Promise<void> {
+    const scope = { id: event.session_id, user_id: event.user_id, bot_id: event.bot_id, group_ids: event.group_ids };
+    const occurredAt = new Date(event.occurred_at);
     if (ctx.subject === DomainEvents.sessionDeleted.subject) {
-      await this.messages.deleteSession(event.session_id);
+      await this.messages.deleteSession(scope, occurredAt);
       return;
     }
-    const scope = { id: event.session_id, user_id: event.user_id, bot_id: event.bot_id, group_ids: event.group_ids };
-    await this.messages.upsertScope(scope, { updatedAt: new Date(event.occurred_at) });
+    await this.messages.applyScopeEvent({ ...scope, status: event.status }, occurredAt);
   }
 }

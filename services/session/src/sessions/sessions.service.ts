@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { MikroORM, type EntityManager } from '@mikro-orm/postgresql';
+import { LockMode, MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
 import type { z } from 'zod';
 import {
@@ -11,7 +11,7 @@ import {
   type Session as SessionView,
   type SessionRpc,
 } from '@parley/contracts';
-import { AccessControlRpc, type MessageStats, type Permission } from '@parley/contracts';
+import { AccessControlRpc, SessionScopeFenceRpc, type MessageStats, type Permission } from '@parley/contracts';
 import { Keyset, OutboxRelay, RpcClient, addToOutbox } from '@parley/kit';
 import { SessionEntity, type Session } from './session.entity';
 import { SESSIONS, SessionsRepository, type SessionScope } from './sessions.repository';
@@ -85,14 +85,31 @@ export class SessionsService {
     return this.orm.em.fork();
   }
 
-  private event(s: Session) {
+  private event(s: Session, at = new Date()) {
     return {
       session_id: s.id,
       user_id: s.userId,
       bot_id: s.botId ?? null,
       group_ids: s.groupIds ?? [],
-      occurred_at: new Date().toISOString(),
+      status: s.status as SessionView['status'],
+      occurred_at: at.toISOString(),
     };
+  }
+
+  /**
+   * Before a change to who may write a session commits (its status, its deletion): the
+   * message service stops deciding rights from its copy until this change's event, which
+   * occurs at `at`, reaches it. If the message service cannot be told, the change fails and
+   * nothing changed (decision 0023).
+   */
+  private async fenceMessages(s: Session, at: Date): Promise<void> {
+    await this.rpc.call(SessionScopeFenceRpc, {
+      session_id: s.id,
+      user_id: s.userId,
+      bot_id: s.botId ?? null,
+      group_ids: s.groupIds ?? [],
+      until: at.toISOString(),
+    });
   }
 
   async create(req: CreateRequest): Promise<SessionView> {
@@ -155,8 +172,15 @@ export class SessionsService {
   }
 
   /** The session if the actor may `action` it: unknown or unreadable is 404, readable but not enough is 403. */
-  private async load(em: EntityManager, actor: Principal, id: string, action: Action): Promise<Session> {
-    const session = await em.findOne(SessionEntity, { id });
+  private async load(
+    em: EntityManager,
+    actor: Principal,
+    id: string,
+    action: Action,
+    { lock = false } = {},
+  ): Promise<Session> {
+    // A change locks the row, so changes to one session commit in the order of their events.
+    const session = await em.findOne(SessionEntity, { id }, lock ? { lockMode: LockMode.PESSIMISTIC_WRITE } : {});
     if (!session || !(await this.may(actor, session, 'read')))
       throw new ParleyError('NOT_FOUND', `session ${id} not found`);
     if (action !== 'read' && !(await this.may(actor, session, action))) {
@@ -189,16 +213,17 @@ export class SessionsService {
   async update(req: UpdateRequest): Promise<SessionView> {
     const em = this.em();
     const session = await em.transactional(async (tx) => {
-      const s = await this.load(tx, req.actor, req.id, 'write');
+      const s = await this.load(tx, req.actor, req.id, 'write', { lock: true });
       const { patch } = req;
+      const now = new Date();
+      if (patch.status !== undefined && patch.status !== s.status) await this.fenceMessages(s, now);
       if (patch.title !== undefined) s.title = patch.title;
       if (patch.status !== undefined) s.status = patch.status;
       if (patch.metadata !== undefined) s.metadata = patch.metadata;
       if (patch.state !== undefined) s.state = patch.state;
-      const now = new Date();
       s.updatedAt = now;
       s.lastActivityAt = now;
-      addToOutbox(tx, DomainEvents.sessionUpdated, this.event(s));
+      addToOutbox(tx, DomainEvents.sessionUpdated, this.event(s, now));
       return s;
     });
     this.outbox.kick();
@@ -208,8 +233,10 @@ export class SessionsService {
   async remove(actor: Principal, id: string): Promise<{ id: string }> {
     const em = this.em();
     await em.transactional(async (tx) => {
-      const s = await this.load(tx, actor, id, 'delete');
-      addToOutbox(tx, DomainEvents.sessionDeleted, this.event(s));
+      const s = await this.load(tx, actor, id, 'delete', { lock: true });
+      const now = new Date();
+      await this.fenceMessages(s, now);
+      addToOutbox(tx, DomainEvents.sessionDeleted, this.event(s, now));
       tx.remove(s);
     });
     this.outbox.kick();
