@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { DATABASE_URL, ROOT, cleanupRun, runId, startStack, stopStack, type Stack } from '../test/support/stack';
-import { cpuPerRequest, cpuSnapshot, rssMiB, type ProcGroup } from './proc';
+import { countPerRequest, cpuPerRequest, cpuSnapshot, rssMiB, writeSyscalls, type ProcGroup } from './proc';
 import type { RrPlan, RrResult } from './rr-load';
 import { machine } from './stats';
 
@@ -214,8 +214,10 @@ async function manySessions(ctx: ManyContext): Promise<void> {
       : undefined;
     const from = Date.now() - ctx.started;
     const before = cpuSnapshot(groups);
+    const writesBefore = cpuSnapshot(groups, writeSyscalls);
     const result = await rrLoad(plan);
     const after = cpuSnapshot(groups);
+    const writesAfter = cpuSnapshot(groups, writeSyscalls);
     const to = Date.now() - ctx.started;
     clearInterval(sampler);
     const { cpu_us: loadCpu, ...rest } = result;
@@ -225,6 +227,7 @@ async function manySessions(ctx: ManyContext): Promise<void> {
         ...cpuPerRequest(before, after, result.completed),
         load_generator: Math.round(loadCpu / Math.max(1, result.completed)),
       },
+      write_syscalls_per_request: countPerRequest(writesBefore, writesAfter, result.completed),
       window_ms: [from, to],
     };
   };

@@ -20,6 +20,16 @@ export function cpuTicks(pid: number): number | undefined {
   }
 }
 
+/** Write system calls (write, writev: socket writes included) a process made so far, from /proc/<pid>/io. */
+export function writeSyscalls(pid: number): number | undefined {
+  try {
+    const m = /syscw:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Pids whose command name (/proc/<pid>/comm) is `comm`. */
 export function pidsNamed(comm: string): number[] {
   const out: number[] = [];
@@ -49,13 +59,17 @@ export type ProcGroup = { pids: number[] } | { comm: string };
 
 export type CpuSnapshot = Map<string, Map<number, number>>;
 
-export function cpuSnapshot(groups: Record<string, ProcGroup>): CpuSnapshot {
+/** A per-process counter (`read`: CPU ticks by default) of every group's processes. */
+export function cpuSnapshot(
+  groups: Record<string, ProcGroup>,
+  read: (pid: number) => number | undefined = cpuTicks,
+): CpuSnapshot {
   const snap: CpuSnapshot = new Map();
   for (const [name, group] of Object.entries(groups)) {
     const pids = 'pids' in group ? group.pids : pidsNamed(group.comm);
     const ticks = new Map<number, number>();
     for (const pid of pids) {
-      const t = cpuTicks(pid);
+      const t = read(pid);
       if (t !== undefined) ticks.set(pid, t);
     }
     snap.set(name, ticks);
@@ -73,6 +87,17 @@ export function cpuPerRequest(before: CpuSnapshot, after: CpuSnapshot, requests:
     let sum = 0;
     for (const [pid, t] of ticks) sum += t - (before.get(name)?.get(pid) ?? 0);
     out[name] = Math.round(((sum / CLK_TCK) * 1e6) / Math.max(1, requests));
+  }
+  return out;
+}
+
+/** A counter's increase per request of each group between two snapshots, to one decimal. */
+export function countPerRequest(before: CpuSnapshot, after: CpuSnapshot, requests: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, counts] of after) {
+    let sum = 0;
+    for (const [pid, n] of counts) sum += n - (before.get(name)?.get(pid) ?? 0);
+    out[name] = Math.round((sum / Math.max(1, requests)) * 10) / 10;
   }
   return out;
 }

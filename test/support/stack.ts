@@ -63,8 +63,9 @@ export function startService(name: ServiceName, env: NodeJS.ProcessEnv, logDir: 
   const log = join(logDir, `${name}.log`);
   const out = createWriteStream(log, { flags: 'a' });
   // PARLEY_PROFILE=<service> writes that service's CPU profile under .parley/profiles (benchmarks).
-  const extra =
-    process.env.PARLEY_PROFILE === name ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, '.parley', 'profiles')}`] : [];
+  const extra = (process.env.PARLEY_PROFILE ?? '').split(',').includes(name)
+    ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, '.parley', 'profiles')}`]
+    : [];
   const child = spawn(
     process.execPath,
     [...extra, '--enable-source-maps', '--import', '@parley/kit/telemetry', 'dist/main.js'],

@@ -20,6 +20,7 @@ import {
   RpcClient,
   RpcHandler,
   addToOutbox,
+  coalesceInOutbox,
   createServiceApp,
   startServing,
   createLogger,
@@ -242,11 +243,24 @@ describe('messaging kit against real NATS and Postgres', () => {
 
       const relay = new OutboxRelay(orm, nats, logger, metrics, { pollMs: 50 });
       expect(await relay.backlog()).toBe(2);
+      const written = await orm.em
+        .fork()
+        .execute<{ id: string }[]>('select id, subject, payload, headers, created_at from outbox order by id');
       expect(await relay.relayBatch()).toBe(2);
       expect(await relay.backlog()).toBe(0);
+      // Relayed rows are deleted in the transaction that published them.
+      expect(await orm.em.fork().execute('select id from outbox')).toEqual([]);
 
-      // A crash between publish and mark would publish again: the stream's duplicate window drops it.
-      await orm.em.fork().execute('update outbox set published_at = null');
+      // A crash between publish and commit leaves the rows to publish again: the stream's
+      // duplicate window drops them.
+      for (const row of written) {
+        await orm.em
+          .fork()
+          .execute(
+            'insert into outbox (id, subject, payload, headers, created_at) select r.id, r.subject, r.payload, r.headers, r.created_at from jsonb_populate_record(null::outbox, ?::jsonb) r',
+            [JSON.stringify(row)],
+          );
+      }
       expect(await relay.relayBatch()).toBe(2);
 
       const jsm = await jetstreamManager(nats.connection);
@@ -258,9 +272,39 @@ describe('messaging kit against real NATS and Postgres', () => {
       });
       if (!last) throw new Error('no event in the stream');
       expect(last.json()).toEqual({ n: 2, note: 'second' });
-      const rows = await orm.em.fork().execute<{ id: string }[]>('select id from outbox order by id');
-      expect(last.header.get('Nats-Msg-Id')).toBe(rows[1].id);
+      expect(last.header.get('Nats-Msg-Id')).toBe(written[1].id);
       expect(info.state.subjects?.[nats.subject(TestEvent.subject)]).toBe(2);
+      await relay.stop();
+    });
+
+    it('relays a coalesced key once per delay, with its newest payload', async () => {
+      const relay = new OutboxRelay(orm, nats, logger, metrics, { pollMs: 60_000, coalescedDelayMs: 400 });
+      const jsm = await jetstreamManager(nats.connection);
+      const count = async () =>
+        (await jsm.streams.info(nats.stream(DOMAIN_STREAM), { subjects_filter: nats.subject(TestEvent.subject) })).state
+          .subjects?.[nats.subject(TestEvent.subject)] ?? 0;
+      const before = await count();
+      for (const n of [10, 11, 12]) {
+        await orm.em.fork().transactional((tx) => coalesceInOutbox(tx, TestEvent, { n, note: 'a' }, 'key-a'));
+      }
+      await orm.em.fork().transactional((tx) => coalesceInOutbox(tx, TestEvent, { n: 20, note: 'b' }, 'key-b'));
+      // Plain events go at once; coalesced ones wait for their delay.
+      expect(await relay.relayBatch()).toBe(0);
+      expect(await relay.backlog()).toBe(2);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await relay.relayBatch()).toBe(2);
+      expect(await count()).toBe(before + 2);
+      const published: number[] = [];
+      for (let seq = (await jsm.streams.info(nats.stream(DOMAIN_STREAM))).state.last_seq; published.length < 2; seq--) {
+        const m = await jsm.streams.getMessage(nats.stream(DOMAIN_STREAM), { seq });
+        if (m?.subject === nats.subject(TestEvent.subject)) published.push(m.json<{ n: number }>().n);
+      }
+      expect(published.sort()).toEqual([12, 20]);
+      // The key is free again: the next write waits its own delay.
+      await orm.em.fork().transactional((tx) => coalesceInOutbox(tx, TestEvent, { n: 13, note: 'a' }, 'key-a'));
+      expect(await relay.relayBatch()).toBe(0);
+      expect(await relay.backlog()).toBe(1);
+      await orm.em.fork().execute('delete from outbox');
       await relay.stop();
     });
   });

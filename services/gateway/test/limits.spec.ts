@@ -110,6 +110,44 @@ describe('stream and export limits, with Redis', () => {
   });
 });
 
+describe('rate limits, with Redis', () => {
+  const redis = new GuardedRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { commandTimeoutMs: 2000 });
+  // Two gateway instances sharing one Redis.
+  const one = new RateLimiter(redis, config, options, logger);
+  const two = new RateLimiter(redis, config, options, logger);
+
+  afterAll(async () => {
+    const keys = await redis.keys(`parley:${prefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+    redis.disconnect();
+  });
+
+  it('counts a principal across instances, refuses one more with 429, and lets every window key expire', async () => {
+    const alice = user();
+    await one.take(alice);
+    await two.take(alice);
+    await one.take(alice);
+    expect(await refusal(two.take(alice))).toMatchObject({ code: 'RATE_LIMITED', status: 429, retryable: true });
+    // Counted in Redis, not in either instance's memory.
+    expect(await refusal(one.take(alice))).toMatchObject({ code: 'RATE_LIMITED' });
+    await expect(one.take(user())).resolves.toBeUndefined();
+    const keys = await redis.keys(`parley:${prefix}:*`);
+    expect(keys.length).toBeGreaterThan(0);
+    for (const key of keys) {
+      if (!key.includes(alice.id)) continue;
+      const ttl = await redis.ttl(key);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(120);
+    }
+  });
+
+  it('counts concurrent requests exactly', async () => {
+    const bob = user();
+    const answers = await Promise.all(Array.from({ length: 10 }, () => refusal(one.take(bob))));
+    expect(answers.filter((a) => a === undefined)).toHaveLength(3);
+  });
+});
+
 describe('stream and rate limits, with Redis away', () => {
   let redis: GuardedRedis;
   let leases: StreamLeases;

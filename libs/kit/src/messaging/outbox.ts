@@ -1,4 +1,5 @@
 import { defineEntity, p, type EntityManager, type MikroORM } from '@mikro-orm/postgresql';
+import { Migration } from '@mikro-orm/migrations';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { context, propagation, trace, SpanKind } from '@opentelemetry/api';
@@ -22,10 +23,53 @@ export const OutboxEntry = defineEntity({
     payload: p.json<unknown>(),
     headers: p.json<Record<string, string>>(),
     createdAt: p.datetime().defaultRaw('now()'),
+    /** Rows from before relayed rows were deleted at once: purged after the retention. */
     publishedAt: p.datetime().nullable(),
+    /**
+     * Set on an event that only the newest of counts (absolute values, see `coalesceInOutbox`):
+     * at most one such row waits per key, and it is relayed once `coalescedDelayMs` has passed.
+     */
+    coalesceKey: p.string().length(255).nullable().unique('outbox_coalesce_key_unique'),
   },
   indexes: [{ properties: ['publishedAt', 'id'] }],
 });
+
+/** The outbox's coalescing key, the same in every service's schema: services list this in their migrations. */
+export class OutboxCoalesceMigration extends Migration {
+  override up(): void {
+    this.addSql(`alter table "outbox" add column if not exists "coalesce_key" varchar(255) null;`);
+    this.addSql(`create unique index if not exists "outbox_coalesce_key_unique" on "outbox" ("coalesce_key");`);
+  }
+
+  override down(): void {
+    this.addSql(`drop index if exists "outbox_coalesce_key_unique";`);
+    this.addSql(`alter table "outbox" drop column if exists "coalesce_key";`);
+  }
+}
+
+/**
+ * The SQL that writes an event whose newest value is all that counts (a session's counters,
+ * announced as absolute values with a version) under `key`: while a row with that key waits,
+ * it takes the new payload (and a new id, so the stream's duplicate window never drops the
+ * newer value); the relay sends it `coalescedDelayMs` after the first write, so a busy key
+ * is announced about once per delay, never with less than its latest value. Parameters: id,
+ * subject, payload (jsonb text or expression), headers (jsonb), key — or use it as the tail
+ * of an `insert … select`.
+ */
+export const COALESCE_ON_CONFLICT = `on conflict ("coalesce_key") do update set id = excluded.id, payload = excluded.payload, headers = excluded.headers`;
+
+/** Adds (or refreshes) a coalesced event in `em`'s transaction (see COALESCE_ON_CONFLICT). */
+export async function coalesceInOutbox<S extends z.ZodType>(
+  em: EntityManager,
+  event: DomainEventContract<S>,
+  payload: z.input<S>,
+  key: string,
+): Promise<void> {
+  await em.execute(
+    `insert into outbox (id, subject, payload, headers, created_at, coalesce_key) values (?, ?, ?::jsonb, ?::jsonb, now(), ?) ${COALESCE_ON_CONFLICT}`,
+    [uuidv7(), event.subject, JSON.stringify(event.schema.parse(payload)), JSON.stringify(traceCarrier()), key],
+  );
+}
 
 /** Adds an event to the outbox of the transaction `em` belongs to; it is relayed once that commits. */
 export function addToOutbox<S extends z.ZodType>(
@@ -40,6 +84,7 @@ export function addToOutbox<S extends z.ZodType>(
     headers: traceCarrier(),
     createdAt: new Date(),
     publishedAt: null,
+    coalesceKey: null,
   });
 }
 
@@ -52,10 +97,17 @@ interface OutboxRow {
 
 const tracer = trace.getTracer('@parley/kit/outbox');
 
+/** How long a coalesced row waits after its first write before it is relayed. */
+export const COALESCED_DELAY_MS = 500;
+/** Rows marked published by earlier versions are purged at most this often. */
+const PURGE_EVERY_MS = 10 * 60 * 1000;
+
 /**
- * Publishes unrelayed outbox rows to JetStream with `Nats-Msg-Id` = row id, so a row
- * published twice (a crash between publish and mark) is dropped by the stream's duplicate
- * window. Instances share the work through `for update skip locked`.
+ * Publishes outbox rows to JetStream with `Nats-Msg-Id` = row id, then deletes them in the
+ * same transaction, so a row published twice (a crash between publish and commit) is dropped
+ * by the stream's duplicate window. Instances share the work through `for update skip
+ * locked`. A batch's rows are published together (one connection keeps their order) and
+ * their acks awaited together. Coalesced rows wait `coalescedDelayMs` after their first write.
  */
 export class OutboxRelay {
   private readonly task: BackgroundTask;
@@ -66,7 +118,12 @@ export class OutboxRelay {
     private readonly nats: Nats,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
-    private readonly options: { batchSize?: number; pollMs?: number; retentionMs?: number } = {},
+    private readonly options: {
+      batchSize?: number;
+      pollMs?: number;
+      retentionMs?: number;
+      coalescedDelayMs?: number;
+    } = {},
   ) {
     this.js = jetstream(nats.connection);
     // Relay passes belong to no request's trace; each row's publish continues the trace that wrote it.
@@ -82,13 +139,18 @@ export class OutboxRelay {
     this.task.kick();
   }
 
+  private lastPurge = 0;
+
   private async pass(): Promise<void> {
     try {
       let relayed: number;
       do {
         relayed = await this.relayBatch();
       } while (relayed === (this.options.batchSize ?? 100) && !this.task.isStopped);
-      await this.purge();
+      if (Date.now() - this.lastPurge > PURGE_EVERY_MS) {
+        this.lastPurge = Date.now();
+        await this.purge();
+      }
     } catch (error) {
       this.logger.warn(
         { err: error instanceof Error ? error.message : String(error) },
@@ -101,14 +163,15 @@ export class OutboxRelay {
   async relayBatch(): Promise<number> {
     const em = this.orm.em.fork();
     return em.transactional(async (tx) => {
-      await allowLongStatements(tx);
       const rows = await tx.execute<OutboxRow[]>(
-        `select id, subject, payload, headers from outbox where published_at is null order by id limit ? for update skip locked`,
-        [this.options.batchSize ?? 100],
+        `select id, subject, payload, headers from outbox
+         where published_at is null and (coalesce_key is null or created_at <= now() - make_interval(secs => ?))
+         order by id limit ? for update skip locked`,
+        [(this.options.coalescedDelayMs ?? COALESCED_DELAY_MS) / 1000, this.options.batchSize ?? 100],
       );
       if (rows.length === 0) return 0;
-      for (const row of rows) await this.publish(row);
-      await tx.execute(`update outbox set published_at = now() where id in (?)`, [rows.map((r) => r.id)]);
+      await Promise.all(rows.map((row) => this.publish(row)));
+      await tx.execute(`delete from outbox where id in (?)`, [rows.map((r) => r.id)]);
       this.metrics.outboxPublished.inc(rows.length);
       return rows.length;
     });

@@ -31,6 +31,9 @@ export class GuardedRedis extends Redis {
       connectTimeout: 2000,
       commandTimeout: options.commandTimeoutMs,
       lazyConnect: false,
+      // Commands issued in the same tick (concurrent requests' rate limits and cache reads)
+      // go out in one socket write.
+      enableAutoPipelining: true,
     });
     this.quietMs = options.quietMs ?? QUIET_MS;
     this.log = options.logger;

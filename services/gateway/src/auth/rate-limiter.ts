@@ -4,6 +4,16 @@ import { ParleyError, RedisKeys, type Principal } from '@parley/contracts';
 import { KIT_OPTIONS, LOGGER, REDIS, type KitOptions, type Logger } from '@parley/kit';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config';
 
+/**
+ * One round trip and one command: count the request in its window, and give a new window's
+ * key its expiry in the same atomic step (no key is ever left without one).
+ */
+const TAKE_SCRIPT = `local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count`;
+
+type WithTake = Redis & { parleyRateTake(key: string, ttlSeconds: number): Promise<number> };
+
 /** Most principals counted in memory in one window; beyond, the count starts again. */
 const MAX_LOCAL_KEYS = 100_000;
 
@@ -17,12 +27,18 @@ export class RateLimiter {
   private readonly local = new Map<string, number>();
   private localWindow = -1;
 
+  private readonly redis: WithTake;
+
   constructor(
-    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS) redis: Redis,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(KIT_OPTIONS) private readonly options: KitOptions,
     @Inject(LOGGER) private readonly logger: Logger,
-  ) {}
+  ) {
+    // Sent as EVALSHA (the script text only when Redis does not know it yet).
+    if (!('parleyRateTake' in redis)) redis.defineCommand('parleyRateTake', { numberOfKeys: 1, lua: TAKE_SCRIPT });
+    this.redis = redis as WithTake;
+  }
 
   async take(principal: Principal): Promise<void> {
     const limit = principal.type === 'bot' ? this.config.BOT_RATE_LIMIT_PER_MINUTE : this.config.RATE_LIMIT_PER_MINUTE;
@@ -30,8 +46,7 @@ export class RateLimiter {
     const key = RedisKeys.rateWindow(this.options.config.NATS_SUBJECT_PREFIX, principal.type, principal.id, window);
     let count: number;
     try {
-      const result = await this.redis.multi().incr(key).expire(key, 120, 'NX').exec();
-      count = Number(result?.[0]?.[1] ?? 0);
+      count = Number(await this.redis.parleyRateTake(key, 120));
     } catch (error) {
       this.logger.warn(
         { err: error instanceof Error ? error.message : String(error) },

@@ -8,7 +8,14 @@ import {
   type Principal,
   type ReadScope,
 } from '@parley/contracts';
-import { allowLongStatements, keysetSql, traceCarrier, type KeysetList, type KeyValues } from '@parley/kit';
+import {
+  COALESCE_ON_CONFLICT,
+  allowLongStatements,
+  keysetSql,
+  traceCarrier,
+  type KeysetList,
+  type KeyValues,
+} from '@parley/kit';
 import { MessageEntity, SessionScopeEntity, type Message, type SessionScope } from './message.entity';
 
 type Feedback = 'like' | 'dislike' | null;
@@ -122,6 +129,10 @@ export function copyRight(
 export type InsertRight =
   { byCopy: [boolean, string | null, string | null] } | { asked: ScopeOwners & { status: string } };
 
+/** A session's counters are announced coalesced under this key (see `statsKey`). */
+const STATS_KEY_SQL = `'message-stats:' || session_id`;
+export const statsKey = (sessionId: string) => `message-stats:${sessionId}`;
+
 const pgArray = (ids: string[]) => `{${ids.join(',')}}`;
 
 const escapeLike = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
@@ -223,14 +234,15 @@ export class MessagesRepository {
          from scope, jsonb_to_recordset(?::jsonb) as v(ord int, id uuid, role text, content text, tokens int, metadata jsonb, media jsonb, client_message_id text, size_bytes int)
          returning *
        ), announced as (
-         insert into outbox (id, subject, payload, headers, created_at)
+         insert into outbox (id, subject, payload, headers, created_at, coalesce_key)
          select ?, ?, jsonb_build_object(
              'session_id', session_id, 'version', stats_version, 'message_count', message_count,
              'like_count', like_count, 'dislike_count', dislike_count, 'copied_count', copied_count,
              'sensitive_status', ${SENSITIVE_SQL},
              'last_message_at', to_char(last_message_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
-           ?::jsonb, now()
+           ?::jsonb, now(), ${STATS_KEY_SQL}
          from scope
+         ${COALESCE_ON_CONFLICT}
        )
        select * from inserted order by seq`,
       [

@@ -23,7 +23,7 @@ import {
   Nats,
   OutboxRelay,
   RpcClient,
-  addToOutbox,
+  coalesceInOutbox,
   encodeJson,
   payloadBudget,
   traceHeaders,
@@ -36,6 +36,7 @@ import {
   SEARCH_HITS,
   copyRight,
   messagesBySeq,
+  statsKey,
   type InsertRight,
   type NewRow,
   type ScopeOwners,
@@ -113,9 +114,12 @@ export class MessagesService {
     await this.messages.fence(scope, until);
   }
 
-  private announce(tx: EntityManager, scope: SessionScope): void {
+  /** The session's counters, coalesced with the appends' announcements (see COALESCE_ON_CONFLICT). */
+  private async announce(tx: EntityManager, scope: SessionScope): Promise<void> {
     scope.statsVersion += 1;
-    addToOutbox(tx, DomainEvents.messageStats, stats(scope));
+    // The new version must be in the row before the outbox row states it.
+    await tx.flush();
+    await coalesceInOutbox(tx, DomainEvents.messageStats, stats(scope), statsKey(scope.sessionId));
   }
 
   /**
@@ -309,7 +313,7 @@ export class MessagesService {
         m.copied = true;
         scope.copiedCount += 1;
       }
-      this.announce(tx, scope);
+      await this.announce(tx, scope);
       return m;
     });
     this.outbox.kick();
@@ -326,7 +330,7 @@ export class MessagesService {
       scope.passCount += Number(status === 'pass') - Number(before === 'pass');
       scope.violationCount += Number(status === 'violation') - Number(before === 'violation');
       m.sensitiveStatus = status;
-      this.announce(tx, scope);
+      await this.announce(tx, scope);
       return m;
     });
     this.outbox.kick();

@@ -1,4 +1,4 @@
-import { CursorKeysMigration, type MigrationEntry } from '@parley/kit';
+import { CursorKeysMigration, OutboxCoalesceMigration, type MigrationEntry } from '@parley/kit';
 import { Migration20261124005802 } from './Migration20261124005802';
 import { Migration20261124015509 } from './Migration20261124015509';
 
@@ -7,4 +7,5 @@ export const migrations: MigrationEntry[] = [
   { name: 'Migration20261124005802', class: Migration20261124005802 },
   { name: 'Migration20261124015509', class: Migration20261124015509 },
   { name: 'Migration20261130140000_cursor_keys', class: CursorKeysMigration },
+  { name: 'Migration20261130163000_outbox_coalesce', class: OutboxCoalesceMigration },
 ];

@@ -1,4 +1,4 @@
-import { CursorKeysMigration, type MigrationEntry } from '@parley/kit';
+import { CursorKeysMigration, OutboxCoalesceMigration, type MigrationEntry } from '@parley/kit';
 import { Migration20261124010338 } from './Migration20261124010338';
 import { Migration20261124082546 } from './Migration20261124082546';
 
@@ -7,4 +7,5 @@ export const migrations: MigrationEntry[] = [
   { name: 'Migration20261124010338', class: Migration20261124010338 },
   { name: 'Migration20261124082546', class: Migration20261124082546 },
   { name: 'Migration20261130140000_cursor_keys', class: CursorKeysMigration },
+  { name: 'Migration20261130163000_outbox_coalesce', class: OutboxCoalesceMigration },
 ];
