@@ -1,5 +1,5 @@
 import { Migration } from '@mikro-orm/migrations';
-import { defineEntity, p } from '@mikro-orm/postgresql';
+import { UniqueConstraintViolationException, defineEntity, p } from '@mikro-orm/postgresql';
 import { Client } from 'pg';
 import {
   allowLongStatements,
@@ -10,7 +10,9 @@ import {
   createLogger,
   createOrm,
   migrateUnderLock,
+  numberPlaceholders,
   pendingMigrations,
+  runPrepared,
   toParleyError,
   type KeysetList,
 } from '../src';
@@ -216,6 +218,33 @@ describe('statement timeouts', () => {
       expect(after).toEqual({ pid: pids, timeout: '200ms' });
       await expect(orm.em.fork().execute('select 1')).resolves.toBeDefined();
       await expect(allowLongStatements(orm.em.fork())).rejects.toThrow(/inside a transaction/);
+    } finally {
+      await orm.close();
+    }
+  });
+});
+
+describe(runPrepared.name, () => {
+  afterAll(() => cleanupRun(id));
+
+  it('numbers placeholders outside literals', () => {
+    expect(numberPlaceholders(`select ?, '?' || ?, 'it''s ?' from t where a = ?`)).toBe(
+      `select $1, '?' || $2, 'it''s ?' from t where a = $3`,
+    );
+  });
+
+  it('runs a prepared statement with bind parameters, and throws the ORM exceptions', async () => {
+    const schema = `${id}_prep`;
+    const orm = await createOrm(options(schema));
+    try {
+      await migrateUnderLock(orm, options(schema), logger);
+      const insert = 'insert into widgets (id, name) values (?, ?) returning id, name';
+      // A value that would need quoting in SQL text travels as a parameter.
+      expect(await runPrepared(orm, insert, [1, "it's ?"])).toEqual([{ id: 1, name: "it's ?" }]);
+      for (let i = 2; i <= 20; i++) await runPrepared(orm, insert, [i, `w${i}`]);
+      await expect(runPrepared(orm, insert, [1, 'again'])).rejects.toBeInstanceOf(UniqueConstraintViolationException);
+      const [{ n }] = await runPrepared<{ n: number }>(orm, 'select count(*)::int as n from widgets', []);
+      expect(n).toBe(20);
     } finally {
       await orm.close();
     }

@@ -12,6 +12,7 @@ import {
   COALESCE_ON_CONFLICT,
   allowLongStatements,
   keysetSql,
+  runPrepared,
   traceCarrier,
   type KeysetList,
   type KeyValues,
@@ -184,12 +185,11 @@ export class MessagesRepository {
     statuses: 'readable' | 'writable',
   ): Promise<boolean> {
     const status = statuses === 'readable' ? `status in ('active', 'archived')` : `status = 'active'`;
-    const rows = await this.orm.em
-      .fork()
-      .execute<unknown[]>(`select 1 from session_scopes where session_id = ? and ${status} and ${RIGHT_BY_COPY}`, [
-        sessionId,
-        ...right,
-      ]);
+    const rows = await runPrepared(
+      this.orm,
+      `select 1 from session_scopes where session_id = ? and ${status} and ${RIGHT_BY_COPY}`,
+      [sessionId, ...right],
+    );
     return rows.length > 0;
   }
 
@@ -222,7 +222,8 @@ export class MessagesRepository {
       allowed = `status is distinct from 'deleted'`;
     }
     const records = rows.map(({ created_at: _, sizeBytes, ...row }) => ({ ...row, size_bytes: sizeBytes }));
-    const inserted = await em.execute<Record<string, unknown>[]>(
+    const inserted = await runPrepared(
+      this.orm,
       `with scope as (
          update session_scopes set last_seq = last_seq + ?, message_count = message_count + ?, last_message_at = ?,
            updated_at = ?, stats_version = stats_version + 1
@@ -230,12 +231,12 @@ export class MessagesRepository {
        ), inserted as (
          insert into messages (id, session_id, seq, role, content, tokens, metadata, media, feedback, copied, sensitive_status, client_message_id, created_at, size_bytes)
          select v.id, scope.session_id, scope.last_seq - ? + v.ord, v.role, v.content, v.tokens, v.metadata, v.media,
-                null, false, 'unchecked', v.client_message_id, ?, v.size_bytes
+                null, false, 'unchecked', v.client_message_id, ?::timestamptz, v.size_bytes
          from scope, jsonb_to_recordset(?::jsonb) as v(ord int, id uuid, role text, content text, tokens int, metadata jsonb, media jsonb, client_message_id text, size_bytes int)
          returning *
        ), announced as (
          insert into outbox (id, subject, payload, headers, created_at, coalesce_key)
-         select ?, ?, jsonb_build_object(
+         select ?::uuid, ?::text, jsonb_build_object(
              'session_id', session_id, 'version', stats_version, 'message_count', message_count,
              'like_count', like_count, 'dislike_count', dislike_count, 'copied_count', copied_count,
              'sensitive_status', ${SENSITIVE_SQL},
@@ -283,9 +284,11 @@ export class MessagesRepository {
   }
 
   async count(sessionId: string): Promise<number> {
-    const counted = await this.orm.em
-      .fork()
-      .execute<{ total: number }[]>('select count(*)::int as total from messages where session_id = ?', [sessionId]);
+    const counted = await runPrepared<{ total: number }>(
+      this.orm,
+      'select count(*)::int as total from messages where session_id = ?',
+      [sessionId],
+    );
     return counted[0]?.total ?? 0;
   }
 
@@ -333,7 +336,8 @@ export class MessagesRepository {
       params.push(range.afterSeq);
     }
     params.push(range.offset ?? 0, range.candidates, range.take, MESSAGE_PAGE_BYTES, sessionId);
-    const rows = await this.orm.em.fork().execute<Record<string, unknown>[]>(
+    const rows = await runPrepared(
+      this.orm,
       `with candidates as (
          select seq, size_bytes from messages where session_id = ? ${after}
          order by seq ${direction} offset ? limit ?
