@@ -30,7 +30,7 @@ import {
   type RpcRequest,
   type RpcResponse,
 } from '@parley/contracts';
-import { lastValueFrom, throwError, type Observable } from 'rxjs';
+import { isObservable, lastValueFrom, throwError, type Observable } from 'rxjs';
 import type { z } from 'zod';
 import type { Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
@@ -283,6 +283,8 @@ export class ParleyTransport extends Server implements CustomTransportStrategy {
   /** Runs a Nest handler (guards, pipes, interceptors) and waits for its result or its error. */
   private async invoke(handler: MessageHandler, data: unknown, ctx: NatsContext): Promise<unknown> {
     const result: unknown = await handler(data, ctx);
+    // A handler's promise has already settled; only an observable needs waiting for.
+    if (!isObservable(result)) return result;
     return lastValueFrom(this.transformToObservable(result), { defaultValue: undefined });
   }
 
@@ -344,7 +346,9 @@ export class RpcClient extends ClientProxy {
             timeoutMs: options.timeoutMs ?? this.defaultTimeoutMs,
             headers: traceHeaders(undefined, trace.setSpan(context.active(), span)),
           };
-          const answer: unknown = await lastValueFrom(this.send(pattern, request ?? {}));
+          // Straight to the request: `send` (for Nest's ClientProxy users) wraps the same call in
+          // observables, which cost measurable CPU on every request.
+          const answer: unknown = await this.request(pattern, request ?? {});
           const parsed = contract.response.safeParse(answer);
           if (!parsed.success) {
             throw new ParleyError('INTERNAL', `${contract.subject} answered out of contract`, { cause: parsed.error });

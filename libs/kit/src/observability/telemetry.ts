@@ -10,7 +10,6 @@ import { basename } from 'node:path';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { AlwaysOffSampler, NoopSpanProcessor } from '@opentelemetry/sdk-trace';
-import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { FastifyOtelInstrumentation } from '@fastify/otel';
@@ -35,13 +34,15 @@ const sdk = new NodeSDK({
   metricReaders: [],
   logRecordProcessors: [],
   instrumentations: [
-    new HttpInstrumentation({
-      ignoreIncomingRequestHook: (req) => /^\/(healthz|readyz|metrics)\b/.test(req.url ?? ''),
-    }),
     new PgInstrumentation({ enhancedDatabaseReporting: false }),
     new IORedisInstrumentation(),
+    // The request's SERVER span (from an incoming traceparent, if any) and the route handler's
+    // span; not one span per lifecycle hook. HTTP itself is not instrumented: every HTTP server
+    // here is Fastify, and a second SERVER span per request cost about a fifth of the
+    // gateway's CPU (docs/benchmarks.md).
     new FastifyOtelInstrumentation({
       registerOnInitialization: true,
+      instrumentHooks: false,
       ignorePaths: (route) => /^\/(healthz|readyz|metrics)\b/.test(route.url),
     }),
   ],
