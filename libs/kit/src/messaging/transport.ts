@@ -334,6 +334,34 @@ export class RpcClient extends ClientProxy {
     request: RpcRequest<C>,
     options: { timeoutMs?: number } = {},
   ): Promise<RpcResponse<C>> {
+    return this.traced(contract, request, options, async (payload) => {
+      const parsed = contract.response.safeParse(parseAnswer(contract.subject, payload));
+      if (!parsed.success) {
+        throw new ParleyError('INTERNAL', `${contract.subject} answered out of contract`, { cause: parsed.error });
+      }
+      return parsed.data as RpcResponse<C>;
+    });
+  }
+
+  /**
+   * The answer as the service encoded it (JSON bytes), for a caller that forwards it unchanged
+   * (the gateway's largest read routes): not parsed, checked and encoded again on the way
+   * through. An error answer still throws its ParleyError.
+   */
+  async callRaw<C extends RpcContract>(
+    contract: C,
+    request: RpcRequest<C>,
+    options: { timeoutMs?: number } = {},
+  ): Promise<Uint8Array> {
+    return this.traced(contract, request, options, async (payload) => payload);
+  }
+
+  private traced<C extends RpcContract, T>(
+    contract: C,
+    request: RpcRequest<C>,
+    options: { timeoutMs?: number },
+    answer: (payload: Uint8Array) => Promise<T>,
+  ): Promise<T> {
     const attributes = { 'messaging.system': 'nats', 'messaging.destination.name': contract.subject };
     return tracer.startActiveSpan(
       `${contract.subject} request`,
@@ -348,12 +376,7 @@ export class RpcClient extends ClientProxy {
           };
           // Straight to the request: `send` (for Nest's ClientProxy users) wraps the same call in
           // observables, which cost measurable CPU on every request.
-          const answer: unknown = await this.request(pattern, request ?? {});
-          const parsed = contract.response.safeParse(answer);
-          if (!parsed.success) {
-            throw new ParleyError('INTERNAL', `${contract.subject} answered out of contract`, { cause: parsed.error });
-          }
-          return parsed.data as RpcResponse<C>;
+          return await answer(await this.requestPayload(pattern, request ?? {}));
         } catch (error) {
           outcome = error instanceof ParleyError ? error.code : 'INTERNAL';
           if (!(error instanceof ParleyError) || error.status >= 500) recordError(span, error);
@@ -385,6 +408,11 @@ export class RpcClient extends ClientProxy {
   }
 
   private async request(pattern: CallPattern, body: unknown): Promise<unknown> {
+    return parseAnswer(pattern.subject, await this.requestPayload(pattern, body));
+  }
+
+  /** The answer's bytes (gathered when chunked); an error answer throws its ParleyError. */
+  private async requestPayload(pattern: CallPattern, body: unknown): Promise<Uint8Array> {
     const { subject, timeoutMs } = pattern;
     const nc = this.nats.connection;
     let reply: Msg;
@@ -402,9 +430,10 @@ export class RpcClient extends ClientProxy {
     } catch (error) {
       throw requestFailure(subject, timeoutMs, error);
     }
-    const answer = parseAnswer(subject, payload);
-    if (safeHeaders(reply).headers?.has(Headers.error)) throw ParleyError.fromPayload(answer as never);
-    return answer;
+    if (safeHeaders(reply).headers?.has(Headers.error)) {
+      throw ParleyError.fromPayload(parseAnswer(subject, payload) as never);
+    }
+    return payload;
   }
 }
 

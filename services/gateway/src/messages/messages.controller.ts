@@ -90,12 +90,18 @@ export class MessagesController {
     response: MessagePageSchema,
     errors: ['NOT_FOUND', 'INVALID_CURSOR'],
   })
-  list(
+  async list(
     @Caller() actor: Principal,
     @ValidParams() { id }: Valid<typeof IdParamSchema>,
     @ValidQuery() query: Valid<[typeof MessageListQuerySchema, typeof PageQuerySchema]>,
+    @Res() reply: FastifyReply,
   ) {
-    return this.rpc.call(MessageRpc.list, { actor, session_id: id, ...paged(query) });
+    // The page goes out as the message service encoded it (see RpcClient.callRaw).
+    const page = await this.rpc.callRaw(MessageRpc.list, { actor, session_id: id, ...paged(query) });
+    await reply
+      .status(200)
+      .type('application/json; charset=utf-8')
+      .send(Buffer.from(page.buffer, page.byteOffset, page.byteLength));
   }
 
   @Get('sessions/:id/messages/latest')
