@@ -117,6 +117,9 @@ const ENSURE_SCOPE = `insert into session_scopes (session_id, user_id, bot_id, g
  */
 const RIGHT_BY_COPY = `fenced_until is null and (?::boolean or user_id = ?::uuid or bot_id = ?::uuid)`;
 
+/** Statuses whose messages may be read. */
+const READABLE = `status in ('active', 'archived')`;
+
 /** The parameters of RIGHT_BY_COPY for an actor and an action. */
 export function copyRight(
   actor: Principal,
@@ -184,7 +187,7 @@ export class MessagesRepository {
     right: [boolean, string | null, string | null],
     statuses: 'readable' | 'writable',
   ): Promise<boolean> {
-    const status = statuses === 'readable' ? `status in ('active', 'archived')` : `status = 'active'`;
+    const status = statuses === 'readable' ? READABLE : `status = 'active'`;
     const rows = await runPrepared(
       this.orm,
       `select 1 from session_scopes where session_id = ? and ${status} and ${RIGHT_BY_COPY}`,
@@ -327,6 +330,7 @@ export class MessagesRepository {
     sessionId: string,
     order: 'asc' | 'desc',
     range: { afterSeq?: number; offset?: number; candidates: number; take: number },
+    byCopy?: [boolean, string | null, string | null],
   ): Promise<{ items: MessageView[]; more: boolean }> {
     const direction = order === 'asc' ? 'asc' : 'desc';
     const params: unknown[] = [sessionId];
@@ -334,6 +338,11 @@ export class MessagesRepository {
     if (range.afterSeq !== undefined) {
       after = `and seq ${direction === 'asc' ? '>' : '<'} ?`;
       params.push(range.afterSeq);
+    }
+    if (byCopy) {
+      // The read right by the copy, in the same statement: no row also when it does not hold.
+      after += ` and exists (select 1 from session_scopes where session_id = ? and ${READABLE} and ${RIGHT_BY_COPY})`;
+      params.push(sessionId, ...byCopy);
     }
     params.push(range.offset ?? 0, range.candidates, range.take, MESSAGE_PAGE_BYTES, sessionId);
     const rows = await runPrepared(

@@ -233,10 +233,10 @@ export class MessagesService {
   }
 
   async list(actor: Principal, sessionId: string, order: 'asc' | 'desc', page: PageRequest): Promise<MessagePage> {
-    await this.mayRead(actor, sessionId);
     const list = messagesBySeq(order);
     const bind = { actor, filters: { session_id: sessionId, order } };
     if (page.kind === 'offset') {
+      await this.mayRead(actor, sessionId);
       // The page's positions stay where page/size puts them; when its messages do not all fit,
       // it holds the first ones and a cursor (for the same order) to read on from there.
       const [{ items, more }, total] = await Promise.all([
@@ -261,8 +261,13 @@ export class MessagesService {
       page,
       bind,
       async ({ after, take }) => {
-        const afterSeq = after === undefined ? undefined : Number(after[0]);
-        const { items, more } = await this.messages.seqPage(sessionId, order, { afterSeq, candidates: take + 1, take });
+        const range = { afterSeq: after === undefined ? undefined : Number(after[0]), candidates: take + 1, take };
+        // The page and the read right by the copy in one statement; no row may also mean that
+        // the copy cannot decide, which the usual check then settles.
+        const page = await this.messages.seqPage(sessionId, order, range, copyRight(actor, 'read'));
+        if (page.items.length > 0) return { rows: page.items, more: page.more };
+        await this.mayRead(actor, sessionId);
+        const { items, more } = await this.messages.seqPage(sessionId, order, range);
         return { rows: items, more };
       },
       { view: (m) => m, key: (m) => [m.seq] },
