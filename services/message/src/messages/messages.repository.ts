@@ -212,7 +212,7 @@ export class MessagesRepository {
    * the row is created if missing and only a deleted session refuses. Nothing inserted (an
    * empty array): the right did not hold.
    */
-  async insert(sessionId: string, right: InsertRight, rows: NewRow[]): Promise<Message[]> {
+  async insert(sessionId: string, right: InsertRight, rows: NewRow[]): Promise<MessageView[]> {
     const now = rows[0].created_at;
     const em = this.orm.em.fork();
     let allowed: string;
@@ -264,7 +264,7 @@ export class MessagesRepository {
         JSON.stringify(traceCarrier()),
       ],
     );
-    return inserted.map((row) => em.map(MessageEntity, row));
+    return inserted.map(viewOf);
   }
 
   byClientId(sessionId: string, clientMessageId: string): Promise<Message | null> {

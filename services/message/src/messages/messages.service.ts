@@ -126,17 +126,17 @@ export class MessagesService {
    * Live fan-out after the commit: best effort, never failing the request. A message too large
    * for one NATS message goes out as a notice the gateway follows up with `after`.
    */
-  private publishLive(messages: Message[]): void {
+  private publishLive(messages: MessageView[]): void {
     const budget = payloadBudget(this.nats.connection);
     for (const m of messages) {
       try {
-        let body = encodeJson(toView(m));
-        if (body.length > budget) body = encodeJson({ session_id: m.sessionId, seq: m.seq, oversized: true });
-        this.nats.connection.publish(this.nats.subject(liveSessionSubject(m.sessionId)), body, {
+        let body = encodeJson(m);
+        if (body.length > budget) body = encodeJson({ session_id: m.session_id, seq: m.seq, oversized: true });
+        this.nats.connection.publish(this.nats.subject(liveSessionSubject(m.session_id)), body, {
           headers: traceHeaders(),
         });
       } catch (error) {
-        this.logger.warn({ err: error, session: m.sessionId, seq: m.seq }, 'live fan-out failed');
+        this.logger.warn({ err: error, session: m.session_id, seq: m.seq }, 'live fan-out failed');
       }
     }
   }
@@ -151,7 +151,7 @@ export class MessagesService {
       // The owner's (or the bot's) append in one statement, the right checked on the locked
       // copy; anything the copy cannot decide asks the session service.
       const [mine] = await this.insert(sessionId, { byCopy: copyRight(actor, 'write') }, rows);
-      if (mine) return { created: true, message: toView(mine) };
+      if (mine) return { created: true, message: mine };
       const session = await this.authorize(actor, sessionId, 'write');
       if (session.status === 'archived') throw new ParleyError('CONFLICT', `session ${sessionId} is archived`);
       if (input.client_message_id) {
@@ -160,7 +160,7 @@ export class MessagesService {
       }
       const [message] = await this.insert(sessionId, { asked: session }, rows);
       if (!message) throw new ParleyError('NOT_FOUND', `session ${sessionId} not found`);
-      return { created: true, message: toView(message) };
+      return { created: true, message };
     } catch (error) {
       // Only an authorised insert reaches the unique index, so the earlier message may be shown.
       if (error instanceof UniqueConstraintViolationException && input.client_message_id) {
@@ -201,7 +201,10 @@ export class MessagesService {
     const inserted = fresh.length ? await this.insert(session.id, { asked: session }, fresh) : [];
     if (fresh.length && inserted.length === 0) throw new ParleyError('NOT_FOUND', `session ${sessionId} not found`);
     let next = 0;
-    return inputs.map((m) => toView((m.client_message_id && known.get(m.client_message_id)) || inserted[next++]));
+    return inputs.map((m) => {
+      const earlierOne = m.client_message_id && known.get(m.client_message_id);
+      return earlierOne ? toView(earlierOne) : inserted[next++];
+    });
   }
 
   /** New messages as rows to insert, in order, each with its id, time and size. */
@@ -224,7 +227,7 @@ export class MessagesService {
   }
 
   /** Stores new messages (see MessagesRepository.insert), then wakes the relay and fans them out live. */
-  private async insert(sessionId: string, right: InsertRight, rows: NewRow[]): Promise<Message[]> {
+  private async insert(sessionId: string, right: InsertRight, rows: NewRow[]): Promise<MessageView[]> {
     const messages = await this.messages.insert(sessionId, right, rows);
     if (messages.length === 0) return messages;
     this.outbox.kick();
