@@ -34,8 +34,10 @@ const sdk = new NodeSDK({
   metricReaders: [],
   logRecordProcessors: [],
   instrumentations: [
-    new PgInstrumentation({ enhancedDatabaseReporting: false }),
-    new IORedisInstrumentation(),
+    // Spans of SQL and Redis commands only matter when spans are exported; without an endpoint
+    // they would be made and dropped on every statement. The request's span and the NATS spans
+    // stay: they carry the trace id.
+    ...(endpoint ? [new PgInstrumentation({ enhancedDatabaseReporting: false }), new IORedisInstrumentation()] : []),
     // The request's SERVER span (from an incoming traceparent, if any) and the route handler's
     // span; not one span per lifecycle hook. HTTP itself is not instrumented: every HTTP server
     // here is Fastify, and a second SERVER span per request cost about a fifth of the
