@@ -13,6 +13,7 @@
  *
  *   node bench/dist/bench/messages.js        (after `tsc -p bench/tsconfig.json`)
  *   BENCH_MESSAGES=many BENCH_MANY_OPS=append node bench/dist/bench/messages.js
+ *   BENCH_MESSAGES=many BENCH_TRACE_RATIO=0.1 BENCH_MANY_ROUNDS=1 …   (traces exported, 10 % sampled)
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -21,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { DATABASE_URL, ROOT, cleanupRun, runId, startStack, stopStack, type Stack } from '../test/support/stack';
+import { startOtlpReceiver } from '../test/support/otlp-receiver';
 import { countPerRequest, cpuPerRequest, cpuSnapshot, rssMiB, writeSyscalls, type ProcGroup } from './proc';
 import type { RrPlan, RrResult } from './rr-load';
 import { machine } from './stats';
@@ -283,11 +285,22 @@ async function main(): Promise<void> {
   const id = runId('bmsg');
   const stackStarted = Date.now();
   const password = randomBytes(12).toString('base64url');
+  // BENCH_TRACE_RATIO=0.1: the services export traces (to a receiver in this process) and sample
+  // that share of requests; unset, tracing is as configured by default (no endpoint).
+  const traceRatio = process.env.BENCH_TRACE_RATIO;
+  const receiver = traceRatio ? await startOtlpReceiver() : undefined;
   const stack = await startStack(id, {
     PARLEY_ADMIN_USERNAME: 'admin',
     PARLEY_ADMIN_PASSWORD: password,
     RATE_LIMIT_PER_MINUTE: '100000000',
     LOG_LEVEL: 'warn',
+    ...(receiver
+      ? {
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+          OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+          OTEL_TRACES_SAMPLER_ARG: traceRatio,
+        }
+      : {}),
   });
   const baseline = spawn(process.execPath, [join(ROOT, 'bench', 'dist', 'bench', 'baseline-server.js')], {
     env: { ...process.env, DATABASE_URL, BASELINE_SCHEMA: `${id}_baseline` },
@@ -328,7 +341,13 @@ async function main(): Promise<void> {
     });
     const post = ['-m', 'POST', '-T', 'application/json', '-d', body];
     const load = ['-n', String(REQUESTS), '-c', String(CONNECTIONS)];
-    print({ result: 'setup', connections: CONNECTIONS, requests: REQUESTS, machine: machine() });
+    print({
+      result: 'setup',
+      connections: CONNECTIONS,
+      requests: REQUESTS,
+      tracing: receiver ? { exporter: 'otlp-http', sampled: Number(traceRatio) } : 'no endpoint',
+      machine: machine(),
+    });
 
     if (WORKLOADS.has('one')) {
       // Append: one session each (both serialize on the session's seq row), then many sessions would only help both.
@@ -444,10 +463,15 @@ async function main(): Promise<void> {
         started: stackStarted,
       });
     }
+    if (receiver) {
+      const spans = (await (await fetch(`${receiver.url}/spans`)).json()) as { traceId: string }[];
+      print({ result: 'spans exported', spans: spans.length, traces: new Set(spans.map((x) => x.traceId)).size });
+    }
   } finally {
     baseline.kill('SIGTERM');
     await stopStack(stack);
     await cleanupRun(id);
+    receiver?.server.close();
   }
 }
 
