@@ -333,7 +333,7 @@ export class MessagesRepository {
     byCopy?: [boolean, string | null, string | null],
   ): Promise<{ items: MessageView[]; more: boolean }> {
     const direction = order === 'asc' ? 'asc' : 'desc';
-    const params: unknown[] = [sessionId];
+    const params: unknown[] = [range.take, MESSAGE_PAGE_BYTES, sessionId];
     let after = '';
     if (range.afterSeq !== undefined) {
       after = `and seq ${direction === 'asc' ? '>' : '<'} ?`;
@@ -344,26 +344,30 @@ export class MessagesRepository {
       after += ` and exists (select 1 from session_scopes where session_id = ? and ${READABLE} and ${RIGHT_BY_COPY})`;
       params.push(sessionId, ...byCopy);
     }
-    params.push(range.offset ?? 0, range.candidates, range.take, MESSAGE_PAGE_BYTES, sessionId);
+    params.push(range.offset ?? 0, range.candidates);
+    // One pass over the candidates (the next rows by seq): each learns whether it fits (its
+    // place within `take` and the running byte total within the page's budget). The large
+    // columns are read only for the rows that fit; the others come back as their seq alone.
     const rows = await runPrepared(
       this.orm,
-      `with candidates as (
-         select seq, size_bytes from messages where session_id = ? ${after}
-         order by seq ${direction} offset ? limit ?
-       ), fitting as (
-         select seq from (
-           select seq, row_number() over w as n, sum(size_bytes) over w as running
-           from candidates window w as (order by seq ${direction} rows unbounded preceding)
-         ) sized
-         where n <= ? and (n = 1 or running <= ?)
-       )
-       select ${MESSAGE_COLUMNS}, (select count(*) from candidates) > (select count(*) from fitting) as more
-       from messages m join fitting f on f.seq = m.seq
-       where m.session_id = ?
+      `select fits, m.id, m.session_id, m.seq, m.role, m.tokens, m.feedback, m.copied, m.sensitive_status,
+              m.client_message_id, m.created_at,
+              case when fits then m.content end as content,
+              case when fits then m.metadata end as metadata,
+              case when fits then m.media end as media
+       from (
+         select c.*, (row_number() over w <= ?::int and (row_number() over w = 1 or sum(c.size_bytes) over w <= ?::int)) as fits
+         from (
+           select * from messages where session_id = ? ${after}
+           order by seq ${direction} offset ? limit ?
+         ) c
+         window w as (order by c.seq ${direction} rows unbounded preceding)
+       ) m
        order by m.seq ${direction}`,
       params,
     );
-    return { items: rows.map(viewOf), more: rows.length > 0 && rows[0].more === true };
+    const fitting = rows.filter((row) => row.fits === true);
+    return { items: fitting.map(viewOf), more: fitting.length < rows.length };
   }
 
   /**
