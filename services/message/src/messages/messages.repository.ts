@@ -76,7 +76,11 @@ function viewOf(r: Record<string, unknown>): MessageView {
     copied: Boolean(r.copied),
     sensitive_status: r.sensitive_status as Sensitive,
     client_message_id: (r.client_message_id ?? null) as string | null,
-    created_at: new Date(r.created_at as string).toISOString(),
+    // A page's rows bring it as ISO text already (ISO_CREATED_AT); other reads as a timestamp.
+    created_at:
+      typeof r.created_at === 'string' && r.created_at.endsWith('Z')
+        ? r.created_at
+        : new Date(r.created_at as string).toISOString(),
   };
 }
 
@@ -116,6 +120,9 @@ const ENSURE_SCOPE = `insert into session_scopes (session_id, user_id, bot_id, g
  * delete them), and only while no change to the session is under way.
  */
 const RIGHT_BY_COPY = `fenced_until is null and (?::boolean or user_id = ?::uuid or bot_id = ?::uuid)`;
+
+/** created_at as JavaScript's toISOString writes it (stored times have millisecond precision). */
+const ISO_CREATED_AT = `to_char(m.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as created_at`;
 
 /** Statuses whose messages may be read. */
 const READABLE = `status in ('active', 'archived')`;
@@ -351,7 +358,7 @@ export class MessagesRepository {
     const rows = await runPrepared(
       this.orm,
       `select fits, m.id, m.session_id, m.seq, m.role, m.tokens, m.feedback, m.copied, m.sensitive_status,
-              m.client_message_id, m.created_at,
+              m.client_message_id, ${ISO_CREATED_AT},
               case when fits then m.content end as content,
               case when fits then m.metadata end as metadata,
               case when fits then m.media end as media
