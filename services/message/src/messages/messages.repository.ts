@@ -2,7 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
 import { DomainEvents, MESSAGE_PAGE_BYTES, type Message as MessageView, type ReadScope } from '@parley/contracts';
-import { allowLongStatements, keysetSql, traceCarrier, type KeysetList, type KeyValues } from '@parley/kit';
+import { traceCarrier } from '@parley/kit';
+import { allowLongStatements, keysetSql, type KeysetList, type KeyValues } from '@parley/kit/database';
 import { MessageEntity, SessionScopeEntity, type Message, type SessionScope } from './message.entity';
 
 type Feedback = 'like' | 'dislike' | null;

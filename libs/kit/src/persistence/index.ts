@@ -1,4 +1,0 @@
-export * from './orm';
-export * from './cursors';
-export * from './keyset';
-export * from './redis';
