@@ -14,6 +14,7 @@
  * `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SDK_DISABLED`, `OTEL_LOG_LEVEL`); export is OTLP over
  * HTTP (JSON), to `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`.
  */
+import { setSourceMapsSupport } from 'node:module';
 import { basename } from 'node:path';
 import { context, diag, propagation, trace, DiagConsoleLogger, type TextMapPropagator } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
@@ -55,6 +56,11 @@ import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { FastifyOtelInstrumentation } from '@fastify/otel';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type * as Exporter from '@opentelemetry/exporter-trace-otlp-http';
+
+// Stack traces name the TypeScript sources of the services and libs. Only theirs: source maps of
+// packages under node_modules are not read (`--enable-source-maps` reads and keeps every
+// package's, ~5 MB resident per process).
+setSourceMapsSupport(true, { nodeModules: false, generatedCode: false });
 
 const serviceName = process.env.OTEL_SERVICE_NAME ?? `parley-${basename(process.cwd())}`;
 process.env.OTEL_SERVICE_NAME = serviceName;
