@@ -16,6 +16,8 @@ const STATE = join(ROOT, '.parley');
 const BIN = join(TOOLCHAIN, 'node_modules', '.bin');
 const NODE_VERSION = '24.21.0';
 const PNPM_VERSION = '10.34.9';
+/** Node's flags and the environment every service process starts with (docs/configuration.md). */
+const SERVICE_PROCESS = JSON.parse(readFileSync(join(ROOT, 'scripts', 'service-process.json'), 'utf8'));
 const SERVICES = [
   { name: 'access', portVar: 'ACCESS_HTTP_PORT', port: 8081 },
   { name: 'session', portVar: 'SESSION_HTTP_PORT', port: 8082 },
@@ -404,11 +406,11 @@ async function start() {
   // A service that dies is started again after a pause that doubles with each quick death (up to
   // 30 s) and resets once it has run for a minute; the others keep running meanwhile.
   const launch = (service, restarts = 0) => {
-    const child = spawn(
-      join(BIN, 'node'),
-      ['--enable-source-maps', '--import', '@parley/kit/telemetry', 'dist/main.js'],
-      { cwd: join(ROOT, 'services', service.name), env, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn(join(BIN, 'node'), [...SERVICE_PROCESS.node, 'dist/main.js'], {
+      cwd: join(ROOT, 'services', service.name),
+      env: { ...env, ...SERVICE_PROCESS.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const startedAt = Date.now();
     const prefix = `[${service.name}] `;
     for (const stream of [child.stdout, child.stderr]) {

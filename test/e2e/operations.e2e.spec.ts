@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { join } from 'node:path';
-import { ROOT } from '../support/stack';
+import { ROOT, SERVICE_PROCESS } from '../support/stack';
 import { api } from '../support/http';
 
 const services = ['gateway', 'access', 'session', 'message', 'usage'];
@@ -106,6 +106,30 @@ describe('operations (e2e)', () => {
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('swagger-ui-bundle.js');
     expect((await fetch(`${process.env.E2E_GATEWAY_URL}/docs/assets/swagger-ui-bundle.js`)).status).toBe(200);
+  });
+
+  it('starts every service process alike: npm start, the test stack, the image, compose and pnpm start', () => {
+    // scripts/service-process.json is read by npm start and test/support/stack.ts; the others
+    // repeat it (docs/configuration.md, "The service process").
+    const command = ['node', ...SERVICE_PROCESS.node, 'dist/main.js'];
+    const env = Object.entries(SERVICE_PROCESS.env).map(([name, value]) => `${name}=${value}`);
+    const dockerfile = readFileSync(join(ROOT, 'deploy', 'Dockerfile'), 'utf8');
+    expect(JSON.parse(/^CMD (.*)$/m.exec(dockerfile)?.[1] ?? 'null')).toEqual(command);
+    const imageEnv = /^ENV (.*)$/gm;
+    const declared = [...dockerfile.matchAll(imageEnv)].flatMap((m) => m[1].split(/\s+/));
+    for (const entry of env) expect(declared).toContain(entry);
+    const compose = parseYaml(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')) as {
+      services: Record<string, { command?: string[] }>;
+    };
+    // The access service's command is its own (it exports the NATS account first); the others use the image's.
+    expect(compose.services.access.command?.join(' ')).toContain(`exec ${command.join(' ')}`);
+    for (const name of services.filter((s) => s !== 'access')) expect(compose.services[name].command).toBeUndefined();
+    for (const name of services) {
+      const pkg = JSON.parse(readFileSync(join(ROOT, 'services', name, 'package.json'), 'utf8')) as {
+        scripts: Record<string, string>;
+      };
+      expect(pkg.scripts.start).toBe([...env, ...command].join(' '));
+    }
   });
 
   it('keeps a valid compose file with the infrastructure, the five services and the observability stack', () => {

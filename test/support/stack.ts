@@ -16,6 +16,11 @@ function findRoot(start: string): string {
 }
 export const ROOT = findRoot(typeof __dirname === 'string' ? __dirname : process.cwd());
 export const SERVICES = ['access', 'session', 'message', 'usage', 'gateway'] as const;
+/** Node's flags and the environment every service process starts with, as `npm start` and the image use. */
+export const SERVICE_PROCESS = JSON.parse(readFileSync(join(ROOT, 'scripts', 'service-process.json'), 'utf8')) as {
+  node: string[];
+  env: Record<string, string>;
+};
 export type ServiceName = (typeof SERVICES)[number];
 
 const PORT_VARS: Record<ServiceName, string> = {
@@ -66,15 +71,11 @@ export function startService(name: ServiceName, env: NodeJS.ProcessEnv, logDir: 
   const extra = (process.env.PARLEY_PROFILE ?? '').split(',').includes(name)
     ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, '.parley', 'profiles')}`]
     : [];
-  const child = spawn(
-    process.execPath,
-    [...extra, '--enable-source-maps', '--import', '@parley/kit/telemetry', 'dist/main.js'],
-    {
-      cwd: join(ROOT, 'services', name),
-      env: { ...env, NODE_OPTIONS: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const child = spawn(process.execPath, [...extra, ...SERVICE_PROCESS.node, 'dist/main.js'], {
+    cwd: join(ROOT, 'services', name),
+    env: { ...env, ...SERVICE_PROCESS.env, NODE_OPTIONS: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   child.stdout?.pipe(out);
   child.stderr?.pipe(out);
   return { name, port: Number(env[PORT_VARS[name]]), process: child, log };

@@ -12,21 +12,17 @@ import {
   DurableConsumer,
   Metrics,
   Nats,
-  OutboxEntry,
-  OutboxRelay,
   DomainEventHandler,
   NatsContext,
   ParleyTransport,
   RpcClient,
   RpcHandler,
-  addToOutbox,
-  coalesceInOutbox,
   createServiceApp,
   startServing,
   createLogger,
-  createOrm,
   ensureStream,
 } from '../src';
+import { OutboxEntry, OutboxRelay, addToOutbox, coalesceInOutbox, createOrm } from '../src/database';
 import { DATABASE_URL, NATS_URL, cleanupRun, runId } from '../../../test/support/stack';
 
 const logger = createLogger('kit-test', 'silent');

@@ -1,21 +1,20 @@
 import { Migration } from '@mikro-orm/migrations';
 import { UniqueConstraintViolationException, defineEntity, p } from '@mikro-orm/postgresql';
 import { Client } from 'pg';
+import { createLogger, toParleyError } from '../src';
 import {
   allowLongStatements,
   CursorCodec,
   CursorKeyring,
   CursorKeysMigration,
   Keyset,
-  createLogger,
   createOrm,
   migrateUnderLock,
   numberPlaceholders,
   pendingMigrations,
   runPrepared,
-  toParleyError,
   type KeysetList,
-} from '../src';
+} from '../src/database';
 import { DATABASE_URL, cleanupRun, runId } from '../../../test/support/stack';
 
 const logger = createLogger('kit-test', 'silent');

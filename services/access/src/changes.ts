@@ -2,7 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Redis } from 'ioredis';
 import { DomainEvents, RedisKeys } from '@parley/contracts';
-import { KIT_OPTIONS, LOGGER, OutboxRelay, REDIS, addToOutbox, type KitOptions, type Logger } from '@parley/kit';
+import { KIT_OPTIONS, LOGGER, REDIS, type KitOptions, type Logger } from '@parley/kit';
+import { OutboxRelay, addToOutbox } from '@parley/kit/database';
 
 export type ChangeKind = 'user' | 'membership' | 'role' | 'grant' | 'bot' | 'key';
 

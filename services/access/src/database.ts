@@ -1,3 +1,4 @@
+import { kitDatabase } from '@parley/kit/database';
 import { LoginAddressEntity, RefreshTokenEntity, SigningKeyEntity } from './auth/auth.entities';
 import { ApiKeyEntity, BotEntity } from './bots/bot.entities';
 import { GroupEntity, MembershipEntity } from './groups/group.entities';
@@ -5,7 +6,7 @@ import { RoleEntity, RoleGrantEntity, UserRoleEntity } from './roles/role.entiti
 import { UserEntity } from './users/user.entity';
 import { migrations } from './migrations';
 
-export const database = {
+export const database = kitDatabase({
   entities: [
     UserEntity,
     SigningKeyEntity,
@@ -22,4 +23,4 @@ export const database = {
   migrations,
   migrationsPath: 'src/migrations',
   outbox: true,
-};
+});

@@ -7,7 +7,7 @@ import {
   type KeyValues,
   type Keyset,
   type KeysetList,
-} from '@parley/kit';
+} from '@parley/kit/database';
 
 /** A list ordered by one time-ordered UUID key (an entity's id, or a membership's user id), ascending. */
 export function uuidKeyed(name: string, column = 'id', property?: string): KeysetList {

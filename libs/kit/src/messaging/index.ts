@@ -3,7 +3,6 @@ export * from './transport';
 export * from './wire';
 export * from './trace';
 export * from './jetstream';
-export * from './outbox';
 export * from './consumer';
 export * from './batch-consumer';
 export * from './failures';

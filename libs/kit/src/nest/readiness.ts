@@ -1,7 +1,6 @@
-import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Redis } from 'ioredis';
 import type { Nats } from '../messaging/nats';
-import { pendingMigrations } from '../persistence/orm';
+import type { DatabaseHandle } from './tokens';
 
 export interface ReadinessReport {
   ready: boolean;
@@ -34,7 +33,7 @@ export class Readiness {
   constructor(
     private readonly nats: Nats,
     private readonly redis: Redis | undefined,
-    private readonly orm: MikroORM | undefined,
+    private readonly database: DatabaseHandle | undefined,
   ) {}
 
   async report(): Promise<ReadinessReport> {
@@ -56,14 +55,14 @@ export class Readiness {
         run('redis', async () => {
           await this.redis?.ping();
         }),
-      this.orm &&
+      this.database &&
         run('postgres', async () => {
-          await this.orm?.em.fork().execute('select 1');
+          await this.database?.ping();
         }),
-      this.orm &&
+      this.database &&
         run('migrations', async () => {
-          if (this.migrated || !this.orm) return;
-          const pending = await pendingMigrations(this.orm);
+          if (this.migrated || !this.database) return;
+          const pending = await this.database.pendingMigrations();
           if (pending > 0) throw new Error(`${pending} migrations not applied`);
           this.migrated = true;
         }),

@@ -11,7 +11,7 @@ import {
   type Permission,
   type Principal,
 } from '@parley/contracts';
-import { Keyset } from '@parley/kit';
+import { Keyset } from '@parley/kit/database';
 import { AccessChanges } from '../changes';
 import { pageOf } from '../paging';
 import { PermissionsService } from '../permissions/permissions.service';

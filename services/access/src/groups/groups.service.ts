@@ -3,7 +3,7 @@ import { MikroORM, UniqueConstraintViolationException } from '@mikro-orm/postgre
 import { v7 as uuidv7 } from 'uuid';
 import type { z } from 'zod';
 import { ParleyError, type AccessControlRpc, type Page, type PageRequest, type Principal } from '@parley/contracts';
-import { Keyset } from '@parley/kit';
+import { Keyset } from '@parley/kit/database';
 import { AccessChanges } from '../changes';
 import { pageOf } from '../paging';
 import { UserEntity } from '../users/user.entity';

@@ -1,4 +1,4 @@
-import { CursorKeysMigration, OutboxCoalesceMigration, type MigrationEntry } from '@parley/kit';
+import { CursorKeysMigration, OutboxCoalesceMigration, type MigrationEntry } from '@parley/kit/database';
 import { Migration20261124010046 } from './Migration20261124010046';
 import { Migration20261124011617 } from './Migration20261124011617';
 import { Migration20261130150000_login_addresses } from './Migration20261130150000_login_addresses';

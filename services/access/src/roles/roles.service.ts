@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM, UniqueConstraintViolationException } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
 import { ParleyError, type Grant, type Page, type PageRequest, type Principal } from '@parley/contracts';
-import { Keyset } from '@parley/kit';
+import { Keyset } from '@parley/kit/database';
 import { AccessChanges } from '../changes';
 import { pageOf } from '../paging';
 import { UsersRepository } from '../users/users.repository';

@@ -4,7 +4,7 @@ import * as argon2 from 'argon2';
 import { v7 as uuidv7 } from 'uuid';
 import type { z } from 'zod';
 import { ParleyError, type AccessRpc, type Page, type Principal, type User as UserView } from '@parley/contracts';
-import { Keyset } from '@parley/kit';
+import { Keyset } from '@parley/kit/database';
 import { randomBytes } from 'node:crypto';
 import { RefreshTokensRepository } from '../auth/refresh-tokens.repository';
 import { LoginAddressesRepository } from '../auth/login-addresses.repository';

@@ -8,15 +8,15 @@ import {
   type Principal,
   type ReadScope,
 } from '@parley/contracts';
+import { traceCarrier } from '@parley/kit';
 import {
   COALESCE_ON_CONFLICT,
   allowLongStatements,
   keysetSql,
   runPrepared,
-  traceCarrier,
   type KeysetList,
   type KeyValues,
-} from '@parley/kit';
+} from '@parley/kit/database';
 import { MessageEntity, SessionScopeEntity, type Message, type SessionScope } from './message.entity';
 
 type Feedback = 'like' | 'dislike' | null;

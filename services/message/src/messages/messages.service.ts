@@ -17,18 +17,8 @@ import {
   type ReadScope,
   type SessionAccessSchema,
 } from '@parley/contracts';
-import {
-  Keyset,
-  LOGGER,
-  Nats,
-  OutboxRelay,
-  RpcClient,
-  coalesceInOutbox,
-  encodeJson,
-  payloadBudget,
-  traceHeaders,
-  type Logger,
-} from '@parley/kit';
+import { LOGGER, Nats, RpcClient, encodeJson, payloadBudget, traceHeaders, type Logger } from '@parley/kit';
+import { Keyset, OutboxRelay, coalesceInOutbox } from '@parley/kit/database';
 import { MessageEntity, type Message, type SessionScope } from './message.entity';
 import { sizeOf } from './message-size';
 import {

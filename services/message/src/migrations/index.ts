@@ -1,4 +1,4 @@
-import { CursorKeysMigration, OutboxCoalesceMigration, type MigrationEntry } from '@parley/kit';
+import { CursorKeysMigration, OutboxCoalesceMigration, type MigrationEntry } from '@parley/kit/database';
 import { Migration20261124010330 } from './Migration20261124010330';
 import { Migration20261124015354 } from './Migration20261124015354';
 import { Migration20261130104500 } from './Migration20261130104500';

@@ -1,4 +1,4 @@
-import { CursorKeysMigration, OutboxCoalesceMigration, type MigrationEntry } from '@parley/kit';
+import { CursorKeysMigration, OutboxCoalesceMigration, type MigrationEntry } from '@parley/kit/database';
 import { Migration20261124005802 } from './Migration20261124005802';
 import { Migration20261124015509 } from './Migration20261124015509';
 

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM, type EntityManager, type FilterQuery } from '@mikro-orm/postgresql';
 import type { MessageStats, SessionFilters } from '@parley/contracts';
-import { keysetFilter, keysetOrderBy, type KeyValues, type KeysetList } from '@parley/kit';
+import { keysetFilter, keysetOrderBy, type KeyValues, type KeysetList } from '@parley/kit/database';
 import { SessionEntity, type Session } from './session.entity';
 
 /** Sessions, newest activity first. */

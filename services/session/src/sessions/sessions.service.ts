@@ -12,7 +12,8 @@ import {
   type SessionRpc,
 } from '@parley/contracts';
 import { AccessControlRpc, SessionScopeFenceRpc, type MessageStats, type Permission } from '@parley/contracts';
-import { Keyset, OutboxRelay, RpcClient, addToOutbox } from '@parley/kit';
+import { RpcClient } from '@parley/kit';
+import { Keyset, OutboxRelay, addToOutbox } from '@parley/kit/database';
 import { SessionEntity, type Session } from './session.entity';
 import { SESSIONS, SessionsRepository, type SessionScope } from './sessions.repository';
 

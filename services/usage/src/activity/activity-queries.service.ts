@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { ACTIVITY_PAGE_BYTES, type ActivityView, type CursorPage, type Principal } from '@parley/contracts';
-import { Keyset } from '@parley/kit';
+import { Keyset } from '@parley/kit/database';
 import { UsageAccess } from '../access/usage-access';
 import type { ActivityEventRow } from './activity-event.entity';
 import { ACTIVITY_NEWEST_FIRST, ActivityRepository } from './activity.repository';

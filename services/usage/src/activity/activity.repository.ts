@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
-import { allowLongStatements, keysetSql, type KeysetList, type KeyValues } from '@parley/kit';
+import { allowLongStatements, keysetSql, type KeysetList, type KeyValues } from '@parley/kit/database';
 import { ActivityEventEntity, type ActivityEventRow } from './activity-event.entity';
 
 /** A bot's activity, newest first. */

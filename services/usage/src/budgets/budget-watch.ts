@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { DomainEvents } from '@parley/contracts';
-import { addToOutbox } from '@parley/kit';
+import { addToOutbox } from '@parley/kit/database';
 import { toUnits } from '../prices/decimal';
 import { BudgetsRepository } from './budgets.repository';
 import { periodOf } from './periods';

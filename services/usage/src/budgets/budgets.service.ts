@@ -9,7 +9,7 @@ import {
   type Principal,
   type Quota,
 } from '@parley/contracts';
-import { OutboxRelay } from '@parley/kit';
+import { OutboxRelay } from '@parley/kit/database';
 import { BotDirectory } from '../access/bot-directory';
 import { UsageAccess } from '../access/usage-access';
 import { fromUnits, toUnits } from '../prices/decimal';

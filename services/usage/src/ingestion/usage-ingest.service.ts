@@ -1,7 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
 import type { UsageEvent } from '@parley/contracts';
-import { OutboxRelay, allowLongStatements, type BatchItem, type BatchVerdict } from '@parley/kit';
+import { type BatchItem, type BatchVerdict } from '@parley/kit';
+import { OutboxRelay, allowLongStatements } from '@parley/kit/database';
 import { BotDirectory } from '../access/bot-directory';
 import { BudgetWatch } from '../budgets/budget-watch';
 import { QuotaCounters } from '../budgets/quota-counters';

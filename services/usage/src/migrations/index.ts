@@ -1,4 +1,4 @@
-import { CursorKeysMigration, OutboxCoalesceMigration, type MigrationEntry } from '@parley/kit';
+import { CursorKeysMigration, OutboxCoalesceMigration, type MigrationEntry } from '@parley/kit/database';
 import { Migration20261124010338 } from './Migration20261124010338';
 import { Migration20261124082546 } from './Migration20261124082546';
 

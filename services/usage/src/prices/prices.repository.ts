@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM, type EntityManager } from '@mikro-orm/postgresql';
-import { KIT_OPTIONS, keysetSql, type KeysetList, type KeyValues, type KitOptions } from '@parley/kit';
+import { KIT_OPTIONS, type KitOptions } from '@parley/kit';
+import { keysetSql, type KeysetList, type KeyValues } from '@parley/kit/database';
 import { Locks } from '../locks';
 import type { PriceVersion } from './price-book';
 import { PriceEntity, RepriceJobEntity, type PriceRow, type RepriceJob } from './price.entity';

@@ -3,7 +3,7 @@ import { MikroORM } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
 import type { z } from 'zod';
 import { ParleyError, type CursorPage, type Price, type PriceInputSchema, type Principal } from '@parley/contracts';
-import { Keyset } from '@parley/kit';
+import { Keyset } from '@parley/kit/database';
 import { fromUnits, toUnits } from './decimal';
 import type { PriceRow } from './price.entity';
 import { PRICE_VERSIONS, PricesRepository } from './prices.repository';

@@ -1,6 +1,7 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { MikroORM } from '@mikro-orm/postgresql';
-import { BackgroundTask, LOGGER, OutboxRelay, allowLongStatements, isConflictError, type Logger } from '@parley/kit';
+import { BackgroundTask, LOGGER, isConflictError, type Logger } from '@parley/kit';
+import { OutboxRelay, allowLongStatements } from '@parley/kit/database';
 import { BudgetWatch } from '../budgets/budget-watch';
 import { QuotaCounters } from '../budgets/quota-counters';
 import { priced, samePricing } from '../records/record-state';

@@ -12,7 +12,7 @@ import {
   type UsageSummaryItem,
   type UsageTotals,
 } from '@parley/contracts';
-import { Keyset } from '@parley/kit';
+import { Keyset } from '@parley/kit/database';
 import { UsageAccess } from '../access/usage-access';
 import { fromUnits, toUnits } from '../prices/decimal';
 import {

@@ -1,7 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import { CompiledQuery } from 'kysely';
-import { KIT_OPTIONS, keysetSql, type KeysetList, type KeyValues, type KitOptions } from '@parley/kit';
+import { KIT_OPTIONS, type KitOptions } from '@parley/kit';
+import { keysetSql, type KeysetList, type KeyValues } from '@parley/kit/database';
 import type { BotRestriction } from '../access/usage-access';
 import { Locks } from '../locks';
 import { fromUnits } from '../prices/decimal';
