@@ -6,6 +6,8 @@
  * needs. No ESM loader hook is registered: it would run in a loader thread of its own and
  * cost each process about 115 MB resident for modules that never come through it.
  */
+// First, so that everything below (and the service after it) is read from the compile cache.
+import './compile-cache';
 import { basename } from 'node:path';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
