@@ -6,7 +6,8 @@
  *    for a baseline that pulls the same events from the same stream with a bare durable
  *    consumer and a batched `INSERT … ON CONFLICT DO NOTHING` (pg driver) into a table of the
  *    same shape and indexes. Both are timed from their first fetch (the first delivery to their
- *    durable) to their last commit (the row count reaching the backlog); Parley's start-up,
+ *    durable) to their last commit (their ack floor reaching the backlog's last event, acks
+ *    following commits; the row count checked then); Parley's start-up,
  *    from the process's spawn to its first fetch, is reported beside it. Rounds alternate which
  *    goes first; the median ratio closes the section.
  * 2. Resume after a pause (`sigcont`): the running service is stopped with SIGSTOP, the same
@@ -30,6 +31,7 @@ import {
   DeliverPolicy,
   jetstream,
   jetstreamManager,
+  type ConsumerInfo,
   type JetStreamManager,
   type JsMsg,
 } from '@nats-io/jetstream';
@@ -59,6 +61,8 @@ const BOTS = 20;
 const BATCH = 500;
 /** How often the usage durable's consumer info is read while waiting for its first delivery. */
 const POLL_MS = 5;
+/** How often a draining consumer's info is read for its ack floor. */
+const ACK_POLL_MS = 10;
 
 const print = (result: Record<string, unknown>) => console.log(JSON.stringify({ bench: 'usage', ...result }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -95,9 +99,10 @@ function eventOf(round: number, i: number, bots: string[]) {
   };
 }
 
-async function publishAll(nc: NatsConnection, prefix: string, round: number, bots: string[]): Promise<number> {
+async function publishAll(nc: NatsConnection, prefix: string, round: number, bots: string[]): Promise<Backlog> {
   const js = jetstream(nc);
-  let firstSeq = 0;
+  let firstSeq = Infinity;
+  let lastSeq = 0;
   for (let from = 0; from < EVENTS; from += 2000) {
     const acks = [];
     for (let i = from; i < Math.min(EVENTS, from + 2000); i++) {
@@ -108,10 +113,13 @@ async function publishAll(nc: NatsConnection, prefix: string, round: number, bot
         }),
       );
     }
-    const done = await Promise.all(acks);
-    if (from === 0) firstSeq = done[0].seq;
+    for (const ack of await Promise.all(acks)) {
+      if (ack.duplicate) throw new Error(`event ${ack.seq} of round ${round} was taken for a duplicate`);
+      firstSeq = Math.min(firstSeq, ack.seq);
+      lastSeq = Math.max(lastSeq, ack.seq);
+    }
   }
-  return firstSeq;
+  return { firstSeq, lastSeq };
 }
 
 /** CPU seconds used so far by the processes whose command name matches, from /proc. */
@@ -147,66 +155,82 @@ function cpuParts(consumerPid: number | undefined): Record<string, () => number>
   };
 }
 
+/** One round's backlog in the stream: the sequences of its first and last event. */
+interface Backlog {
+  firstSeq: number;
+  lastSeq: number;
+}
+
 /**
- * A drain from its first fetch to its last commit: once `firstFetch` resolves (with the
- * `performance.now()` at which the consumer's first delivery was seen), the table's row count is
- * polled every 20 ms until `target` rows are in. Rows per second over that span, and the CPU
- * seconds each part of the machine spent meanwhile (per 1000 rows).
+ * Polls a durable's consumer info every `everyMs` until `reached` holds; fails when `alive`
+ * says its consumer is gone, or after `timeoutMs`.
+ */
+async function watchConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  durable: string,
+  reached: (info: ConsumerInfo) => boolean,
+  everyMs: number,
+  alive: () => string | undefined = () => undefined,
+  timeoutMs = 30 * 60 * 1000,
+): Promise<number> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
+    if (reached(await jsm.consumers.info(stream, durable))) return performance.now();
+    const gone = alive();
+    if (gone) throw new Error(gone);
+    await sleep(everyMs);
+  }
+  throw new Error(`${durable}: not reached within ${timeoutMs} ms`);
+}
+
+/**
+ * A drain from its first fetch to its last commit, with the rows per second over that span and
+ * the CPU seconds each part of the machine spent meanwhile (per 1000 rows). `firstFetch`
+ * resolves with the `performance.now()` at which the consumer's first delivery was seen. The
+ * last commit is seen as the consumer's ack floor reaching the backlog's last event (its
+ * consumer info polled every `ACK_POLL_MS`): both consumers ack an event only after the
+ * transaction that stored it committed. The row count is then checked once, so an event acked
+ * without its row fails the run; polling `count(*)` instead would keep PostgreSQL scanning the
+ * table throughout the drain, on the same two cores.
  */
 async function drain(
   pg: Client,
-  table: string,
-  before: number,
-  target: number,
+  jsm: JetStreamManager,
+  target: { table: string; before: number; stream: string; durable: string; backlog: Backlog },
   consumerPid: number | undefined,
   firstFetch: Promise<number>,
 ) {
   const first = await firstFetch;
   const parts = cpuParts(consumerPid);
   const cpu = Object.fromEntries(Object.entries(parts).map(([k, f]) => [k, f()]));
-  for (const deadline = Date.now() + 30 * 60 * 1000; Date.now() < deadline;) {
-    if ((await count(pg, table)) - before >= target) {
-      const last = performance.now();
-      const perThousand = Object.fromEntries(
-        Object.entries(parts).map(([k, f]) => [k, Math.round(((f() - cpu[k]) / target) * 1000 * 1000) / 1000]),
-      );
-      return {
-        first,
-        last,
-        drain_ms: Math.round(last - first),
-        rate: Math.round(target / ((last - first) / 1000)),
-        cpu_s_per_1k: perThousand,
-        /** CPU seconds of each part at the first fetch. */
-        cpu_at_first: cpu,
-      };
-    }
-    await sleep(20);
-  }
-  throw new Error(`${table} did not reach ${target} rows`);
+  const last = await watchConsumer(
+    jsm,
+    target.stream,
+    target.durable,
+    (info) => info.ack_floor.stream_seq >= target.backlog.lastSeq,
+    ACK_POLL_MS,
+  );
+  const perThousand = Object.fromEntries(
+    Object.entries(parts).map(([k, f]) => [k, Math.round(((f() - cpu[k]) / EVENTS) * 1000 * 1000) / 1000]),
+  );
+  const stored = (await count(pg, target.table)) - target.before;
+  if (stored !== EVENTS) throw new Error(`${target.table}: ${stored} rows for ${EVENTS} events acknowledged`);
+  return {
+    first,
+    last,
+    drain_ms: Math.round(last - first),
+    rate: Math.round(EVENTS / ((last - first) / 1000)),
+    cpu_s_per_1k: perThousand,
+    /** CPU seconds of each part at the first fetch. */
+    cpu_at_first: cpu,
+  };
 }
 
-/**
- * When the usage service's durable first delivers a message at or past `fromSeq`, seen from
- * outside: its consumer info polled every `POLL_MS` (`delivered.stream_seq` moves when the server
- * sends a message to the service's pull request). Fails if the process exits first.
- */
-async function firstDelivery(
-  jsm: JetStreamManager,
-  stream: string,
-  durable: string,
-  fromSeq: number,
-  service: RunningService,
-): Promise<number> {
-  for (const deadline = Date.now() + 90_000; Date.now() < deadline;) {
-    const info = await jsm.consumers.info(stream, durable);
-    if (info.delivered.stream_seq >= fromSeq) return performance.now();
-    if (service.process.exitCode !== null) {
-      throw new Error(`${service.name} exited with ${service.process.exitCode}:\n${tail(service.log)}`);
-    }
-    await sleep(POLL_MS);
-  }
-  throw new Error(`${durable} delivered nothing past ${fromSeq} within 90 s:\n${tail(service.log)}`);
-}
+/** Why a service's process is no longer there, or undefined while it runs. */
+const exited = (service: RunningService) => () =>
+  service.process.exitCode !== null || service.process.signalCode !== null
+    ? `${service.name} exited (${service.process.exitCode ?? service.process.signalCode}):\n${tail(service.log)}`
+    : undefined;
 
 /** The bare baseline: a durable pull consumer, batches of 500, one multi-row INSERT … ON CONFLICT DO NOTHING, ack. */
 async function baseline(nc: NatsConnection, id: string, pg: Client, table: string, fromSeq: number) {
@@ -291,6 +315,7 @@ async function baseline(nc: NatsConnection, id: string, pg: Client, table: strin
     }
   })();
   return {
+    durable,
     firstFetch,
     done: worker,
     stop: async () => {
@@ -324,7 +349,8 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
   for (let round = 1; round <= ROUNDS; round++) {
     const usage = stack.services.get('usage');
     if (usage) await stopService(usage);
-    const fromSeq = await publishAll(nc, id, round, bots);
+    const backlog = await publishAll(nc, id, round, bots);
+    const stream = `${id}_USAGE`;
     // Parley: the stopped service is started again; the drain runs from its first fetch.
     const runParley = async () => {
       await pg.query('checkpoint');
@@ -332,8 +358,24 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
       const spawned = performance.now();
       const started = startService('usage', stack.env, logDir);
       stack.services.set('usage', started);
-      const fetched = firstDelivery(jsm, `${id}_USAGE`, Durables.usageRecords, fromSeq, started);
-      const result = await drain(pg, usageTable, before, EVENTS, started.process.pid, fetched);
+      // Its first fetch, seen from outside: the durable's `delivered.stream_seq` moves when the
+      // server sends the first event of the backlog to the service's pull request.
+      const fetched = watchConsumer(
+        jsm,
+        stream,
+        Durables.usageRecords,
+        (info) => info.delivered.stream_seq >= backlog.firstSeq,
+        POLL_MS,
+        exited(started),
+      );
+      const durable = Durables.usageRecords;
+      const result = await drain(
+        pg,
+        jsm,
+        { table: usageTable, before, stream, durable, backlog },
+        started.process.pid,
+        fetched,
+      );
       await waitReady(started);
       return {
         ...result,
@@ -349,9 +391,10 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
     const runBaseline = async () => {
       await pg.query('checkpoint');
       const before = await count(pg, baselineTable);
-      const b = await baseline(nc, id, pgBaseline, baselineTable, fromSeq);
+      const b = await baseline(nc, id, pgBaseline, baselineTable, backlog.firstSeq);
       stopBaseline = b.stop;
-      return drain(pg, baselineTable, before, EVENTS, undefined, b.firstFetch);
+      const target = { table: baselineTable, before, stream, durable: b.durable, backlog };
+      return drain(pg, jsm, target, undefined, b.firstFetch);
     };
     let parley: Awaited<ReturnType<typeof runParley>>;
     let bare: Awaited<ReturnType<typeof runBaseline>>;
@@ -425,25 +468,42 @@ async function pauseResume(stack: Stack, nc: NatsConnection, pg: Client, bots: s
     await pg.query('checkpoint');
     const before = await count(pg, usageTable);
     service.process.kill('SIGSTOP');
-    const deliveredWhileStopped = await (async () => {
+    const tag = 50 + round;
+    const { backlog, deliveredWhileStopped } = await (async () => {
       try {
-        const fromSeq = await publishAll(nc, id, 50 + round, bots);
+        const published = await publishAll(nc, id, tag, bots);
         const info = await jsm.consumers.info(stream, Durables.usageRecords);
-        return Math.max(0, info.delivered.stream_seq - fromSeq + 1);
+        return {
+          backlog: published,
+          deliveredWhileStopped: Math.max(0, info.delivered.stream_seq - published.firstSeq + 1),
+        };
       } finally {
         service.process.kill('SIGCONT');
       }
     })();
     const resumed = performance.now();
+    // The first commit: any row of this round, probed through the (bot_id, request_id) index.
     let first = 0;
-    for (const deadline = Date.now() + 30 * 60 * 1000; ;) {
-      const n = (await count(pg, usageTable)) - before;
-      if (n > 0 && !first) first = performance.now();
-      if (n >= EVENTS) break;
-      if (Date.now() > deadline) throw new Error(`${usageTable} did not reach ${EVENTS} rows after SIGCONT`);
-      await sleep(first ? 20 : POLL_MS);
+    for (const deadline = Date.now() + 5 * 60 * 1000; !first;) {
+      const { rows } = await pg.query(
+        `select exists (select 1 from ${usageTable}
+           where bot_id = any($1::uuid[]) and request_id >= $2 and request_id < $3) as some`,
+        [bots, `r${tag}-`, `r${tag}.`],
+      );
+      if (rows[0].some) first = performance.now();
+      else if (Date.now() > deadline) throw new Error(`nothing of round ${tag} stored after SIGCONT`);
+      else await sleep(POLL_MS);
     }
-    const last = performance.now();
+    const last = await watchConsumer(
+      jsm,
+      stream,
+      Durables.usageRecords,
+      (info) => info.ack_floor.stream_seq >= backlog.lastSeq,
+      ACK_POLL_MS,
+      exited(service),
+    );
+    const stored = (await count(pg, usageTable)) - before;
+    if (stored !== EVENTS) throw new Error(`${usageTable}: ${stored} rows for ${EVENTS} events acknowledged`);
     const rate = Math.round(EVENTS / ((last - resumed) / 1000));
     samples.push({ first: first - resumed, rate });
     print({
