@@ -1,22 +1,41 @@
 /**
  * Usage accounting, measured on this machine, one JSON line per result:
  *
- * 1. Ingestion end to end: events stored in the USAGE stream → rows committed, for Parley's
- *    usage service and for a baseline that pulls the same events from the same stream with
- *    a bare durable consumer and a batched `INSERT … ON CONFLICT DO NOTHING` (pg driver) into
- *    a table of the same shape and indexes. Rounds alternate which goes first.
- * 2. Publish rate of one usage-client beside raw JetStream publishes with the same window.
- * 3. Summary latency at 10M records through the gateway, beside the same totals computed by
- *    scanning the raw records directly.
+ * 1. Ingestion end to end (`ingest`): a backlog of events stored in the USAGE stream while the
+ *    usage service is stopped → rows committed, for Parley's usage service (started again) and
+ *    for a baseline that pulls the same events from the same stream with a bare durable
+ *    consumer and a batched `INSERT … ON CONFLICT DO NOTHING` (pg driver) into a table of the
+ *    same shape and indexes. Both are timed from their first fetch (the first delivery to their
+ *    durable) to their last commit (their ack floor reaching the backlog's last event, acks
+ *    following commits; the row count checked then); Parley's start-up,
+ *    from the process's spawn to its first fetch, is reported beside it. Rounds alternate which
+ *    goes first; the median ratio closes the section.
+ * 2. Resume after a pause (`sigcont`): the running service is stopped with SIGSTOP, the same
+ *    backlog is published, and SIGCONT lets it go on: time to its first and last commit.
+ * 3. Publish rate of one usage-client beside raw JetStream publishes with the same window (`publish`).
+ * 4. Summary latency at 10M records through the gateway, beside the same totals computed by
+ *    scanning the raw records directly (`summary`).
  *
- *   pnpm bench:usage        (BENCH_USAGE_EVENTS, BENCH_USAGE_ROUNDS, BENCH_SUMMARY_RECORDS to size it)
+ *   pnpm bench:usage        (BENCH_USAGE_EVENTS, default 100,000; BENCH_USAGE_ROUNDS, default 4;
+ *                            BENCH_SUMMARY_RECORDS, default 10M; BENCH_ONLY=ingest,sigcont,publish,summary
+ *                            picks sections, all by default; PARLEY_PROFILE=usage writes the service's
+ *                            CPU profiles, one per start, under .parley/profiles)
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  type ConsumerInfo,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import { Durables } from '@parley/contracts';
 import { UsageClient } from '@parley/usage-client';
 import {
   DATABASE_URL,
@@ -28,19 +47,30 @@ import {
   startStack,
   stopService,
   stopStack,
+  tail,
   waitReady,
+  type RunningService,
   type Stack,
 } from '../test/support/stack';
 import { machine, summarize } from './stats';
 
-const EVENTS = Number(process.env.BENCH_USAGE_EVENTS ?? 200_000);
+const EVENTS = Number(process.env.BENCH_USAGE_EVENTS ?? 100_000);
 const ROUNDS = Number(process.env.BENCH_USAGE_ROUNDS ?? 4);
 const SUMMARY_RECORDS = Number(process.env.BENCH_SUMMARY_RECORDS ?? 10_000_000);
 const BOTS = 20;
 const BATCH = 500;
+/** How often the usage durable's consumer info is read while waiting for its first delivery. */
+const POLL_MS = 5;
+/** How often a draining consumer's info is read for its ack floor. */
+const ACK_POLL_MS = 10;
 
 const print = (result: Record<string, unknown>) => console.log(JSON.stringify({ bench: 'usage', ...result }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
 
 const MODELS = [
   ['openai', 'gpt-4o'],
@@ -69,9 +99,10 @@ function eventOf(round: number, i: number, bots: string[]) {
   };
 }
 
-async function publishAll(nc: NatsConnection, prefix: string, round: number, bots: string[]): Promise<number> {
+async function publishAll(nc: NatsConnection, prefix: string, round: number, bots: string[]): Promise<Backlog> {
   const js = jetstream(nc);
-  let firstSeq = 0;
+  let firstSeq = Infinity;
+  let lastSeq = 0;
   for (let from = 0; from < EVENTS; from += 2000) {
     const acks = [];
     for (let i = from; i < Math.min(EVENTS, from + 2000); i++) {
@@ -82,10 +113,13 @@ async function publishAll(nc: NatsConnection, prefix: string, round: number, bot
         }),
       );
     }
-    const done = await Promise.all(acks);
-    if (from === 0) firstSeq = done[0].seq;
+    for (const ack of await Promise.all(acks)) {
+      if (ack.duplicate) throw new Error(`event ${ack.seq} of round ${round} was taken for a duplicate`);
+      firstSeq = Math.min(firstSeq, ack.seq);
+      lastSeq = Math.max(lastSeq, ack.seq);
+    }
   }
-  return firstSeq;
+  return { firstSeq, lastSeq };
 }
 
 /** CPU seconds used so far by the processes whose command name matches, from /proc. */
@@ -106,16 +140,12 @@ function cpuSeconds(match: (comm: string, pid: number) => boolean): number {
   return ticks / 100;
 }
 
-/**
- * Rows per second between the first and the last commit, polling the row count, and the CPU
- * seconds each part of the machine spent meanwhile (per 1000 rows).
- */
-async function drainRate(pg: Client, table: string, target: number, start: () => Promise<number>) {
-  const count = async () => Number((await pg.query(`select count(*)::int as n from ${table}`)).rows[0].n);
-  await pg.query('checkpoint');
-  const before = await count();
-  const consumerPid = await start();
-  const parts = {
+const count = async (pg: Client, table: string) =>
+  Number((await pg.query(`select count(*)::int as n from ${table}`)).rows[0].n);
+
+/** The CPU seconds used so far by the consumer (a process, or this one), PostgreSQL and NATS. */
+function cpuParts(consumerPid: number | undefined): Record<string, () => number> {
+  return {
     consumer: () =>
       consumerPid
         ? cpuSeconds((_, pid) => pid === consumerPid)
@@ -123,24 +153,84 @@ async function drainRate(pg: Client, table: string, target: number, start: () =>
     postgres: () => cpuSeconds((comm) => comm === 'postgres'),
     nats: () => cpuSeconds((comm) => comm.startsWith('nats-server')),
   };
-  let first = 0;
-  let cpu: Record<string, number> = {};
-  for (const deadline = Date.now() + 30 * 60 * 1000; Date.now() < deadline;) {
-    const n = (await count()) - before;
-    if (n > 0 && !first) {
-      first = performance.now();
-      cpu = Object.fromEntries(Object.entries(parts).map(([k, f]) => [k, f()]));
-    }
-    if (n >= target) {
-      const perThousand = Object.fromEntries(
-        Object.entries(parts).map(([k, f]) => [k, Math.round(((f() - cpu[k]) / target) * 1000 * 1000) / 1000]),
-      );
-      return { rate: Math.round(target / ((performance.now() - first) / 1000)), cpu_s_per_1k: perThousand };
-    }
-    await sleep(20);
-  }
-  throw new Error(`${table} did not reach ${target} rows`);
 }
+
+/** One round's backlog in the stream: the sequences of its first and last event. */
+interface Backlog {
+  firstSeq: number;
+  lastSeq: number;
+}
+
+/**
+ * Polls a durable's consumer info every `everyMs` until `reached` holds; fails when `alive`
+ * says its consumer is gone, or after `timeoutMs`.
+ */
+async function watchConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  durable: string,
+  reached: (info: ConsumerInfo) => boolean,
+  everyMs: number,
+  alive: () => string | undefined = () => undefined,
+  timeoutMs = 30 * 60 * 1000,
+): Promise<number> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
+    if (reached(await jsm.consumers.info(stream, durable))) return performance.now();
+    const gone = alive();
+    if (gone) throw new Error(gone);
+    await sleep(everyMs);
+  }
+  throw new Error(`${durable}: not reached within ${timeoutMs} ms`);
+}
+
+/**
+ * A drain from its first fetch to its last commit, with the rows per second over that span and
+ * the CPU seconds each part of the machine spent meanwhile (per 1000 rows). `firstFetch`
+ * resolves with the `performance.now()` at which the consumer's first delivery was seen. The
+ * last commit is seen as the consumer's ack floor reaching the backlog's last event (its
+ * consumer info polled every `ACK_POLL_MS`): both consumers ack an event only after the
+ * transaction that stored it committed. The row count is then checked once, so an event acked
+ * without its row fails the run; polling `count(*)` instead would keep PostgreSQL scanning the
+ * table throughout the drain, on the same two cores.
+ */
+async function drain(
+  pg: Client,
+  jsm: JetStreamManager,
+  target: { table: string; before: number; stream: string; durable: string; backlog: Backlog },
+  consumerPid: number | undefined,
+  firstFetch: Promise<number>,
+) {
+  const first = await firstFetch;
+  const parts = cpuParts(consumerPid);
+  const cpu = Object.fromEntries(Object.entries(parts).map(([k, f]) => [k, f()]));
+  const last = await watchConsumer(
+    jsm,
+    target.stream,
+    target.durable,
+    (info) => info.ack_floor.stream_seq >= target.backlog.lastSeq,
+    ACK_POLL_MS,
+  );
+  const perThousand = Object.fromEntries(
+    Object.entries(parts).map(([k, f]) => [k, Math.round(((f() - cpu[k]) / EVENTS) * 1000 * 1000) / 1000]),
+  );
+  const stored = (await count(pg, target.table)) - target.before;
+  if (stored !== EVENTS) throw new Error(`${target.table}: ${stored} rows for ${EVENTS} events acknowledged`);
+  return {
+    first,
+    last,
+    drain_ms: Math.round(last - first),
+    rate: Math.round(EVENTS / ((last - first) / 1000)),
+    cpu_s_per_1k: perThousand,
+    /** CPU seconds of each part at the first fetch. */
+    cpu_at_first: cpu,
+  };
+}
+
+/** Why a service's process is no longer there, or undefined while it runs. */
+const exited = (service: RunningService) => () =>
+  service.process.exitCode !== null || service.process.signalCode !== null
+    ? `${service.name} exited (${service.process.exitCode ?? service.process.signalCode}):\n${tail(service.log)}`
+    : undefined;
 
 /** The bare baseline: a durable pull consumer, batches of 500, one multi-row INSERT … ON CONFLICT DO NOTHING, ack. */
 async function baseline(nc: NatsConnection, id: string, pg: Client, table: string, fromSeq: number) {
@@ -175,9 +265,13 @@ async function baseline(nc: NatsConnection, id: string, pg: Client, table: strin
   let stored = 0;
   let buffer: JsMsg[] = [];
   let wake: (() => void) | undefined;
+  let fetched: ((at: number) => void) | undefined;
+  const firstFetch = new Promise<number>((r) => (fetched = r));
   const messages = await consumer.consume({
     max_messages: BATCH * 2,
     callback: (m) => {
+      fetched?.(performance.now());
+      fetched = undefined;
       buffer.push(m);
       wake?.();
     },
@@ -221,6 +315,8 @@ async function baseline(nc: NatsConnection, id: string, pg: Client, table: strin
     }
   })();
   return {
+    durable,
+    firstFetch,
     done: worker,
     stop: async () => {
       await messages.close();
@@ -245,28 +341,61 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
   await pg.query(`create schema "${id}_baseline"`);
   await pg.query(`create table ${baselineTable} (like ${usageTable} including all)`);
   const logDir = join(ROOT, '.parley', 'test-logs', id);
+  const jsm = await jetstreamManager(nc);
   // The baseline writes on a connection of its own, as a script of its own would.
   const pgBaseline = new Client({ connectionString: DATABASE_URL });
   await pgBaseline.connect();
-  const ratios: number[] = [];
+  const rounds: { ratio: number; parley: number; baseline: number; resume: number }[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     const usage = stack.services.get('usage');
     if (usage) await stopService(usage);
-    const fromSeq = await publishAll(nc, id, round, bots);
-    const runParley = () =>
-      drainRate(pg, usageTable, EVENTS, async () => {
-        const started = startService('usage', stack.env, logDir);
-        stack.services.set('usage', started);
-        await waitReady(started);
-        return started.process.pid ?? 0;
-      });
+    const backlog = await publishAll(nc, id, round, bots);
+    const stream = `${id}_USAGE`;
+    // Parley: the stopped service is started again; the drain runs from its first fetch.
+    const runParley = async () => {
+      await pg.query('checkpoint');
+      const before = await count(pg, usageTable);
+      const spawned = performance.now();
+      const started = startService('usage', stack.env, logDir);
+      stack.services.set('usage', started);
+      // Its first fetch, seen from outside: the durable's `delivered.stream_seq` moves when the
+      // server sends the first event of the backlog to the service's pull request.
+      const fetched = watchConsumer(
+        jsm,
+        stream,
+        Durables.usageRecords,
+        (info) => info.delivered.stream_seq >= backlog.firstSeq,
+        POLL_MS,
+        exited(started),
+      );
+      const durable = Durables.usageRecords;
+      const result = await drain(
+        pg,
+        jsm,
+        { table: usageTable, before, stream, durable, backlog },
+        started.process.pid,
+        fetched,
+      );
+      await waitReady(started);
+      return {
+        ...result,
+        resume_to_first_fetch_ms: Math.round(result.first - spawned),
+        // The CPU the service's process spent until then (in 10 ms ticks): steadier than the
+        // wall time on a machine that is not quiet.
+        resume_cpu_ms: Math.round(result.cpu_at_first.consumer * 1000),
+        // From the process's start: the window to pass to cpuprofile.js (--from-ms/--to-ms).
+        window_ms: [Math.round(result.first - spawned), Math.round(result.last - spawned)],
+      };
+    };
     let stopBaseline: (() => Promise<void>) | undefined;
-    const runBaseline = () =>
-      drainRate(pg, baselineTable, EVENTS, async () => {
-        const b = await baseline(nc, id, pgBaseline, baselineTable, fromSeq);
-        stopBaseline = b.stop;
-        return 0;
-      });
+    const runBaseline = async () => {
+      await pg.query('checkpoint');
+      const before = await count(pg, baselineTable);
+      const b = await baseline(nc, id, pgBaseline, baselineTable, backlog.firstSeq);
+      stopBaseline = b.stop;
+      const target = { table: baselineTable, before, stream, durable: b.durable, backlog };
+      return drain(pg, jsm, target, undefined, b.firstFetch);
+    };
     let parley: Awaited<ReturnType<typeof runParley>>;
     let bare: Awaited<ReturnType<typeof runBaseline>>;
     if (round % 2 === 1) {
@@ -278,27 +407,122 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
     }
     await stopBaseline?.();
     const ratio = Math.round((parley.rate / bare.rate) * 100) / 100;
-    ratios.push(ratio);
+    rounds.push({ ratio, parley: parley.rate, baseline: bare.rate, resume: parley.resume_to_first_fetch_ms });
     print({
       test: 'ingest',
       round,
       events: EVENTS,
+      first: round % 2 === 1 ? 'parley' : 'baseline',
       parley_per_second: parley.rate,
       baseline_per_second: bare.rate,
       ratio,
+      parley_drain_ms: parley.drain_ms,
+      baseline_drain_ms: bare.drain_ms,
+      resume_to_first_fetch_ms: parley.resume_to_first_fetch_ms,
+      resume_cpu_ms: parley.resume_cpu_ms,
+      parley_window_ms: parley.window_ms,
       parley_cpu_s_per_1k: parley.cpu_s_per_1k,
       baseline_cpu_s_per_1k: bare.cpu_s_per_1k,
     });
   }
-  const sorted = [...ratios].sort((a, b) => a - b);
   print({
     test: 'ingest-median',
     rounds: ROUNDS,
     events: EVENTS,
-    median_ratio: sorted[Math.floor(sorted.length / 2)],
-    ratios,
+    median_ratio: Math.round(median(rounds.map((r) => r.ratio)) * 100) / 100,
+    median_resume_to_first_fetch_ms: Math.round(median(rounds.map((r) => r.resume))),
+    ratios: rounds.map((r) => r.ratio),
+    parley_per_second: rounds.map((r) => r.parley),
+    baseline_per_second: rounds.map((r) => r.baseline),
+    resume_to_first_fetch_ms: rounds.map((r) => r.resume),
   });
   await pgBaseline.end();
+}
+
+/**
+ * "Resume" as a paused process going on: the running usage service is stopped with SIGSTOP,
+ * the backlog is published, and it is continued with SIGCONT. Its pull request was still open on
+ * the server, so part of the backlog may already sit in its socket (`delivered_while_stopped`);
+ * the figures are from SIGCONT to its first and its last commit.
+ */
+async function pauseResume(stack: Stack, nc: NatsConnection, pg: Client, bots: string[]): Promise<void> {
+  const id = stack.id;
+  const usageTable = `"${id}_usage".usage_records`;
+  const jsm = await jetstreamManager(nc);
+  const stream = `${id}_USAGE`;
+  let usage = stack.services.get('usage');
+  if (!usage || usage.process.exitCode !== null || usage.process.signalCode !== null) {
+    usage = startService('usage', stack.env, join(ROOT, '.parley', 'test-logs', id));
+    stack.services.set('usage', usage);
+  }
+  await waitReady(usage);
+  const service = usage;
+  const samples: { first: number; rate: number }[] = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    // Idle first: nothing pending or unacknowledged on its durable.
+    for (;;) {
+      const info = await jsm.consumers.info(stream, Durables.usageRecords);
+      if (info.num_pending === 0 && info.num_ack_pending === 0) break;
+      await sleep(100);
+    }
+    await pg.query('checkpoint');
+    const before = await count(pg, usageTable);
+    service.process.kill('SIGSTOP');
+    const tag = 50 + round;
+    const { backlog, deliveredWhileStopped } = await (async () => {
+      try {
+        const published = await publishAll(nc, id, tag, bots);
+        const info = await jsm.consumers.info(stream, Durables.usageRecords);
+        return {
+          backlog: published,
+          deliveredWhileStopped: Math.max(0, info.delivered.stream_seq - published.firstSeq + 1),
+        };
+      } finally {
+        service.process.kill('SIGCONT');
+      }
+    })();
+    const resumed = performance.now();
+    // The first commit: any row of this round, probed through the (bot_id, request_id) index.
+    let first = 0;
+    for (const deadline = Date.now() + 5 * 60 * 1000; !first;) {
+      const { rows } = await pg.query(
+        `select exists (select 1 from ${usageTable}
+           where bot_id = any($1::uuid[]) and request_id >= $2 and request_id < $3) as some`,
+        [bots, `r${tag}-`, `r${tag}.`],
+      );
+      if (rows[0].some) first = performance.now();
+      else if (Date.now() > deadline) throw new Error(`nothing of round ${tag} stored after SIGCONT`);
+      else await sleep(POLL_MS);
+    }
+    const last = await watchConsumer(
+      jsm,
+      stream,
+      Durables.usageRecords,
+      (info) => info.ack_floor.stream_seq >= backlog.lastSeq,
+      ACK_POLL_MS,
+      exited(service),
+    );
+    const stored = (await count(pg, usageTable)) - before;
+    if (stored !== EVENTS) throw new Error(`${usageTable}: ${stored} rows for ${EVENTS} events acknowledged`);
+    const rate = Math.round(EVENTS / ((last - resumed) / 1000));
+    samples.push({ first: first - resumed, rate });
+    print({
+      test: 'ingest-sigcont',
+      round,
+      events: EVENTS,
+      delivered_while_stopped: deliveredWhileStopped,
+      resume_to_first_commit_ms: Math.round(first - resumed),
+      resume_to_last_commit_ms: Math.round(last - resumed),
+      parley_per_second: rate,
+    });
+  }
+  print({
+    test: 'ingest-sigcont-median',
+    rounds: ROUNDS,
+    events: EVENTS,
+    median_resume_to_first_commit_ms: Math.round(median(samples.map((s) => s.first))),
+    median_per_second: Math.round(median(samples.map((s) => s.rate))),
+  });
 }
 
 async function publishing(stack: Stack, nc: NatsConnection, bots: string[]): Promise<void> {
@@ -513,6 +737,7 @@ async function main(): Promise<void> {
     }
     const only = process.env.BENCH_ONLY?.split(',');
     if (!only || only.includes('ingest')) await ingestion(stack, nc, pg, bots);
+    if (!only || only.includes('sigcont')) await pauseResume(stack, nc, pg, bots);
     if (!only || only.includes('publish')) await publishing(stack, nc, bots);
     if (!only || only.includes('summary')) await summaries(stack, pg, token, bots);
   } finally {

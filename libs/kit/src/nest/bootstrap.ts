@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { flushCompileCache } from 'node:module';
 import type { INestApplication, LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -106,6 +107,8 @@ export async function startHttpService(
   await startServing(app);
   await app.listen(options.port, options.host);
   logger.info({ url: await app.getUrl() }, 'listening');
+  // What the start compiled, on disk now: the next start reads it (see observability/compile-cache).
+  flushCompileCache();
   collectStartupGarbage(logger);
   return app;
 }
