@@ -417,7 +417,7 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
       parley = await runParley();
     }
     await stopBaseline?.();
-    const ratio = Math.round((parley.rate / bare.rate) * 100) / 100;
+    const ratio = parley.rate / bare.rate;
     rounds.push({ ratio, parley: parley.rate, baseline: bare.rate, resume: parley.resume_to_first_fetch_ms });
     print({
       test: 'ingest',
@@ -426,7 +426,7 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
       first: round % 2 === 1 ? 'parley' : 'baseline',
       parley_per_second: parley.rate,
       baseline_per_second: bare.rate,
-      ratio,
+      ratio: Math.round(ratio * 100) / 100,
       parley_drain_ms: parley.drain_ms,
       baseline_drain_ms: bare.drain_ms,
       resume_to_first_fetch_ms: parley.resume_to_first_fetch_ms,
@@ -443,7 +443,7 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
     events: EVENTS,
     median_ratio: Math.round(median(rounds.map((r) => r.ratio)) * 100) / 100,
     median_resume_to_first_fetch_ms: Math.round(median(rounds.map((r) => r.resume))),
-    ratios: rounds.map((r) => r.ratio),
+    ratios: rounds.map((r) => Math.round(r.ratio * 100) / 100),
     parley_per_second: rounds.map((r) => r.parley),
     baseline_per_second: rounds.map((r) => r.baseline),
     resume_to_first_fetch_ms: rounds.map((r) => r.resume),
