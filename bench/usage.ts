@@ -5,11 +5,11 @@
  *    usage service is stopped → rows committed, for Parley's usage service (started again) and
  *    for a baseline that pulls the same events from the same stream with a bare durable
  *    consumer and a batched `INSERT … ON CONFLICT DO NOTHING` (pg driver) into a table of the
- *    same shape and indexes. Both are timed from their first fetch (the first delivery to their
- *    durable) to their last commit (their ack floor reaching the backlog's last event, acks
- *    following commits; the row count checked then); Parley's start-up,
- *    from the process's spawn to its first fetch, is reported beside it. Rounds alternate which
- *    goes first; the median ratio closes the section.
+ *    same shape and indexes. Both are timed from their first fetch (their durable's first pull
+ *    request) to their last commit (the row count reaching the backlog); Parley's start-up, from
+ *    the process's spawn to its first fetch, is reported beside it. Rounds alternate which goes
+ *    first; the median ratio closes the section. Nothing reads a consumer's info during a drain
+ *    (on NATS 2.9 that stalls its deliveries).
  * 2. Resume after a pause (`sigcont`): the running service is stopped with SIGSTOP, the same
  *    backlog is published, and SIGCONT lets it go on: time to its first and last commit.
  * 3. Publish rate of one usage-client beside raw JetStream publishes with the same window (`publish`).
@@ -26,15 +26,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import {
-  AckPolicy,
-  DeliverPolicy,
-  jetstream,
-  jetstreamManager,
-  type ConsumerInfo,
-  type JetStreamManager,
-  type JsMsg,
-} from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Durables } from '@parley/contracts';
 import { UsageClient } from '@parley/usage-client';
 import {
@@ -59,10 +51,8 @@ const ROUNDS = Number(process.env.BENCH_USAGE_ROUNDS ?? 4);
 const SUMMARY_RECORDS = Number(process.env.BENCH_SUMMARY_RECORDS ?? 10_000_000);
 const BOTS = 20;
 const BATCH = 500;
-/** How often the usage durable's consumer info is read while waiting for its first delivery. */
+/** How often a drain's end (or a first commit) is probed in PostgreSQL. */
 const POLL_MS = 5;
-/** How often a draining consumer's info is read for its ack floor. */
-const ACK_POLL_MS = 10;
 
 const print = (result: Record<string, unknown>) => console.log(JSON.stringify({ bench: 'usage', ...result }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -102,7 +92,6 @@ function eventOf(round: number, i: number, bots: string[]) {
 async function publishAll(nc: NatsConnection, prefix: string, round: number, bots: string[]): Promise<Backlog> {
   const js = jetstream(nc);
   let firstSeq = Infinity;
-  let lastSeq = 0;
   for (let from = 0; from < EVENTS; from += 2000) {
     const acks = [];
     for (let i = from; i < Math.min(EVENTS, from + 2000); i++) {
@@ -116,10 +105,11 @@ async function publishAll(nc: NatsConnection, prefix: string, round: number, bot
     for (const ack of await Promise.all(acks)) {
       if (ack.duplicate) throw new Error(`event ${ack.seq} of round ${round} was taken for a duplicate`);
       firstSeq = Math.min(firstSeq, ack.seq);
-      lastSeq = Math.max(lastSeq, ack.seq);
     }
   }
-  return { firstSeq, lastSeq };
+  // One connection publishes in order, so the last event is the stream's last.
+  const last = eventOf(round, EVENTS - 1, bots);
+  return { firstSeq, last: { botId: last.bot_id, requestId: last.request_id } };
 }
 
 /** CPU seconds used so far by the processes whose command name matches, from /proc. */
@@ -155,66 +145,94 @@ function cpuParts(consumerPid: number | undefined): Record<string, () => number>
   };
 }
 
-/** One round's backlog in the stream: the sequences of its first and last event. */
+/** One round's backlog in the stream: the sequence of its first event, and its last event's key. */
 interface Backlog {
   firstSeq: number;
-  lastSeq: number;
+  last: { botId: string; requestId: string };
 }
 
 /**
- * Polls a durable's consumer info every `everyMs` until `reached` holds; fails when `alive`
- * says its consumer is gone, or after `timeoutMs`.
+ * When a durable's consumer first fetches: its first pull request
+ * (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>`), seen by a plain subscriber set up before the
+ * consumer starts; the backlog is waiting, so the server answers it at once. Watching costs the
+ * server nothing; reading the consumer's info instead would disturb the drain (NATS 2.9 then
+ * serves the open pull requests in a trickle).
  */
-async function watchConsumer(
-  jsm: JetStreamManager,
-  stream: string,
-  durable: string,
-  reached: (info: ConsumerInfo) => boolean,
-  everyMs: number,
-  alive: () => string | undefined = () => undefined,
-  timeoutMs = 30 * 60 * 1000,
-): Promise<number> {
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
-    if (reached(await jsm.consumers.info(stream, durable))) return performance.now();
-    const gone = alive();
-    if (gone) throw new Error(gone);
-    await sleep(everyMs);
+async function firstPull(nc: NatsConnection, stream: string, durable: string) {
+  let seen: ((at: number) => void) | undefined;
+  const at = new Promise<number>((resolve) => (seen = resolve));
+  const sub = nc.subscribe(`$JS.API.CONSUMER.MSG.NEXT.${stream}.${durable}`, {
+    max: 1,
+    callback: () => seen?.(performance.now()),
+  });
+  await nc.flush();
+  return { at, cancel: () => sub.unsubscribe() };
+}
+
+/** Resolves as `fetched` does, or fails when the service's process ends first. */
+async function unlessExited(fetched: Promise<number>, service: RunningService): Promise<number> {
+  let timer: NodeJS.Timeout | undefined;
+  const gone = new Promise<never>((_, reject) => {
+    timer = setInterval(() => {
+      const why = exited(service)();
+      if (why) reject(new Error(why));
+    }, 100);
+  });
+  try {
+    return await Promise.race([fetched, gone]);
+  } finally {
+    clearInterval(timer);
   }
-  throw new Error(`${durable}: not reached within ${timeoutMs} ms`);
+}
+
+/**
+ * When a drain's last commit landed. The row of the backlog's last event (the last a consumer
+ * takes, in stream order) is probed every 5 ms through the `(bot_id, request_id)` index; once it
+ * is there, the row count must reach the backlog (a batch still in flight beside the last one is
+ * waited for). The answer is when the count that reached it was sent: its snapshot saw every row.
+ * A `count(*)` polled throughout would keep PostgreSQL scanning the table on the same two cores.
+ */
+async function lastCommit(pg: Client, table: string, before: number, backlog: Backlog): Promise<number> {
+  for (const deadline = Date.now() + 30 * 60 * 1000; Date.now() < deadline;) {
+    const { rows } = await pg.query(
+      `select exists (select 1 from ${table} where bot_id = $1 and request_id = $2) as there`,
+      [backlog.last.botId, backlog.last.requestId],
+    );
+    if (rows[0].there) {
+      for (;;) {
+        const sent = performance.now();
+        const stored = (await count(pg, table)) - before;
+        if (stored >= EVENTS) {
+          if (stored > EVENTS) throw new Error(`${table}: ${stored} rows for ${EVENTS} events`);
+          return sent;
+        }
+        if (Date.now() > deadline) break;
+        await sleep(10);
+      }
+    }
+    await sleep(POLL_MS);
+  }
+  throw new Error(`${table} did not reach ${EVENTS} more rows`);
 }
 
 /**
  * A drain from its first fetch to its last commit, with the rows per second over that span and
  * the CPU seconds each part of the machine spent meanwhile (per 1000 rows). `firstFetch`
- * resolves with the `performance.now()` at which the consumer's first delivery was seen. The
- * last commit is seen as the consumer's ack floor reaching the backlog's last event (its
- * consumer info polled every `ACK_POLL_MS`): both consumers ack an event only after the
- * transaction that stored it committed. The row count is then checked once, so an event acked
- * without its row fails the run; polling `count(*)` instead would keep PostgreSQL scanning the
- * table throughout the drain, on the same two cores.
+ * resolves with the `performance.now()` of the consumer's first pull request.
  */
 async function drain(
   pg: Client,
-  jsm: JetStreamManager,
-  target: { table: string; before: number; stream: string; durable: string; backlog: Backlog },
+  target: { table: string; before: number; backlog: Backlog },
   consumerPid: number | undefined,
   firstFetch: Promise<number>,
 ) {
   const first = await firstFetch;
   const parts = cpuParts(consumerPid);
   const cpu = Object.fromEntries(Object.entries(parts).map(([k, f]) => [k, f()]));
-  const last = await watchConsumer(
-    jsm,
-    target.stream,
-    target.durable,
-    (info) => info.ack_floor.stream_seq >= target.backlog.lastSeq,
-    ACK_POLL_MS,
-  );
+  const last = await lastCommit(pg, target.table, target.before, target.backlog);
   const perThousand = Object.fromEntries(
     Object.entries(parts).map(([k, f]) => [k, Math.round(((f() - cpu[k]) / EVENTS) * 1000 * 1000) / 1000]),
   );
-  const stored = (await count(pg, target.table)) - target.before;
-  if (stored !== EVENTS) throw new Error(`${target.table}: ${stored} rows for ${EVENTS} events acknowledged`);
   return {
     first,
     last,
@@ -226,16 +244,29 @@ async function drain(
   };
 }
 
+/** Batches the usage service has handled on its `usage-records` durable since it started, from its /metrics. */
+async function batchesHandled(service: RunningService): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${service.port}/metrics`)).text();
+  const line = text
+    .split('\n')
+    .find(
+      (l) => l.startsWith('parley_consumer_batch_size_count{') && l.includes(`consumer="${Durables.usageRecords}"`),
+    );
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}
+
 /** Why a service's process is no longer there, or undefined while it runs. */
 const exited = (service: RunningService) => () =>
   service.process.exitCode !== null || service.process.signalCode !== null
     ? `${service.name} exited (${service.process.exitCode ?? service.process.signalCode}):\n${tail(service.log)}`
     : undefined;
 
+const baselineDurable = (fromSeq: number) => `baseline-${fromSeq}`;
+
 /** The bare baseline: a durable pull consumer, batches of 500, one multi-row INSERT … ON CONFLICT DO NOTHING, ack. */
 async function baseline(nc: NatsConnection, id: string, pg: Client, table: string, fromSeq: number) {
   const jsm = await jetstreamManager(nc);
-  const durable = `baseline-${fromSeq}`;
+  const durable = baselineDurable(fromSeq);
   await jsm.consumers.add(`${id}_USAGE`, {
     durable_name: durable,
     ack_policy: AckPolicy.Explicit,
@@ -265,13 +296,9 @@ async function baseline(nc: NatsConnection, id: string, pg: Client, table: strin
   let stored = 0;
   let buffer: JsMsg[] = [];
   let wake: (() => void) | undefined;
-  let fetched: ((at: number) => void) | undefined;
-  const firstFetch = new Promise<number>((r) => (fetched = r));
   const messages = await consumer.consume({
     max_messages: BATCH * 2,
     callback: (m) => {
-      fetched?.(performance.now());
-      fetched = undefined;
       buffer.push(m);
       wake?.();
     },
@@ -315,8 +342,6 @@ async function baseline(nc: NatsConnection, id: string, pg: Client, table: strin
     }
   })();
   return {
-    durable,
-    firstFetch,
     done: worker,
     stop: async () => {
       await messages.close();
@@ -341,7 +366,6 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
   await pg.query(`create schema "${id}_baseline"`);
   await pg.query(`create table ${baselineTable} (like ${usageTable} including all)`);
   const logDir = join(ROOT, '.parley', 'test-logs', id);
-  const jsm = await jetstreamManager(nc);
   // The baseline writes on a connection of its own, as a script of its own would.
   const pgBaseline = new Client({ connectionString: DATABASE_URL });
   await pgBaseline.connect();
@@ -355,30 +379,17 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
     const runParley = async () => {
       await pg.query('checkpoint');
       const before = await count(pg, usageTable);
+      const pulled = await firstPull(nc, stream, Durables.usageRecords);
       const spawned = performance.now();
       const started = startService('usage', stack.env, logDir);
       stack.services.set('usage', started);
-      // Its first fetch, seen from outside: the durable's `delivered.stream_seq` moves when the
-      // server sends the first event of the backlog to the service's pull request.
-      const fetched = watchConsumer(
-        jsm,
-        stream,
-        Durables.usageRecords,
-        (info) => info.delivered.stream_seq >= backlog.firstSeq,
-        POLL_MS,
-        exited(started),
-      );
-      const durable = Durables.usageRecords;
-      const result = await drain(
-        pg,
-        jsm,
-        { table: usageTable, before, stream, durable, backlog },
-        started.process.pid,
-        fetched,
-      );
+      const fetched = unlessExited(pulled.at, started).finally(pulled.cancel);
+      const result = await drain(pg, { table: usageTable, before, backlog }, started.process.pid, fetched);
       await waitReady(started);
       return {
         ...result,
+        // How the backlog was cut: 200 for 100,000 events at the default batch of 500.
+        batches: await batchesHandled(started),
         resume_to_first_fetch_ms: Math.round(result.first - spawned),
         // The CPU the service's process spent until then (in 10 ms ticks): steadier than the
         // wall time on a machine that is not quiet.
@@ -391,10 +402,10 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
     const runBaseline = async () => {
       await pg.query('checkpoint');
       const before = await count(pg, baselineTable);
+      const pulled = await firstPull(nc, stream, baselineDurable(backlog.firstSeq));
       const b = await baseline(nc, id, pgBaseline, baselineTable, backlog.firstSeq);
       stopBaseline = b.stop;
-      const target = { table: baselineTable, before, stream, durable: b.durable, backlog };
-      return drain(pg, jsm, target, undefined, b.firstFetch);
+      return drain(pg, { table: baselineTable, before, backlog }, undefined, pulled.at);
     };
     let parley: Awaited<ReturnType<typeof runParley>>;
     let bare: Awaited<ReturnType<typeof runBaseline>>;
@@ -406,7 +417,7 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
       parley = await runParley();
     }
     await stopBaseline?.();
-    const ratio = Math.round((parley.rate / bare.rate) * 100) / 100;
+    const ratio = parley.rate / bare.rate;
     rounds.push({ ratio, parley: parley.rate, baseline: bare.rate, resume: parley.resume_to_first_fetch_ms });
     print({
       test: 'ingest',
@@ -415,11 +426,12 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
       first: round % 2 === 1 ? 'parley' : 'baseline',
       parley_per_second: parley.rate,
       baseline_per_second: bare.rate,
-      ratio,
+      ratio: Math.round(ratio * 100) / 100,
       parley_drain_ms: parley.drain_ms,
       baseline_drain_ms: bare.drain_ms,
       resume_to_first_fetch_ms: parley.resume_to_first_fetch_ms,
       resume_cpu_ms: parley.resume_cpu_ms,
+      parley_batches: parley.batches,
       parley_window_ms: parley.window_ms,
       parley_cpu_s_per_1k: parley.cpu_s_per_1k,
       baseline_cpu_s_per_1k: bare.cpu_s_per_1k,
@@ -431,7 +443,7 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
     events: EVENTS,
     median_ratio: Math.round(median(rounds.map((r) => r.ratio)) * 100) / 100,
     median_resume_to_first_fetch_ms: Math.round(median(rounds.map((r) => r.resume))),
-    ratios: rounds.map((r) => r.ratio),
+    ratios: rounds.map((r) => Math.round(r.ratio * 100) / 100),
     parley_per_second: rounds.map((r) => r.parley),
     baseline_per_second: rounds.map((r) => r.baseline),
     resume_to_first_fetch_ms: rounds.map((r) => r.resume),
@@ -448,8 +460,6 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
 async function pauseResume(stack: Stack, nc: NatsConnection, pg: Client, bots: string[]): Promise<void> {
   const id = stack.id;
   const usageTable = `"${id}_usage".usage_records`;
-  const jsm = await jetstreamManager(nc);
-  const stream = `${id}_USAGE`;
   let usage = stack.services.get('usage');
   if (!usage || usage.process.exitCode !== null || usage.process.signalCode !== null) {
     usage = startService('usage', stack.env, join(ROOT, '.parley', 'test-logs', id));
@@ -459,29 +469,17 @@ async function pauseResume(stack: Stack, nc: NatsConnection, pg: Client, bots: s
   const service = usage;
   const samples: { first: number; rate: number }[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
-    // Idle first: nothing pending or unacknowledged on its durable.
-    for (;;) {
-      const info = await jsm.consumers.info(stream, Durables.usageRecords);
-      if (info.num_pending === 0 && info.num_ack_pending === 0) break;
-      await sleep(100);
-    }
+    // The previous round's last acks settle.
+    await sleep(1000);
     await pg.query('checkpoint');
     const before = await count(pg, usageTable);
+    const batchesBefore = await batchesHandled(service);
     service.process.kill('SIGSTOP');
     const tag = 50 + round;
-    const { backlog, deliveredWhileStopped } = await (async () => {
-      try {
-        const published = await publishAll(nc, id, tag, bots);
-        const info = await jsm.consumers.info(stream, Durables.usageRecords);
-        return {
-          backlog: published,
-          deliveredWhileStopped: Math.max(0, info.delivered.stream_seq - published.firstSeq + 1),
-        };
-      } finally {
-        service.process.kill('SIGCONT');
-      }
-    })();
+    const backlog = await publishAll(nc, id, tag, bots).finally(() => service.process.kill('SIGCONT'));
     const resumed = performance.now();
+    const parts = cpuParts(service.process.pid);
+    const cpu = Object.fromEntries(Object.entries(parts).map(([k, f]) => [k, f()]));
     // The first commit: any row of this round, probed through the (bot_id, request_id) index.
     let first = 0;
     for (const deadline = Date.now() + 5 * 60 * 1000; !first;) {
@@ -494,26 +492,20 @@ async function pauseResume(stack: Stack, nc: NatsConnection, pg: Client, bots: s
       else if (Date.now() > deadline) throw new Error(`nothing of round ${tag} stored after SIGCONT`);
       else await sleep(POLL_MS);
     }
-    const last = await watchConsumer(
-      jsm,
-      stream,
-      Durables.usageRecords,
-      (info) => info.ack_floor.stream_seq >= backlog.lastSeq,
-      ACK_POLL_MS,
-      exited(service),
-    );
-    const stored = (await count(pg, usageTable)) - before;
-    if (stored !== EVENTS) throw new Error(`${usageTable}: ${stored} rows for ${EVENTS} events acknowledged`);
+    const last = await lastCommit(pg, usageTable, before, backlog);
     const rate = Math.round(EVENTS / ((last - resumed) / 1000));
     samples.push({ first: first - resumed, rate });
     print({
       test: 'ingest-sigcont',
       round,
       events: EVENTS,
-      delivered_while_stopped: deliveredWhileStopped,
       resume_to_first_commit_ms: Math.round(first - resumed),
       resume_to_last_commit_ms: Math.round(last - resumed),
       parley_per_second: rate,
+      parley_batches: (await batchesHandled(service)) - batchesBefore,
+      parley_cpu_s_per_1k: Object.fromEntries(
+        Object.entries(parts).map(([k, f]) => [k, Math.round(((f() - cpu[k]) / EVENTS) * 1000 * 1000) / 1000]),
+      ),
     });
   }
   print({

@@ -84,6 +84,7 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
   protected override consumeOptions() {
     return {
       callback: (msg: JsMsg) => {
+        this.delivered(msg);
         // A redelivery of what is still buffered takes its place (its ack is the one that counts).
         const at = msg.info.deliveryCount > 1 ? this.buffer.findIndex((m) => m.seq === msg.seq) : -1;
         if (at >= 0) this.buffer[at] = msg;

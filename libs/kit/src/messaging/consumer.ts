@@ -87,6 +87,9 @@ export function decode<S extends z.ZodType>(msg: JsMsg, schema: S): Decoded<S> {
   return { ok: false, raw, code: 'INVALID_EVENT', reason: `invalid event: ${reason}` };
 }
 
+/** How often a consumer records its lag (`parley_consumer_pending`). */
+const LAG_INTERVAL_MS = 5000;
+
 /**
  * What every durable pull consumer shares: provisioning the consumer idempotently, a
  * consume loop restarted after failure, dead letters with their reason, and lag metrics.
@@ -98,6 +101,9 @@ export abstract class PullConsumer {
   protected readonly settled = new WeakSet<JsMsg>();
   private loop: Promise<void> | undefined;
   private lagTimer: NodeJS.Timeout | undefined;
+  /** The consumer's backlog as the last delivery carried it, and when that delivery came. */
+  private deliveredPending = 0;
+  private deliveredAt = 0;
   protected readonly js: JetStreamClient;
 
   constructor(
@@ -120,7 +126,7 @@ export abstract class PullConsumer {
   async start(): Promise<void> {
     await this.ensure();
     this.loop = this.run();
-    this.lagTimer = setInterval(() => void this.recordLag(), 5000);
+    this.lagTimer = setInterval(() => void this.recordLag(), LAG_INTERVAL_MS);
     this.lagTimer.unref();
   }
 
@@ -209,7 +215,24 @@ export abstract class PullConsumer {
     this.logger.warn({ subject, code, reason }, 'event dead-lettered');
   }
 
+  /** Notes the backlog behind a delivery (its reply subject carries the consumer's `num_pending`). */
+  protected delivered(msg: JsMsg): void {
+    this.deliveredPending = msg.info.pending;
+    this.deliveredAt = Date.now();
+  }
+
+  /**
+   * The lag gauge. While deliveries flow, the last one tells the backlog and no request is made:
+   * reading the consumer's info from the server while it serves a backlog (NATS 2.9) can stall
+   * its deliveries to the open pull requests for seconds, and a batch consumer then takes the
+   * rest in small batches. When nothing was delivered since the last reading (idle, or stuck),
+   * the consumer's info is asked for.
+   */
   private async recordLag(): Promise<void> {
+    if (Date.now() - this.deliveredAt < LAG_INTERVAL_MS) {
+      this.metrics.consumerPending.set({ consumer: this.pull.durable }, this.deliveredPending);
+      return;
+    }
     try {
       const consumer = await this.js.consumers.get(this.nats.stream(this.pull.stream), this.pull.durable);
       const info = await consumer.info(true);
@@ -251,7 +274,10 @@ export class DurableConsumer<S extends z.ZodType> extends PullConsumer {
   }
 
   protected async drain(messages: ConsumerMessages): Promise<void> {
-    for await (const msg of messages) await this.handle(msg);
+    for await (const msg of messages) {
+      this.delivered(msg);
+      await this.handle(msg);
+    }
   }
 
   private async handle(msg: JsMsg): Promise<void> {

@@ -43,6 +43,8 @@ export interface DailyDelta {
 export class RollupDeltas {
   private readonly hourly = new Map<string, HourlyDelta>();
   private readonly daily = new Map<string, DailyDelta>();
+  /** UTC day (`YYYY-MM-DD`) by the start of an hour: a batch's records share a few hours. */
+  private readonly days = new Map<number, string>();
 
   add(before: RecordState | undefined, after: RecordState | undefined): void {
     if (before) this.contribute(before, -1);
@@ -50,27 +52,21 @@ export class RollupDeltas {
   }
 
   private contribute(r: RecordState, sign: 1 | -1): void {
-    const key: HourlyKey = {
-      hour: floorHour(r.startedAt),
-      botId: r.botId,
-      provider: r.provider ?? '',
-      model: r.model ?? '',
-      channel: r.channel ?? '',
-      status: r.status,
-      currency: r.currency ?? '',
-    };
-    const hourlyId = [
-      key.hour.getTime(),
-      key.botId,
-      key.provider,
-      key.model,
-      key.channel,
-      key.status,
-      key.currency,
-    ].join('\u0000');
+    const hourMs = Math.floor(r.startedAt.getTime() / HOUR_MS) * HOUR_MS;
+    const provider = r.provider ?? '';
+    const model = r.model ?? '';
+    const channel = r.channel ?? '';
+    const currency = r.currency ?? '';
+    const hourlyId = [hourMs, r.botId, provider, model, channel, r.status, currency].join('\u0000');
     const cost = r.cost ? toUnits(r.cost) : 0n;
     const h = this.hourly.get(hourlyId) ?? {
-      ...key,
+      hour: new Date(hourMs),
+      botId: r.botId,
+      provider,
+      model,
+      channel,
+      status: r.status,
+      currency,
       requests: 0,
       inputTokens: 0,
       outputTokens: 0,
@@ -86,12 +82,17 @@ export class RollupDeltas {
     h.unpricedRequests += r.priceId ? 0 : sign;
     this.hourly.set(hourlyId, h);
 
-    const day = utcDay(r.startedAt);
-    const dailyId = [r.botId, day, key.currency].join('\u0000');
+    // The hour's start lies in the same UTC day as the record's start.
+    let day = this.days.get(hourMs);
+    if (day === undefined) {
+      day = utcDay(new Date(hourMs));
+      this.days.set(hourMs, day);
+    }
+    const dailyId = [r.botId, day, currency].join('\u0000');
     const d = this.daily.get(dailyId) ?? {
       botId: r.botId,
       day,
-      currency: key.currency,
+      currency,
       requests: 0,
       totalTokens: 0,
       costUnits: 0n,

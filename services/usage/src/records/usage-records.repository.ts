@@ -140,26 +140,44 @@ select (select count(*) from changed)::int as changed, (select count(*) from hou
              where bot_id = any($4::uuid[]) and (max_tokens is not null or max_cost is not null)) as budgeted,
        ${PRICES_STAMP_SQL} as stamp`;
 
-const recordJson = (r: RecordState) => ({
-  bot_id: r.botId,
-  request_id: r.requestId,
-  session_id: r.sessionId,
-  user_id: r.userId,
-  channel: r.channel,
-  status: r.status,
-  provider: r.provider,
-  model: r.model,
-  input_tokens: r.inputTokens,
-  output_tokens: r.outputTokens,
-  total_tokens: r.totalTokens,
-  started_at: r.startedAt.toISOString(),
-  completed_at: r.completedAt ? r.completedAt.toISOString() : null,
-  cost: r.cost,
-  currency: r.currency,
-  price_id: r.priceId,
-  created_at: r.createdAt.toISOString(),
-  updated_at: r.updatedAt.toISOString(),
-});
+/**
+ * Records as `jsonb_to_recordset` reads them. A batch's records share their `created_at` and
+ * `updated_at` (the batch's clock), so the text of the last instant written is reused.
+ */
+function recordsJson(records: RecordState[]): string {
+  let lastTime = NaN;
+  let lastText = '';
+  const iso = (d: Date) => {
+    const time = d.getTime();
+    if (time !== lastTime) {
+      lastTime = time;
+      lastText = d.toISOString();
+    }
+    return lastText;
+  };
+  return JSON.stringify(
+    records.map((r) => ({
+      bot_id: r.botId,
+      request_id: r.requestId,
+      session_id: r.sessionId,
+      user_id: r.userId,
+      channel: r.channel,
+      status: r.status,
+      provider: r.provider,
+      model: r.model,
+      input_tokens: r.inputTokens,
+      output_tokens: r.outputTokens,
+      total_tokens: r.totalTokens,
+      started_at: r.startedAt.toISOString(),
+      completed_at: r.completedAt ? r.completedAt.toISOString() : null,
+      cost: r.cost,
+      currency: r.currency,
+      price_id: r.priceId,
+      created_at: iso(r.createdAt),
+      updated_at: iso(r.updatedAt),
+    })),
+  );
+}
 
 /** The totals of one session's records, per currency. */
 export interface TotalsRow {
@@ -202,7 +220,7 @@ export class UsageRecordsRepository {
   async claim(tx: EntityManager, fresh: RecordState[]): Promise<{ inserted: number; existing: RecordState[] }> {
     const [row] = await this.run<{ inserted: number; existing: RecordRow[] }>(tx, CLAIM_SQL, [
       this.pricingLock,
-      JSON.stringify(fresh.map(recordJson)),
+      recordsJson(fresh),
     ]);
     return { inserted: row.inserted, existing: row.existing.map(stateOf) };
   }
@@ -241,7 +259,7 @@ export class UsageRecordsRepository {
       cost: fromUnits(d.costUnits),
     }));
     const [result] = await this.run<{ changed: number; budgeted: string[]; stamp: string }>(tx, WRITE_SQL, [
-      JSON.stringify(updates.map(recordJson)),
+      recordsJson(updates),
       JSON.stringify(hourly),
       JSON.stringify(daily),
       `{${bots.join(',')}}`,
