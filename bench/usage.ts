@@ -388,7 +388,8 @@ async function ingestion(stack: Stack, nc: NatsConnection, pg: Client, bots: str
       await waitReady(started);
       return {
         ...result,
-        // How the backlog was cut: 200 for 100,000 events at the default batch of 500.
+        // How the backlog was cut: about 200 for 100,000 events at the default batch of 500 (the first
+        // ones smaller, taken before 500 have arrived); many more means deliveries came in a trickle.
         batches: await batchesHandled(started),
         resume_to_first_fetch_ms: Math.round(result.first - spawned),
         // The CPU the service's process spent until then (in 10 ms ticks): steadier than the
