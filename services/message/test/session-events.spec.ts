@@ -92,32 +92,6 @@ describe(SessionEventsConsumer.name, () => {
     // The scope row stays as a tombstone, so no late append can bring the session back.
     expect((await orm.em.fork().findOneOrFail(SessionScopeEntity, { sessionId })).status).toBe('deleted');
   });
-});
-
-describe('the copy of a session scope: event order and fences', () => {
-  let app: INestApplication;
-  let orm: MikroORM;
-  let nats: Nats;
-  const runOf = `${id}f`;
-
-  beforeAll(async () => {
-    const config = loadConfig({
-      DATABASE_URL,
-      NATS_URL,
-      DB_SCHEMA_PREFIX: `${runOf}_`,
-      NATS_SUBJECT_PREFIX: runOf,
-      LOG_LEVEL: 'silent',
-    });
-    app = await createServiceApp(AppModule.forRoot(config), { logger: false });
-    await startServing(app);
-    orm = app.get(MikroORM);
-    nats = app.get(Nats);
-  });
-
-  afterAll(async () => {
-    await app.close();
-    await cleanupRun(runOf);
-  });
 
   it('applies only newer events, keeps a fence until the awaited event, and keeps a deleted session deleted', async () => {
     const js = jetstream(nats.connection);
