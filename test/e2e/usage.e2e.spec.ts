@@ -416,9 +416,15 @@ describe('usage and activity (e2e)', () => {
       UsageReportError,
     );
     await client.reportActivity({ event_id: 'c-act', event_type: 'tool.call', occurred_at: iso(Date.now()) });
+    // Ingestion shares the stack with the other suites (the NATS fuzz floods the same stream):
+    // a generous bound, and the last answer if it is not reached.
+    let last: unknown;
     const quota = await eventually(async () => {
       const q = await client.checkQuota();
+      last = q;
       return q.used_tokens === 350 ? q : undefined;
+    }, 40_000).catch((error: unknown) => {
+      throw new Error(`${String(error)}; last quota: ${JSON.stringify(last)}`);
     });
     expect(quota).toMatchObject({
       bot_id: reporter.id,
