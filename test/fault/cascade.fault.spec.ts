@@ -91,6 +91,10 @@ describe('cascade delete under failure (fault)', () => {
     expect(await messagesOf(s.id)).toBe(20);
 
     await restart('message');
+    // At once, before its consumer has caught up: the copy still holds the session, but the
+    // restarted service does not decide from it yet (decision 0023).
+    const late = await call('POST', `/api/v1/sessions/${s.id}/messages`, { role: 'user', content: 'too late' });
+    expect(late.status).toBe(404);
     await until(async () => (await messagesOf(s.id)) === 0);
   });
 

@@ -467,6 +467,12 @@ function requestFailure(subject: string, timeoutMs: number, error: unknown): Par
   return new ParleyError('UPSTREAM_UNAVAILABLE', `request on ${subject} failed`, { cause: error });
 }
 
+/** Whether a call failed because no instance of the service was there to answer at all. */
+export function isNoResponders(error: unknown): boolean {
+  const cause = error instanceof ParleyError ? error.cause : error;
+  return cause instanceof natsErrors.RequestError && cause.isNoResponders();
+}
+
 export function toParleyError(error: unknown): ParleyError {
   if (error instanceof ParleyError) return error;
   if (isStatementTimeout(error)) {

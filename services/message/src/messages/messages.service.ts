@@ -1,9 +1,12 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { MikroORM, UniqueConstraintViolationException, type EntityManager } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
 import type { z } from 'zod';
 import {
+  DOMAIN_STREAM,
   DomainEvents,
+  Durables,
   MAX_BATCH_REPLY_BYTES,
   ParleyError,
   SessionAccessRpc,
@@ -77,7 +80,15 @@ function stats(scope: SessionScope): MessageStats {
 }
 
 @Injectable()
-export class MessagesService {
+export class MessagesService implements OnApplicationBootstrap, OnApplicationShutdown {
+  /**
+   * Whether this instance may decide rights from its copy: only once its session-events
+   * consumer has caught up after start. A change made while no message service ran took no
+   * fence, and its event may still be waiting (decision 0023).
+   */
+  private copyTrusted = false;
+  private stopped = false;
+
   constructor(
     @Inject(MikroORM) private readonly orm: MikroORM,
     @Inject(MessagesRepository) private readonly messages: MessagesRepository,
@@ -88,6 +99,32 @@ export class MessagesService {
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
+  onApplicationBootstrap(): void {
+    void this.trustCopyOnceCaughtUp();
+  }
+
+  onApplicationShutdown(): void {
+    this.stopped = true;
+  }
+
+  /** Polls the session-events consumer until nothing is pending or unacknowledged, then trusts the copy. */
+  private async trustCopyOnceCaughtUp(): Promise<void> {
+    const jsm = await jetstreamManager(this.nats.connection);
+    while (!this.stopped) {
+      try {
+        const info = await jsm.consumers.info(this.nats.stream(DOMAIN_STREAM), Durables.messageSessionEvents);
+        if (info.num_pending === 0 && info.num_ack_pending === 0) {
+          this.copyTrusted = true;
+          this.logger.info('session scopes caught up: rights decided from the copy');
+          return;
+        }
+      } catch {
+        // The consumer is not there yet (the transport creates it as it starts serving).
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
   /** The session service decides who may touch a session when the copy cannot (decision 0023). */
   private authorize(actor: Principal, sessionId: string, action: 'read' | 'write' | 'manage'): Promise<SessionAccess> {
     return this.rpc.call(SessionAccessRpc, { actor, id: sessionId, action });
@@ -95,7 +132,8 @@ export class MessagesService {
 
   /** A read right: from the copy of the session's scope when it can say, else from the session service. */
   private async mayRead(actor: Principal, sessionId: string): Promise<void> {
-    if (await this.messages.allowedByCopy(sessionId, copyRight(actor, 'read'), 'readable')) return;
+    if (this.copyTrusted && (await this.messages.allowedByCopy(sessionId, copyRight(actor, 'read'), 'readable')))
+      return;
     await this.authorize(actor, sessionId, 'read');
   }
 
@@ -140,8 +178,10 @@ export class MessagesService {
     try {
       // The owner's (or the bot's) append in one statement, the right checked on the locked
       // copy; anything the copy cannot decide asks the session service.
-      const [mine] = await this.insert(sessionId, { byCopy: copyRight(actor, 'write') }, rows);
-      if (mine) return { created: true, message: mine };
+      if (this.copyTrusted) {
+        const [mine] = await this.insert(sessionId, { byCopy: copyRight(actor, 'write') }, rows);
+        if (mine) return { created: true, message: mine };
+      }
       const session = await this.authorize(actor, sessionId, 'write');
       if (session.status === 'archived') throw new ParleyError('CONFLICT', `session ${sessionId} is archived`);
       if (input.client_message_id) {
@@ -257,8 +297,10 @@ export class MessagesService {
         const range = { afterSeq: after === undefined ? undefined : Number(after[0]), candidates: take + 1, take };
         // The page and the read right by the copy in one statement; no row may also mean that
         // the copy cannot decide, which the usual check then settles.
-        const page = await this.messages.seqPage(sessionId, order, range, copyRight(actor, 'read'));
-        if (page.items.length > 0) return { rows: page.items, more: page.more };
+        if (this.copyTrusted) {
+          const page = await this.messages.seqPage(sessionId, order, range, copyRight(actor, 'read'));
+          if (page.items.length > 0) return { rows: page.items, more: page.more };
+        }
         await this.mayRead(actor, sessionId);
         const { items, more } = await this.messages.seqPage(sessionId, order, range);
         return { rows: items, more };

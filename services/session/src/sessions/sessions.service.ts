@@ -12,7 +12,7 @@ import {
   type SessionRpc,
 } from '@parley/contracts';
 import { AccessControlRpc, SessionScopeFenceRpc, type MessageStats, type Permission } from '@parley/contracts';
-import { RpcClient } from '@parley/kit';
+import { RpcClient, isNoResponders } from '@parley/kit';
 import { Keyset, OutboxRelay, addToOutbox } from '@parley/kit/database';
 import { SessionEntity, type Session } from './session.entity';
 import { SESSIONS, SessionsRepository, type SessionScope } from './sessions.repository';
@@ -100,17 +100,23 @@ export class SessionsService {
   /**
    * Before a change to who may write a session commits (its status, its deletion): the
    * message service stops deciding rights from its copy until this change's event, which
-   * occurs at `at`, reaches it. If the message service cannot be told, the change fails and
-   * nothing changed (decision 0023).
+   * occurs at `at`, reaches it. If the message service cannot be told (a timeout), the change
+   * fails and nothing changed; if none runs at all, the change goes ahead (decision 0023).
    */
   private async fenceMessages(s: Session, at: Date): Promise<void> {
-    await this.rpc.call(SessionScopeFenceRpc, {
-      session_id: s.id,
-      user_id: s.userId,
-      bot_id: s.botId ?? null,
-      group_ids: s.groupIds ?? [],
-      until: at.toISOString(),
-    });
+    try {
+      await this.rpc.call(SessionScopeFenceRpc, {
+        session_id: s.id,
+        user_id: s.userId,
+        bot_id: s.botId ?? null,
+        group_ids: s.groupIds ?? [],
+        until: at.toISOString(),
+      });
+    } catch (error) {
+      // No message service runs at all: none can take an append now, and one that starts
+      // trusts its copy only once it has caught up with the session events (this one included).
+      if (!isNoResponders(error)) throw error;
+    }
   }
 
   async create(req: CreateRequest): Promise<SessionView> {
