@@ -14,6 +14,7 @@ import {
   type RunningService,
   type Stack,
 } from '../support/stack';
+import { callGateway } from '../support/http';
 
 /**
  * Cursors are signed by the service that makes the list, with a key kept in its schema: a
@@ -27,18 +28,7 @@ describe('list cursors across instances and restarts (e2e)', () => {
   let stack: Stack | undefined;
   const extra: RunningService[] = [];
 
-  const call = async (base: string, method: string, path: string, token?: string, body?: unknown) => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: {
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const call = callGateway;
   const gatewayOf = (s: Stack) => `http://127.0.0.1:${s.services.get('gateway')?.port}`;
   const adminToken = async (base: string) => {
     const res = await call(base, 'POST', '/api/v1/auth/login', undefined, {

@@ -14,6 +14,7 @@ import {
   type RunningService,
   type Stack,
 } from '../support/stack';
+import { callGateway } from '../support/http';
 
 /**
  * The message service decides the owner's appends and reads from its copy of each session's
@@ -30,18 +31,7 @@ describe('session changes seen by the next append (e2e)', () => {
   let base = '';
   let token = '';
 
-  const call = async (method: string, path: string, body?: unknown, as = token) => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${as}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  };
+  const call = (method: string, path: string, body?: unknown, as = token) => callGateway(base, method, path, as, body);
   const append = (sessionId: string, content: string) =>
     call('POST', `/api/v1/sessions/${sessionId}/messages`, { role: 'user', content });
 
