@@ -188,16 +188,11 @@ export class MessagesRepository {
     await em.execute(ENSURE_SCOPE, [scope.id, scope.user_id, scope.bot_id, pgArray(scope.group_ids), scope.status]);
   }
 
-  /** Whether the copy alone lets the actor read (any status but deleted) or write (only `active`) the session. */
-  async allowedByCopy(
-    sessionId: string,
-    right: [boolean, string | null, string | null],
-    statuses: 'readable' | 'writable',
-  ): Promise<boolean> {
-    const status = statuses === 'readable' ? READABLE : `status = 'active'`;
+  /** Whether the copy alone lets the actor read the session (active or archived). */
+  async readableByCopy(sessionId: string, right: [boolean, string | null, string | null]): Promise<boolean> {
     const rows = await runPrepared(
       this.orm,
-      `select 1 from session_scopes where session_id = ? and ${status} and ${RIGHT_BY_COPY}`,
+      `select 1 from session_scopes where session_id = ? and ${READABLE} and ${RIGHT_BY_COPY}`,
       [sessionId, ...right],
     );
     return rows.length > 0;
