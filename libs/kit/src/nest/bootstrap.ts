@@ -107,7 +107,8 @@ export async function startHttpService(
   await startServing(app);
   await app.listen(options.port, options.host);
   logger.info({ url: await app.getUrl() }, 'listening');
-  // What the start compiled, on disk now: the next start reads it (see observability/compile-cache).
+  // With NODE_COMPILE_CACHE set, what the start compiled goes to disk now for the next start
+  // (Node would write it only at a clean exit, which a service stopped by a signal never makes).
   flushCompileCache();
   collectStartupGarbage(logger);
   return app;

@@ -14,8 +14,6 @@
  * `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SDK_DISABLED`, `OTEL_LOG_LEVEL`); export is OTLP over
  * HTTP (JSON), to `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`.
  */
-// First, so that everything below (and the service after it) is read from the compile cache.
-import './compile-cache';
 import { setSourceMapsSupport } from 'node:module';
 import { basename } from 'node:path';
 import { context, diag, propagation, trace, DiagConsoleLogger, type TextMapPropagator } from '@opentelemetry/api';
