@@ -1,12 +1,11 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD, DiscoveryModule } from '@nestjs/core';
 import { KitModule } from '@parley/kit';
 import { GATEWAY_CONFIG, type GatewayConfig } from './config';
 import { GATEWAY_CONTROLLERS } from './controllers';
 import { AuthGuard } from './auth/auth.guard';
 import { TokenVerifier } from './auth/token-verifier';
 import { ProblemFilter } from './http/problem.filter';
-import { QueryFieldNames } from './http/query-fields.interceptor';
 import { StreamLeases } from './messages/stream-leases';
 import { StreamWatch } from './messages/stream-watch';
 import { KeyVerifier } from './auth/key-verifier';
@@ -30,7 +29,6 @@ export class AppModule {
         StreamWatch,
         { provide: APP_GUARD, useClass: AuthGuard },
         { provide: APP_FILTER, useClass: ProblemFilter },
-        { provide: APP_INTERCEPTOR, useClass: QueryFieldNames },
       ],
     };
   }

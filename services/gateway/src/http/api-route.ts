@@ -3,6 +3,7 @@ import { SetMetadata, applyDecorators, createParamDecorator, type ExecutionConte
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ParleyError, validationError, type ErrorCode } from '@parley/contracts';
+import { noteQueryFields } from './query-fields';
 
 export interface ApiRouteSpec {
   summary: string;
@@ -113,6 +114,7 @@ function validDecorator(part: RoutePart) {
       const spec = routeSpec(context.getHandler());
       if (!spec) throw new Error(`a validated ${part} on a route without @ApiRoute`);
       const request = context.switchToHttp().getRequest<FastifyRequest>();
+      if (part === 'query') noteQueryFields(request, spec);
       const value = part === 'params' ? request.params : part === 'query' ? request.query : request.body;
       return validatePart(spec, part, value);
     },

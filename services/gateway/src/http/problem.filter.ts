@@ -4,6 +4,7 @@ import { ParleyError } from '@parley/contracts';
 import { LOGGER, type Logger } from '@parley/kit';
 import { clientAddress } from './client-address';
 import { fromFrameworkError, toProblem } from './problem';
+import { queryFieldNames } from './query-fields';
 
 /** Every error leaves the gateway as application/problem+json. */
 @Catch()
@@ -25,6 +26,7 @@ export async function sendProblem(
   logger: Logger | undefined,
 ): Promise<void> {
   let problem = fromFrameworkError(error);
+  if (problem) queryFieldNames(request, problem);
   if (!problem) {
     logger?.error({ err: error, url: request.url, client: clientAddress(request) }, 'request failed');
     problem = new ParleyError('INTERNAL', 'internal error');
