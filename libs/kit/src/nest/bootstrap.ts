@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { flushCompileCache } from 'node:module';
+import { setFlagsFromString } from 'node:v8';
 import type { INestApplication, LoggerService } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -83,6 +84,14 @@ export async function startHttpService(
     port: number;
     trustProxy?: string[];
     frameworkErrors?: FrameworkErrorHandler;
+    /**
+     * Lets the heap grow to this many percent past what the last full collection kept, before the
+     * next (V8's `--heap-growing-percent`; by default it may grow to several times it). For a
+     * process whose live heap stays small under load while it promotes much short-lived data:
+     * the gateway's old space grew by ~7 MB/s under the append load, nearly all garbage, to
+     * 240 MB resident before V8 collected it; with 50 % it peaks at ~165 MB for the same CPU.
+     */
+    heapGrowthPercent?: number;
     configure?: (app: NestFastifyApplication) => void | Promise<void>;
   },
 ): Promise<NestFastifyApplication> {
@@ -110,6 +119,8 @@ export async function startHttpService(
   // With NODE_COMPILE_CACHE set, what the start compiled goes to disk now for the next start
   // (Node would write it only at a clean exit, which a service stopped by a signal never makes).
   flushCompileCache();
+  // Read by V8 at each full collection: set before the one below, whose limit it then sets.
+  if (options.heapGrowthPercent) setFlagsFromString(`--heap-growing-percent=${options.heapGrowthPercent}`);
   collectStartupGarbage(logger);
   return app;
 }

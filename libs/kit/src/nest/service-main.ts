@@ -15,6 +15,8 @@ export interface ServiceDefinition<C extends CommonConfig> {
   trustProxy?(config: C): string[];
   /** Answers Fastify's own refusals before routing (undecodable URL, over-long path parameter). */
   frameworkErrors?: FrameworkErrorHandler;
+  /** See startHttpService: how far V8 lets the heap grow past what a full collection kept. */
+  heapGrowthPercent?: number;
   configure?(app: NestFastifyApplication, config: C): void | Promise<void>;
 }
 
@@ -38,6 +40,7 @@ export function serviceMain<C extends CommonConfig>(definition: ServiceDefinitio
       port: definition.httpPort(config),
       trustProxy: definition.trustProxy?.(config),
       frameworkErrors: definition.frameworkErrors,
+      heapGrowthPercent: definition.heapGrowthPercent,
       configure: (app) => definition.configure?.(app, config),
     });
   });
