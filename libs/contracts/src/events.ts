@@ -57,9 +57,10 @@ export const DomainEvents = {
  */
 export const restoredSubject = (service: string) => `evt.restored.${service}`;
 export const RestoredEventSchema = z.object({
-  service: z.string(),
-  schema: z.string(),
-  backup: z.string(),
+  service: text({ min: 1, max: 64 }),
+  schema: text({ min: 1, max: 63 }),
+  /** The backup's file name. */
+  backup: text({ min: 1, max: 255 }),
   restored_at: dateTime(),
 });
 export type RestoredEvent = z.infer<typeof RestoredEventSchema>;

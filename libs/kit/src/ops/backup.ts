@@ -354,7 +354,7 @@ async function publishMarkers(
     const event = RestoredEventSchema.parse({
       service,
       schema: serviceSchema(service, config),
-      backup: basename(file),
+      backup: basename(file).slice(0, 255),
       restored_at: new Date().toISOString(),
     });
     const ack = await js.publish(nats.subject(restoredSubject(service)), JSON.stringify(event), {
