@@ -28,6 +28,11 @@ module.exports = {
     },
     {
       ...common,
+      displayName: 'deploy',
+      testMatch: ['<rootDir>/test/deploy/**/*.spec.ts'],
+    },
+    {
+      ...common,
       displayName: 'integration',
       testMatch: ['<rootDir>/{libs,services}/*/test/**/*.spec.ts'],
     },

@@ -2,7 +2,9 @@
 // Parley's one entry point: `npm start` and `npm test` call it. It runs on whatever Node the
 // machine has (20+), fetches the pinned Node 24 and pnpm into .toolchain/, installs and builds
 // the workspace, makes sure PostgreSQL, NATS (with JetStream) and Redis answer, and then either
-// starts the five services or runs every check and test suite.
+// starts the five services or runs every check and test suite. `backup <file>` and
+// `restore <file> [--schema <service>]` back up and restore every service's schema
+// (docs/operations.md).
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -540,10 +542,25 @@ function typecheck(tsc) {
   return 0;
 }
 
+// 6. backup and restore -------------------------------------------------------------------
+/**
+ * Runs `main.js backup|restore` of a service with a database (any would do: each knows every
+ * schema); a file name is taken relative to where this was started.
+ */
+function operation(command, args) {
+  const resolved = args.map((arg, i) =>
+    arg.startsWith('-') || args[i - 1] === '--schema' ? arg : resolve(process.cwd(), arg),
+  );
+  return run(join(BIN, 'node'), ['dist/main.js', command, ...resolved], {
+    cwd: join(ROOT, 'services', 'session'),
+  });
+}
+
 // -----------------------------------------------------------------------------------------
 async function main() {
   const [command = 'start', ...rest] = process.argv.slice(2);
-  if (!['start', 'test', 'check'].includes(command)) fail(`unknown command "${command}" (start, test, check)`);
+  const commands = ['start', 'test', 'check', 'backup', 'restore'];
+  if (!commands.includes(command)) fail(`unknown command "${command}" (${commands.join(', ')})`);
   ensureToolchain();
   ensureDependencies();
   build();
@@ -555,6 +572,11 @@ async function main() {
   }
   if (command === 'test') {
     const status = testAll(rest);
+    stopInfrastructure();
+    process.exit(status);
+  }
+  if (command === 'backup' || command === 'restore') {
+    const status = operation(command, rest);
     stopInfrastructure();
     process.exit(status);
   }

@@ -50,6 +50,21 @@ export const DomainEvents = {
   },
 } as const;
 
+/**
+ * Published on the DOMAIN stream by `main.js restore` for each schema it restored (no consumer
+ * of Parley's reads it): the events of that service before it belong to the timeline the
+ * restore discarded, and a consumer restored later starts after it (docs/operations.md).
+ */
+export const restoredSubject = (service: string) => `evt.restored.${service}`;
+export const RestoredEventSchema = z.object({
+  service: text({ min: 1, max: 64 }),
+  schema: text({ min: 1, max: 63 }),
+  /** The backup's file name. */
+  backup: text({ min: 1, max: 255 }),
+  restored_at: dateTime(),
+});
+export type RestoredEvent = z.infer<typeof RestoredEventSchema>;
+
 /** Every event of a session (created, updated, deleted), for one consumer that follows them all. */
 export const SessionEvents = { subject: 'evt.session.>', schema: SessionEventSchema } as const;
 

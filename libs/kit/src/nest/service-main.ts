@@ -23,7 +23,9 @@ export interface ServiceDefinition<C extends CommonConfig> {
 /**
  * A service's entry point. `main.js` starts it; `main.js migrate` applies migrations and
  * exits; `main.js migration:create` writes a new migration from the entities' diff
- * against the database (development).
+ * against the database (development). `main.js backup <file>` and `main.js restore <file>
+ * [--schema <service>]` back up and restore every service's schema (docs/operations.md); any
+ * service's image runs them, with its NATS credentials.
  */
 export function serviceMain<C extends CommonConfig>(definition: ServiceDefinition<C>): void {
   runMain(async () => {
@@ -34,7 +36,16 @@ export function serviceMain<C extends CommonConfig>(definition: ServiceDefinitio
       await definition.database.command(command, definition.service, config);
       return;
     }
-    if (command !== 'start') throw new Error(`unknown command "${command}" (start, migrate, migration:create)`);
+    if (command === 'backup' || command === 'restore') {
+      // Loaded only here: the gateway's process never loads what the commands need.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { runOperation } = require('../ops/backup') as typeof import('../ops/backup');
+      await runOperation(command, process.argv.slice(3), definition.service, config);
+      return;
+    }
+    if (command !== 'start') {
+      throw new Error(`unknown command "${command}" (start, migrate, migration:create, backup, restore)`);
+    }
     await startHttpService(definition.module(config), {
       host: config.HTTP_HOST,
       port: definition.httpPort(config),

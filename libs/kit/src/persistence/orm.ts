@@ -40,6 +40,15 @@ function quoteIdent(name: string): string {
 }
 
 /**
+ * The `application_name` of a service's connections to its schema (`parley:<schema>`, cut to
+ * PostgreSQL's 63 bytes): `pg_stat_activity` shows whose a connection is, and a restore
+ * refuses while a service is connected to a schema it would replace.
+ */
+export function applicationName(schema: string): string {
+  return `parley:${schema}`.slice(0, 63);
+}
+
+/**
  * One MikroORM instance per service. Queries are unqualified and the connection's
  * `search_path` is the service's schema, so the same migrations serve any schema name
  * (test runs use their own). Every connection of the pool starts with the request path's
@@ -47,7 +56,10 @@ function quoteIdent(name: string): string {
  * work lifts it inside its own transactions with `allowLongStatements`.
  */
 export async function createOrm(options: OrmOptions): Promise<MikroORM> {
-  const settings = [`-c search_path=${quoteIdent(options.schema)}`];
+  const settings = [
+    `-c search_path=${quoteIdent(options.schema)}`,
+    `-c application_name=${applicationName(options.schema)}`,
+  ];
   if (options.statementTimeoutMs !== undefined) {
     settings.push(`-c statement_timeout=${Math.floor(options.statementTimeoutMs)}`);
   }
@@ -100,7 +112,7 @@ export async function migrateUnderLock(
   options: Pick<OrmOptions, 'url' | 'schema'>,
   logger: Logger,
 ): Promise<string[]> {
-  const client = new Client({ connectionString: options.url });
+  const client = new Client({ connectionString: options.url, application_name: applicationName(options.schema) });
   await client.connect();
   const lockKey = `parley:migrate:${options.schema}`;
   try {
