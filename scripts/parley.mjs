@@ -7,7 +7,8 @@
 // (docs/operations.md).
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { connect } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -495,7 +496,6 @@ function testAll(jestArgs) {
     ['type-check', () => typecheck(bin('tsc'))],
     ['lint', () => run(bin('eslint'), ['.'])],
     ['format', () => run(bin('prettier'), ['--check', '.'])],
-    ['tests', () => jest(bin('jest'), jestArgs)],
   ];
   for (const [name, step] of steps) {
     log(`-- ${name}`);
@@ -505,13 +505,46 @@ function testAll(jestArgs) {
       return status;
     }
   }
-  return 0;
+  const total = { passed: 0, failed: 0, skipped: 0 };
+  let status = 0;
+  for (const [name, args] of testPhases(jestArgs)) {
+    log(`-- ${name}`);
+    status = jest(bin('jest'), args, total);
+    if (status !== 0) {
+      log(`${name} failed`);
+      break;
+    }
+  }
+  // The one line CI reads: every test that ran, in every run.
+  const { passed, failed, skipped } = total;
+  process.stdout.write(`tests: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
+  return status;
 }
 
-/** Runs Jest, then prints the plain `tests: N passed, N failed` line that CI reads. */
-function jest(binary, args) {
+/** Jest projects that start and kill infrastructure of their own: run once every other suite passed. */
+const SLOW_PROJECTS = ['fault'];
+
+/**
+ * With no arguments, the fast projects first, then the slow ones; with arguments (a path, a
+ * project), one run of what they select.
+ */
+function testPhases(jestArgs) {
+  if (jestArgs.length > 0) return [['tests', jestArgs]];
+  const names = createRequire(import.meta.url)(join(ROOT, 'jest.config.js')).projects.map((p) => p.displayName);
+  const fast = names.filter((n) => !SLOW_PROJECTS.includes(n));
+  const slow = names.filter((n) => SLOW_PROJECTS.includes(n));
+  return [
+    ['tests', ['--selectProjects', ...fast]],
+    ...(slow.length ? [[`slow tests (${slow.join(', ')})`, ['--selectProjects', ...slow]]] : []),
+  ];
+}
+
+/** Runs Jest, prints each suite's duration and the run's own, and adds its counts to `total`. */
+function jest(binary, args, total) {
   mkdirSync(STATE, { recursive: true });
   const results = join(STATE, 'jest-results.json');
+  rmSync(results, { force: true });
+  const started = Date.now();
   const status = run(binary, ['--ci', '--json', `--outputFile=${results}`, ...args], {
     env: childEnv({ NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --experimental-vm-modules`.trim() }),
   });
@@ -524,8 +557,12 @@ function jest(binary, args) {
       .sort((a, b) => b.seconds - a.seconds);
     for (const suite of suites) process.stdout.write(`  ${suite.seconds.toFixed(1).padStart(6)} s  ${suite.name}\n`);
     process.stdout.write(
-      `tests: ${summary.numPassedTests} passed, ${summary.numFailedTests} failed${skipped ? `, ${skipped} skipped` : ''}\n`,
+      `this run: ${summary.numPassedTests} passed, ${summary.numFailedTests} failed` +
+        `${skipped ? `, ${skipped} skipped` : ''} in ${Math.round((Date.now() - started) / 1000)} s\n`,
     );
+    total.passed += summary.numPassedTests;
+    total.failed += summary.numFailedTests;
+    total.skipped += skipped;
   }
   return status;
 }
