@@ -8,7 +8,7 @@ import {
   type JetStreamManager,
   type StreamConfig,
 } from '@nats-io/jetstream';
-import { nanos } from '@nats-io/transport-node';
+import { errors as natsErrors, nanos } from '@nats-io/transport-node';
 import { DLQ_DOMAIN, DLQ_STREAM, DLQ_USAGE, DOMAIN_STREAM, DOMAIN_SUBJECTS } from '@parley/contracts';
 import { ConfigError } from '../config/env';
 import type { Nats } from './nats';
@@ -80,33 +80,27 @@ export async function ensureStream(nats: Nats, spec: StreamSpec, jsm?: JetStream
     num_replicas: replicas,
   };
   try {
-    let current: StreamConfig;
-    try {
-      current = (await manager.streams.info(name)).config;
-    } catch (error) {
-      if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) {
-        await manager.streams.add(config);
-        return;
+    await untilAnswered(`provisioning the stream ${name}`, async () => {
+      let current: StreamConfig;
+      try {
+        current = (await manager.streams.info(name)).config;
+      } catch (error) {
+        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) {
+          await manager.streams.add(config);
+          return;
+        }
+        throw error;
       }
-      throw error;
-    }
-    const same =
-      JSON.stringify([...current.subjects].sort()) === JSON.stringify([...(config.subjects ?? [])].sort()) &&
-      current.max_age === config.max_age &&
-      current.duplicate_window === config.duplicate_window &&
-      current.max_bytes === config.max_bytes &&
-      current.max_msg_size === config.max_msg_size &&
-      current.discard === config.discard &&
-      current.num_replicas === config.num_replicas;
-    if (same) return;
-    if (current.num_replicas !== config.num_replicas) {
-      // Every service sharing the stream must say the same, or they change it back and forth at each start.
-      nats.logger?.warn(
-        { stream: name, from: current.num_replicas, to: replicas },
-        'changing the replicas of a stream to JETSTREAM_REPLICAS',
-      );
-    }
-    await manager.streams.update(name, { ...current, ...config });
+      if (sameStream(current, config)) return;
+      if (current.num_replicas !== config.num_replicas) {
+        // Every service sharing the stream must say the same, or they change it back and forth at each start.
+        nats.logger?.warn(
+          { stream: name, from: current.num_replicas, to: replicas },
+          'changing the replicas of a stream to JETSTREAM_REPLICAS',
+        );
+      }
+      await manager.streams.update(name, { ...current, ...config });
+    });
   } catch (error) {
     if (error instanceof JetStreamApiError && PLACEMENT_REFUSED.has(error.code)) {
       throw new ConfigError([
@@ -117,6 +111,43 @@ export async function ensureStream(nats: Nats, spec: StreamSpec, jsm?: JetStream
     }
     throw error;
   }
+}
+
+/** How many times a provisioning step is tried while JetStream does not answer in time. */
+const PROVISION_ATTEMPTS = 6;
+
+/**
+ * Runs an idempotent provisioning step (look, then create or update) again while JetStream does
+ * not answer in time. On a cluster that is electing leaders, or creating replicated streams and
+ * consumers for several services starting at once, an answer can take longer than the request
+ * timeout while the work itself goes on; and a 2.9 server answers only one of several updates
+ * that change a stream's replicas at the same moment. The next attempt looks again and does
+ * only what is still missing. Any other error ends it at once.
+ */
+export async function untilAnswered<T>(what: string, step: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step();
+    } catch (error) {
+      if (!(error instanceof natsErrors.TimeoutError)) throw error;
+      if (attempt >= PROVISION_ATTEMPTS) {
+        throw new Error(`JetStream did not answer in time, ${attempt} times, ${what}`, { cause: error });
+      }
+      await new Promise((r) => setTimeout(r, 250 * attempt));
+    }
+  }
+}
+
+function sameStream(current: StreamConfig, wanted: Partial<StreamConfig>): boolean {
+  return (
+    JSON.stringify([...current.subjects].sort()) === JSON.stringify([...(wanted.subjects ?? [])].sort()) &&
+    current.max_age === wanted.max_age &&
+    current.duplicate_window === wanted.duplicate_window &&
+    current.max_bytes === wanted.max_bytes &&
+    current.max_msg_size === wanted.max_msg_size &&
+    current.discard === wanted.discard &&
+    current.num_replicas === wanted.num_replicas
+  );
 }
 
 /** Removes every stream whose name starts with the prefix: test runs clean up after themselves. */
