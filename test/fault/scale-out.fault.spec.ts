@@ -165,6 +165,7 @@ describe('two instances of every service (fault)', () => {
         )
       ).every((s) => s === 401);
     const tookMs = await until('both credentials refused on both gateways', refusedEverywhere, 10_000);
+    process.stdout.write(`scale-out: refused on both gateways ${tookMs} ms after the change\n`);
     // And they stay refused: no instance answers from what it knew before.
     for (let i = 0; i < 5; i++) expect(await refusedEverywhere()).toBe(true);
     expect(tookMs).toBeLessThan(10_000);
