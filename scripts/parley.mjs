@@ -426,6 +426,12 @@ async function start() {
     }
     child.on('exit', (code, signal) => {
       if (stopping) return;
+      // 78 (EX_CONFIG): the service refused its configuration and said why above; a restart cannot help.
+      if (code === 78) {
+        log(`${service.name} stopped: its configuration is wrong (printed above); fix it and start again`);
+        void stopAll(1);
+        return;
+      }
       const ranLong = Date.now() - startedAt > 60_000;
       const attempt = ranLong ? 0 : restarts;
       const delay = Math.min(30_000, 1000 * 2 ** attempt);

@@ -5,6 +5,7 @@
 // service mints the bots' short-lived user JWTs with the account signing key written here.
 //
 //   deploy/nats/init --out DIR [--prefix P] [--listen host:port] [--store-dir PATH]
+//                    [--sync-interval always|DURATION]
 //                    [--cluster URL,URL,...] [--cluster-name NAME] [--cluster-listen host:port]
 //                    [--owner UID:GID] [--force]
 //   deploy/nats/init --permissions [--check]
@@ -33,6 +34,9 @@ options:
   --prefix P                NATS_SUBJECT_PREFIX of the deployment (default: empty)
   --listen HOST:PORT        client listen address in nats.conf (default: 0.0.0.0:4222)
   --store-dir PATH          JetStream store directory in nats.conf (default: DIR/jetstream)
+  --sync-interval VALUE     JetStream's sync_interval: always (fsync every write) or a duration
+                            such as 10s; nats-server 2.10+ (2.9 refuses the field). Default: none
+                            (the server's own: 2 min on 2.10+, a fixed 60 s on 2.9)
   --cluster URL,URL,...     route URLs of a cluster (adds server_name: $SERVER_NAME and a cluster block)
   --cluster-name NAME       cluster name (default: parley)
   --cluster-listen HOST:PORT  route listen address (default: 0.0.0.0:6222)
@@ -298,6 +302,7 @@ async function generate(options) {
     '',
     'jetstream {',
     `  store_dir: ${q(storeDir)}`,
+    ...(options.syncInterval ? [`  sync_interval: ${options.syncInterval}`] : []),
     '}',
   );
   if (options.cluster.length > 0) {
@@ -347,6 +352,7 @@ async function main() {
         prefix: { type: 'string', default: '' },
         listen: { type: 'string', default: '0.0.0.0:4222' },
         'store-dir': { type: 'string' },
+        'sync-interval': { type: 'string' },
         cluster: { type: 'string' },
         'cluster-name': { type: 'string', default: 'parley' },
         'cluster-listen': { type: 'string', default: '0.0.0.0:6222' },
@@ -384,6 +390,10 @@ async function main() {
     if (!m) fail(`--owner must be UID:GID, got "${v.owner}"`);
     owner = [Number(m[1]), Number(m[2])];
   }
+  const syncInterval = v['sync-interval'];
+  if (syncInterval !== undefined && !/^(always|\d+(ms|s|m|h))$/.test(syncInterval)) {
+    fail(`--sync-interval is always or a duration such as 10s or 2m, got "${syncInterval}"`);
+  }
   const cluster = (v.cluster ?? '')
     .split(',')
     .map((s) => s.trim())
@@ -397,6 +407,7 @@ async function main() {
     prefix: v.prefix,
     listen: hostPort(v.listen, '--listen'),
     storeDir: v['store-dir'],
+    syncInterval,
     cluster,
     clusterName: v['cluster-name'],
     clusterListen: hostPort(v['cluster-listen'], '--cluster-listen'),

@@ -7,12 +7,15 @@ export interface SseEvent {
   data?: string;
 }
 
-/** A tiny server-sent-events client: collects events until closed, and knows whether the stream ended. */
-export function openStream(path: string, headers: Record<string, string> = {}) {
+/**
+ * A tiny server-sent-events client: collects events until closed, and knows whether the stream
+ * ended. `base` is the gateway (the e2e project's unless given).
+ */
+export function openStream(path: string, headers: Record<string, string> = {}, base?: string) {
   const events: SseEvent[] = [];
   let status = 0;
   let ended = false;
-  const url = new URL(`${gatewayUrl()}${path}`);
+  const url = new URL(`${base ?? gatewayUrl()}${path}`);
   const req = httpRequest(url, { headers: { accept: 'text/event-stream', ...headers } });
   const ready = new Promise<void>((resolve, reject) => {
     req.on('response', (res) => {

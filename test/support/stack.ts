@@ -23,7 +23,8 @@ export const SERVICE_PROCESS = JSON.parse(readFileSync(join(ROOT, 'scripts', 'se
 };
 export type ServiceName = (typeof SERVICES)[number];
 
-const PORT_VARS: Record<ServiceName, string> = {
+/** The variable that sets each service's HTTP port. */
+export const PORT_VARS: Record<ServiceName, string> = {
   gateway: 'GATEWAY_PORT',
   access: 'ACCESS_HTTP_PORT',
   session: 'SESSION_HTTP_PORT',

@@ -225,6 +225,8 @@ describe('deploy/nats/init in operator mode, on a real nats-server', () => {
     const conf = readFileSync(join(out, 'nats.conf'), 'utf8');
     expect(conf).toMatch(/^resolver: MEMORY$/m);
     expect(conf).toMatch(/^system_account: A[A-Z0-9]{55}$/m);
+    // Unasked, no sync_interval: a 2.9 server (this one) refuses the field.
+    expect(conf).not.toContain('sync_interval');
     expect(readFileSync(join(out, 'account.env'), 'utf8')).toMatch(
       /^NATS_ACCOUNT_PUBLIC_KEY=A[A-Z0-9]{55}\nNATS_ACCOUNT_SIGNING_SEED=SA[A-Z0-9]{56}\n$/,
     );
@@ -243,6 +245,17 @@ describe('deploy/nats/init in operator mode, on a real nats-server', () => {
     const firstKey = readFileSync(join(forced, 'account.env'), 'utf8');
     expect(runInit(['--out', forced, '--force']).status).toBe(0);
     expect(readFileSync(join(forced, 'account.env'), 'utf8')).not.toEqual(firstKey);
+  });
+
+  it('writes the sync_interval it is given into the jetstream block, and refuses a bad one', () => {
+    const out = join(dir, 'synced');
+    expect(runInit(['--out', out, '--sync-interval', 'always']).status).toBe(0);
+    expect(readFileSync(join(out, 'nats.conf'), 'utf8')).toMatch(
+      /^jetstream \{\n {2}store_dir: .*\n {2}sync_interval: always\n\}$/m,
+    );
+    const refused = runInit(['--out', out, '--sync-interval', 'sometimes']);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain('--sync-interval is always or a duration');
   });
 
   it('refuses a connection without credentials', async () => {
@@ -440,5 +453,31 @@ describe('docker-compose.yml and deploy/k8s wire the generated credentials', () 
     }
     const kubectl = spawnSync('kubectl', ['kustomize', join(ROOT, 'deploy', 'k8s')], { encoding: 'utf8' });
     if (!kubectl.error) expect(kubectl.stderr).toBe('');
+  });
+
+  it('runs JetStream with sync_interval: always, only on nats-server images that know it (2.10+)', () => {
+    const atLeast210 = (image: string) => {
+      const [major, minor] = (/^nats:(\d+)\.(\d+)/.exec(image) ?? []).slice(1).map(Number);
+      return major > 2 || (major === 2 && minor >= 10);
+    };
+    const compose = parseYaml(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+      services: Record<string, { image?: string; command?: string[] }>;
+    };
+    const initArgs = compose.services['nats-init'].command ?? [];
+    expect(initArgs.slice(initArgs.indexOf('--sync-interval'), initArgs.indexOf('--sync-interval') + 2)).toEqual([
+      '--sync-interval',
+      'always',
+    ]);
+    expect({ image: compose.services.nats.image, ok: atLeast210(String(compose.services.nats.image)) }).toMatchObject({
+      ok: true,
+    });
+    const natsSet = parseAllDocuments(readFileSync(join(ROOT, 'deploy', 'k8s', 'nats.yaml'), 'utf8'))
+      .map((d) => d.toJSON())
+      .find((d) => d.kind === 'StatefulSet');
+    expect(atLeast210(natsSet.spec.template.spec.containers[0].image)).toBe(true);
+    expect(readFileSync(join(ROOT, 'deploy', 'README.md'), 'utf8')).toContain('--sync-interval always');
+    expect(readFileSync(join(ROOT, 'deploy', 'nats', 'nats-cluster.conf'), 'utf8')).toMatch(
+      /^ {2}sync_interval: always$/m,
+    );
   });
 });

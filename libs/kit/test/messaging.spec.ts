@@ -7,6 +7,7 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { DLQ_DOMAIN, DOMAIN_STREAM, ParleyError, rpc, type DeadLetter } from '@parley/contracts';
 import {
+  ConfigError,
   DLQ_STREAM_SPEC,
   DOMAIN_STREAM_SPEC,
   DurableConsumer,
@@ -382,6 +383,37 @@ describe('messaging kit against real NATS and Postgres', () => {
         .map(([, labels, n]) => [/code="(\w+)"/.exec(labels)?.[1], Number(n)]);
       expect(Object.fromEntries(counted)).toEqual({ NOT_JSON: 1, INVALID_EVENT: 1, UNDELIVERABLE: 1, REJECTED: 1 });
       await consumer.stop();
+    });
+  });
+
+  describe(ensureStream.name, () => {
+    it('refuses more than one replica on a server outside a cluster, naming JETSTREAM_REPLICAS, and creates nothing', async () => {
+      const replicated = await Nats.connect({
+        url: NATS_URL,
+        prefix: id,
+        name: 'kit-test-r3',
+        logger,
+        streamReplicas: 3,
+      });
+      try {
+        const spec = { name: 'R3', subjects: ['kit.r3'], maxAgeMs: 60_000, duplicateWindowMs: 60_000 };
+        const refused = await ensureStream(replicated, spec).catch((error: unknown) => error);
+        expect(refused).toBeInstanceOf(ConfigError);
+        expect((refused as ConfigError).message).toMatch(
+          /JETSTREAM_REPLICAS=3: the NATS server \S+ is not part of a cluster.*set JETSTREAM_REPLICAS=1/,
+        );
+        // The same refusal for the stream that exists already (a single 2.9 server would accept the update).
+        expect(await ensureStream(replicated, DOMAIN_STREAM_SPEC).catch((error: unknown) => error)).toBeInstanceOf(
+          ConfigError,
+        );
+        const jsm = await jetstreamManager(nats.connection);
+        const names: string[] = [];
+        for await (const name of jsm.streams.names()) names.push(name);
+        expect(names).not.toContain(nats.stream('R3'));
+        expect((await jsm.streams.info(nats.stream(DOMAIN_STREAM))).config.num_replicas).toBe(1);
+      } finally {
+        await replicated.close();
+      }
     });
   });
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError, commonEnvShape, parseEnv, port, serviceDatabaseUrl, serviceSchema } from './env';
+import { ConfigError, commonEnvShape, natsServers, parseEnv, port, serviceDatabaseUrl, serviceSchema } from './env';
 
 const schema = z.object({ ...commonEnvShape, SOME_HTTP_PORT: port(8089), SECRET_KEY: z.string().min(10).optional() });
 
@@ -13,7 +13,44 @@ describe(parseEnv.name, () => {
       REDIS_URL: 'redis://127.0.0.1:6379',
       SOME_HTTP_PORT: 8089,
       MIGRATE_ON_START: true,
+      JETSTREAM_REPLICAS: 1,
     });
+  });
+
+  it('takes a NATS cluster as a comma-separated NATS_URL and JETSTREAM_REPLICAS from 1 to 5', () => {
+    const config = parseEnv(schema, {
+      NATS_URL: 'nats://n1:4222, nats://n2:4222,tls://n3:4222,127.0.0.1:4223',
+      JETSTREAM_REPLICAS: '3',
+    });
+    expect(natsServers(config.NATS_URL)).toEqual([
+      'nats://n1:4222',
+      'nats://n2:4222',
+      'tls://n3:4222',
+      '127.0.0.1:4223',
+    ]);
+    expect(config.JETSTREAM_REPLICAS).toBe(3);
+    expect(parseEnv(schema, { JETSTREAM_REPLICAS: '5' }).JETSTREAM_REPLICAS).toBe(5);
+
+    for (const [name, value] of [
+      ['JETSTREAM_REPLICAS', '0'],
+      ['JETSTREAM_REPLICAS', '6'],
+      ['JETSTREAM_REPLICAS', '2.5'],
+      ['JETSTREAM_REPLICAS', 'three'],
+      ['NATS_URL', 'nats://n1:4222,,http://n2'],
+      ['NATS_URL', 'nats://n1:4222 nats://n2:4222'],
+      ['NATS_URL', ','],
+    ]) {
+      let caught: unknown;
+      try {
+        parseEnv(schema, { [name]: value });
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught).toBeInstanceOf(ConfigError);
+      expect((caught as ConfigError).problems).toEqual([
+        expect.stringMatching(new RegExp(`^${name}=${JSON.stringify(value).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `)),
+      ]);
+    }
   });
 
   it('reads an empty variable as unset, so its default applies', () => {

@@ -34,10 +34,37 @@ const url = (protocols: string[], fallback: string) =>
     .default(fallback)
     .refine((v) => protocols.some((p) => v.startsWith(`${p}://`)), `must start with ${protocols.join(':// or ')}://`);
 
+/** One NATS server's URL (`nats://host:port`, `tls://…`, `ws://…`, `wss://…`, or `host:port`). */
+const NATS_SERVER_URL = /^((nats|tls|ws|wss):\/\/)?[^\s,/]+$/;
+
+/** The servers of `NATS_URL`, a comma-separated list (a cluster's nodes), blanks around each dropped. */
+export const natsServers = (value: string): string[] =>
+  value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+
 /** Variables every service reads (names and defaults as API.md fixes them). */
 export const commonEnvShape = {
   DATABASE_URL: url(['postgres', 'postgresql'], 'postgres://postgres@127.0.0.1:5432/parley'),
-  NATS_URL: z.string().default('nats://127.0.0.1:4222'),
+  /** One server, or a cluster's servers separated by commas (the client picks one and fails over). */
+  NATS_URL: z
+    .string()
+    .default('nats://127.0.0.1:4222')
+    .refine((v) => {
+      const servers = natsServers(v);
+      return servers.length > 0 && servers.every((s) => NATS_SERVER_URL.test(s));
+    }, 'one or more NATS server URLs separated by commas (nats://host:port, tls://host:port or host:port)'),
+  /**
+   * Copies JetStream keeps of each stream a service creates (USAGE, DOMAIN, DLQ): 1 on a single
+   * server, 3 on a three-node cluster. A stream that exists with another count is changed to it.
+   */
+  JETSTREAM_REPLICAS: z.coerce
+    .number({ error: 'an integer from 1 to 5' })
+    .int('an integer from 1 to 5')
+    .min(1, 'an integer from 1 to 5')
+    .max(5, 'an integer from 1 to 5')
+    .default(1),
   NATS_SUBJECT_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_-]*$/, 'letters, digits, _ and - only')

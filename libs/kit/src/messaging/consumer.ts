@@ -16,6 +16,7 @@ import { DEAD_LETTER_EVENT_BYTES, Headers, MAX_WIRE_JSON_DEPTH, ParleyError, typ
 import type { z } from 'zod';
 import type { Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
+import { untilAnswered } from './jetstream';
 import type { Nats } from './nats';
 import { contextFromHeaders, recordError } from './trace';
 import { decodeJson, header, nestsDeeperThan, safeHeaders } from './wire';
@@ -91,6 +92,14 @@ export function decode<S extends z.ZodType>(msg: JsMsg, schema: S): Decoded<S> {
 const LAG_INTERVAL_MS = 5000;
 
 /**
+ * How long one pull request waits on the server. The server sends idle heartbeats every half
+ * of it, and the client pulls again after two are missed: a pull lost with a NATS node (or
+ * held by a consumer leader that moved) is replaced within about this long. nats.js's default,
+ * 30 s, left a consumer idle for ~40 s after a node of a cluster was killed (docs/decisions/0026).
+ */
+export const PULL_EXPIRES_MS = 10_000;
+
+/**
  * What every durable pull consumer shares: provisioning the consumer idempotently, a
  * consume loop restarted after failure, dead letters with their reason, and lag metrics.
  */
@@ -138,23 +147,25 @@ export abstract class PullConsumer {
       ack_wait: nanos(this.pull.ackWaitMs ?? 30_000),
       max_ack_pending: this.pull.maxAckPending ?? 1000,
     };
-    try {
-      await jsm.consumers.info(stream, this.pull.durable);
-      await jsm.consumers.update(stream, this.pull.durable, tuning);
-    } catch (error) {
-      if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound) {
-        const config: Partial<ConsumerConfig> = {
-          durable_name: this.pull.durable,
-          ack_policy: AckPolicy.Explicit,
-          deliver_policy: DeliverPolicy.All,
-          filter_subject: this.nats.subject(this.pull.filterSubject),
-          ...tuning,
-        };
-        await jsm.consumers.add(stream, config);
-        return;
+    await untilAnswered(`provisioning the consumer ${this.pull.durable} of ${stream}`, async () => {
+      try {
+        await jsm.consumers.info(stream, this.pull.durable);
+        await jsm.consumers.update(stream, this.pull.durable, tuning);
+      } catch (error) {
+        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound) {
+          const config: Partial<ConsumerConfig> = {
+            durable_name: this.pull.durable,
+            ack_policy: AckPolicy.Explicit,
+            deliver_policy: DeliverPolicy.All,
+            filter_subject: this.nats.subject(this.pull.filterSubject),
+            ...tuning,
+          };
+          await jsm.consumers.add(stream, config);
+          return;
+        }
+        throw error;
       }
-      throw error;
-    }
+    });
   }
 
   private async run(): Promise<void> {
@@ -163,6 +174,7 @@ export abstract class PullConsumer {
         const consumer = await this.js.consumers.get(this.nats.stream(this.pull.stream), this.pull.durable);
         this.messages = await consumer.consume({
           max_messages: this.pull.maxMessages ?? 100,
+          expires: PULL_EXPIRES_MS,
           ...this.consumeOptions(),
         });
         await this.drain(this.messages);

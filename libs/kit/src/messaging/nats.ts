@@ -8,7 +8,7 @@ import {
   type Authenticator,
   type NatsConnection,
 } from '@nats-io/transport-node';
-import { ConfigError } from '../config/env';
+import { ConfigError, natsServers } from '../config/env';
 import { prefixed, prefixedStream } from '@parley/contracts';
 import type { Logger } from '../observability/logger';
 
@@ -19,6 +19,9 @@ export class Nats {
     readonly prefix: string,
     /** Where this connection receives replies (its own requests' and chunked replies' continuations). */
     readonly inboxPrefix: string,
+    /** Copies JetStream keeps of each stream this process creates (`JETSTREAM_REPLICAS`). */
+    readonly streamReplicas: number,
+    readonly logger?: Logger,
   ) {}
 
   static async connect(options: {
@@ -28,10 +31,12 @@ export class Nats {
     logger: Logger;
     inboxPrefix?: string;
     authenticator?: Authenticator;
+    /** Replicas of the streams `ensureStream` creates; 1 unless given. */
+    streamReplicas?: number;
   }): Promise<Nats> {
     const inboxPrefix = options.inboxPrefix ?? '_INBOX';
     const nc = await connect({
-      servers: options.url.split(','),
+      servers: natsServers(options.url),
       name: options.name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
@@ -48,7 +53,7 @@ export class Nats {
         }
       }
     })();
-    return new Nats(nc, options.prefix, inboxPrefix);
+    return new Nats(nc, options.prefix, inboxPrefix, options.streamReplicas ?? 1, options.logger);
   }
 
   subject(name: string): string {

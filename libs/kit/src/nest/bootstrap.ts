@@ -161,14 +161,20 @@ export function installProcessPolicy(logger: Logger, metrics: Metrics): void {
   });
 }
 
-/** Runs a service's main; a configuration problem is printed plainly and stops the process. */
+/**
+ * The exit status of a process stopped by its configuration (sysexits' EX_CONFIG): starting it
+ * again unchanged cannot help, and `npm start` does not.
+ */
+export const EXIT_CONFIG = 78;
+
+/** Runs a service's main; a configuration problem is printed plainly (no stack) and stops the process. */
 export function runMain(main: () => Promise<unknown>): void {
   main().catch((error: unknown) => {
     if (error instanceof ConfigError) {
       process.stderr.write(`${error.message}\n`);
-    } else {
-      process.stderr.write(`fatal: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.exit(EXIT_CONFIG);
     }
+    process.stderr.write(`fatal: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exit(1);
   });
 }

@@ -87,6 +87,7 @@ export class KitModule {
             logger,
             inboxPrefix: serviceInboxPrefix(options.service as NatsService),
             authenticator: natsAuthenticator(options.config),
+            streamReplicas: options.config.JETSTREAM_REPLICAS,
           }),
       },
       {
