@@ -411,22 +411,24 @@ export class RpcClient extends ClientProxy {
     return parseAnswer(pattern.subject, await this.requestPayload(pattern, body));
   }
 
-  /** The answer's bytes (gathered when chunked); an error answer throws its ParleyError. */
+  /**
+   * The answer's bytes (gathered when chunked); an error answer throws its ParleyError. While
+   * NATS is away the call is refused at once, and a call in flight when the connection drops
+   * is rejected then (503 UPSTREAM_UNAVAILABLE, retryable), not left to its timeout.
+   */
   private async requestPayload(pattern: CallPattern, body: unknown): Promise<Uint8Array> {
     const { subject, timeoutMs } = pattern;
     const nc = this.nats.connection;
     let reply: Msg;
-    try {
-      reply = await nc.request(this.nats.subject(subject), encodeJson(body), {
-        timeout: timeoutMs,
-        headers: pattern.headers,
-      });
-    } catch (error) {
-      throw requestFailure(subject, timeoutMs, error);
-    }
     let payload: Uint8Array;
     try {
-      payload = await replyPayload(nc, reply, timeoutMs);
+      [reply, payload] = await this.nats.whileConnected(async () => {
+        const answer = await nc.request(this.nats.subject(subject), encodeJson(body), {
+          timeout: timeoutMs,
+          headers: pattern.headers,
+        });
+        return [answer, await replyPayload(nc, answer, timeoutMs)] as const;
+      });
     } catch (error) {
       throw requestFailure(subject, timeoutMs, error);
     }
