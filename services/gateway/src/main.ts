@@ -23,9 +23,9 @@ serviceMain({
   },
   configure: (app, config) => {
     logger = app.get<Logger>(LOGGER);
-    const fastify = app.getHttpAdapter().getInstance();
-    // Errors raised by Fastify itself (body parsing, size limit) are problems too.
-    fastify.setErrorHandler((error, request, reply) => sendProblem(reply, request, error, app.get<Logger>(LOGGER)));
+    // Errors raised by Fastify itself once a route matched (body parsing, size limit) reach
+    // ProblemFilter through the error handler Nest installs on Fastify: a handler set here
+    // would only be replaced by it (and Fastify warns of the override on stderr).
     installBodyParsers(app);
     if (config.CORS_ORIGINS.length > 0) {
       app.enableCors({ origin: config.CORS_ORIGINS, credentials: true, exposedHeaders: ['Retry-After', 'Location'] });

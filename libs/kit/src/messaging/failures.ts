@@ -29,6 +29,20 @@ export function isInfrastructureError(error: unknown): boolean {
   return NETWORK_MESSAGES.some((m) => message.includes(m));
 }
 
+/**
+ * What a failure says is away, for a client's problem detail: the database when the failure
+ * came from it (a driver error, or a PostgreSQL SQLSTATE), else "a dependency".
+ */
+export function unreachable(error: unknown): string {
+  for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
+    const { name, code } = e as { name?: unknown; code?: unknown };
+    if (typeof name === 'string' && /Exception$/.test(name)) return 'the database';
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && /^(08|53|57|58)/.test(code)) return 'the database';
+    e = (e as { cause?: unknown }).cause;
+  }
+  return 'a dependency';
+}
+
 /** Serialization failure or deadlock: the transaction lost a race and may simply run again. */
 export function isConflictError(error: unknown): boolean {
   const code = codeOf(error);

@@ -9,11 +9,21 @@ import {
   type NatsConnection,
 } from '@nats-io/transport-node';
 import { ConfigError, natsServers } from '../config/env';
-import { prefixed, prefixedStream } from '@parley/contracts';
+import { ParleyError, prefixed, prefixedStream } from '@parley/contracts';
 import type { Logger } from '../observability/logger';
+
+/** Why a call on the connection is refused while NATS is away (503, retryable). */
+export function natsUnavailable(detail = 'the connection to NATS is down (reconnecting); try again'): ParleyError {
+  return new ParleyError('UPSTREAM_UNAVAILABLE', detail, { retryable: true });
+}
 
 /** The process's NATS connection and the subject prefix of this deployment. */
 export class Nats {
+  /** Up from the first connect until a disconnect, and again from the reconnect. */
+  private up = true;
+  /** Rejects each call in flight on the connection (see `whileConnected`). */
+  private readonly inFlight = new Set<(error: unknown) => void>();
+
   private constructor(
     readonly connection: NatsConnection,
     readonly prefix: string,
@@ -46,14 +56,63 @@ export class Nats {
       noAsyncTraces: true,
       ...(options.authenticator ? { authenticator: options.authenticator } : {}),
     });
+    const nats = new Nats(nc, options.prefix, inboxPrefix, options.streamReplicas ?? 1, options.logger);
     void (async () => {
       for await (const status of nc.status()) {
+        nats.observe(status.type);
         if (status.type === 'disconnect' || status.type === 'reconnect' || status.type === 'error') {
           options.logger.warn({ nats_status: status.type }, 'nats connection status changed');
         }
       }
     })();
-    return new Nats(nc, options.prefix, inboxPrefix, options.streamReplicas ?? 1, options.logger);
+    return nats;
+  }
+
+  /** Follows the connection's status: calls are refused while it is down, and those in flight when it drops are rejected. */
+  observe(status: string): void {
+    if (status === 'disconnect' || status === 'close') {
+      this.up = false;
+      const dropped = natsUnavailable('the connection to NATS was lost before the answer came; try again');
+      for (const reject of this.inFlight) reject(dropped);
+      this.inFlight.clear();
+    } else if (status === 'reconnect') {
+      this.up = true;
+    }
+  }
+
+  /**
+   * Runs a call that needs the connection (a request, a JetStream publish): refused at once
+   * with 503 UPSTREAM_UNAVAILABLE while NATS is away, and rejected the same way when the
+   * connection drops before it settles. nats.js would otherwise keep such a call buffered until
+   * its own timeout, and drops what it buffered when it reconnects, so the caller would wait
+   * out the timeout for an answer that cannot come. A call refused this way may still have
+   * reached its service (its reply was lost): callers retry with the same idempotency key.
+   */
+  whileConnected<T>(call: () => Promise<T>): Promise<T> {
+    if (!this.connected) return Promise.reject(natsUnavailable());
+    return new Promise<T>((resolve, reject) => {
+      // Settling twice changes nothing: whichever comes first (the answer or the drop) counts.
+      this.inFlight.add(reject);
+      const done = () => this.inFlight.delete(reject);
+      let running: Promise<T>;
+      try {
+        running = call();
+      } catch (error) {
+        done();
+        reject(error);
+        return;
+      }
+      running.then(
+        (value) => {
+          done();
+          resolve(value);
+        },
+        (error: unknown) => {
+          done();
+          reject(error);
+        },
+      );
+    });
   }
 
   subject(name: string): string {
@@ -70,8 +129,9 @@ export class Nats {
     return prefixedStream(this.prefix, name);
   }
 
+  /** Connected now: not closed, not disconnected and not reconnecting. */
   get connected(): boolean {
-    return !this.connection.isClosed() && this.connection.info !== undefined;
+    return this.up && !this.connection.isClosed() && this.connection.info !== undefined;
   }
 
   async close(): Promise<void> {

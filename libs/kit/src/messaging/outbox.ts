@@ -142,6 +142,8 @@ export class OutboxRelay {
   private lastPurge = 0;
 
   private async pass(): Promise<void> {
+    // Nothing can be relayed while NATS is away; the next pass after it is back catches up.
+    if (!this.nats.connected) return;
     try {
       let relayed: number;
       do {
@@ -183,10 +185,14 @@ export class OutboxRelay {
       try {
         const h = natsHeaders();
         propagation.inject(context.active(), h, { set: (c, k, v) => c.set(k, v) });
-        await this.js.publish(this.nats.subject(row.subject), JSON.stringify(row.payload), {
-          msgID: row.id,
-          headers: h,
-        });
+        // A connection lost meanwhile fails the pass at once, rather than holding its rows
+        // locked until the publish times out; the rows go out again under the same ids.
+        await this.nats.whileConnected(() =>
+          this.js.publish(this.nats.subject(row.subject), JSON.stringify(row.payload), {
+            msgID: row.id,
+            headers: h,
+          }),
+        );
       } catch (error) {
         recordError(span, error);
         throw error;

@@ -37,7 +37,7 @@ import type { Metrics } from '../observability/metrics';
 import { BatchConsumer, type BatchConsumerSpec, type BatchItem, type BatchVerdict } from './batch-consumer';
 import { DurableConsumer, type DeliveryMeta } from './consumer';
 import { DOMAIN_STREAM_SPEC, ensureStream } from './jetstream';
-import { isStatementTimeout } from './failures';
+import { isInfrastructureError, isStatementTimeout, unreachable } from './failures';
 import type { Nats } from './nats';
 import { contextFromHeaders, recordError, traceHeaders } from './trace';
 import { decodeJson, encodeJson, replyPayload, respond, safeHeaders } from './wire';
@@ -227,7 +227,14 @@ export class ParleyTransport extends Server implements CustomTransportStrategy {
         } catch (error) {
           const problem = toParleyError(error);
           outcome = problem.code;
-          if (problem.status >= 500) {
+          if (problem.code === 'UPSTREAM_UNAVAILABLE' && !(error instanceof ParleyError)) {
+            // A dependency away is an outage to note, not a fault in this request: no stack.
+            this.log.warn(
+              { subject, detail: problem.detail, err: error instanceof Error ? error.message : String(error) },
+              'request refused: a dependency is out of reach',
+            );
+            recordError(span, error);
+          } else if (problem.status >= 500) {
             this.log.error({ err: error, subject }, 'request handler failed');
             recordError(span, error);
           }
@@ -411,22 +418,24 @@ export class RpcClient extends ClientProxy {
     return parseAnswer(pattern.subject, await this.requestPayload(pattern, body));
   }
 
-  /** The answer's bytes (gathered when chunked); an error answer throws its ParleyError. */
+  /**
+   * The answer's bytes (gathered when chunked); an error answer throws its ParleyError. While
+   * NATS is away the call is refused at once, and a call in flight when the connection drops
+   * is rejected then (503 UPSTREAM_UNAVAILABLE, retryable), not left to its timeout.
+   */
   private async requestPayload(pattern: CallPattern, body: unknown): Promise<Uint8Array> {
     const { subject, timeoutMs } = pattern;
     const nc = this.nats.connection;
     let reply: Msg;
-    try {
-      reply = await nc.request(this.nats.subject(subject), encodeJson(body), {
-        timeout: timeoutMs,
-        headers: pattern.headers,
-      });
-    } catch (error) {
-      throw requestFailure(subject, timeoutMs, error);
-    }
     let payload: Uint8Array;
     try {
-      payload = await replyPayload(nc, reply, timeoutMs);
+      [reply, payload] = await this.nats.whileConnected(async () => {
+        const answer = await nc.request(this.nats.subject(subject), encodeJson(body), {
+          timeout: timeoutMs,
+          headers: pattern.headers,
+        });
+        return [answer, await replyPayload(nc, answer, timeoutMs)] as const;
+      });
     } catch (error) {
       throw requestFailure(subject, timeoutMs, error);
     }
@@ -473,10 +482,21 @@ export function isNoResponders(error: unknown): boolean {
   return cause instanceof natsErrors.RequestError && cause.isNoResponders();
 }
 
+/**
+ * The error a handler's failure travels as. A dependency out of reach (PostgreSQL refusing
+ * connections, starting up, a connection cut mid-query) is 503 UPSTREAM_UNAVAILABLE,
+ * retryable: the request was sound and will succeed once it is back (decisions/0004, 0027).
+ */
 export function toParleyError(error: unknown): ParleyError {
   if (error instanceof ParleyError) return error;
   if (isStatementTimeout(error)) {
     return new ParleyError('QUERY_TIMEOUT', 'the database did not answer in time; try again, or ask for less', {
+      retryable: true,
+      cause: error,
+    });
+  }
+  if (isInfrastructureError(error)) {
+    return new ParleyError('UPSTREAM_UNAVAILABLE', `${unreachable(error)} is out of reach; try again`, {
       retryable: true,
       cause: error,
     });

@@ -49,6 +49,8 @@ export class Readiness {
     await Promise.all([
       run('nats', async () => {
         if (this.nats.connection.isClosed()) throw new Error('connection closed');
+        // Known at once: a flush while reconnecting would only wait out the check's timeout.
+        if (!this.nats.connected) throw new Error('disconnected; reconnecting');
         await this.nats.connection.flush();
       }),
       this.redis &&

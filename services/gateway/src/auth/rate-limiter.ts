@@ -26,6 +26,8 @@ const MAX_LOCAL_KEYS = 100_000;
 export class RateLimiter {
   private readonly local = new Map<string, number>();
   private localWindow = -1;
+  /** Counting in memory since Redis failed (logged once each way). */
+  private inMemory = false;
 
   private readonly redis: WithTake;
 
@@ -47,11 +49,18 @@ export class RateLimiter {
     let count: number;
     try {
       count = Number(await this.redis.parleyRateTake(key, 120));
+      if (this.inMemory) {
+        this.inMemory = false;
+        this.logger.info('rate limiting in Redis again');
+      }
     } catch (error) {
-      this.logger.warn(
-        { err: error instanceof Error ? error.message : String(error) },
-        'rate limiting from this instance memory',
-      );
+      if (!this.inMemory) {
+        this.inMemory = true;
+        this.logger.warn(
+          { err: error instanceof Error ? error.message : String(error) },
+          'rate limiting from this instance memory while Redis is away',
+        );
+      }
       count = this.countLocally(key, window);
     }
     if (count > limit) {

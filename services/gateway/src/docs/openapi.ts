@@ -54,8 +54,11 @@ function errorResponses(spec: ApiRouteSpec): Record<string, JsonSchema> {
   if (!spec.public) codes.add('UNAUTHENTICATED');
   if (spec.admin) codes.add('FORBIDDEN');
   codes.add('INTERNAL');
-  // Any route that reaches a database may find a statement cancelled by its timeout.
-  if (!spec.public || spec.body) codes.add('QUERY_TIMEOUT');
+  // Any route that reaches a service may find a statement cancelled by its timeout, the
+  // service or its database away (503 at once), or the service slower than the request timeout.
+  if (!spec.public || spec.body) {
+    for (const code of ['QUERY_TIMEOUT', 'UPSTREAM_UNAVAILABLE', 'UPSTREAM_TIMEOUT'] as const) codes.add(code);
+  }
   const byStatus = new Map<number, string[]>();
   for (const code of codes) {
     const status = ERROR_CODES[code].status;

@@ -113,19 +113,24 @@ export class EventIngest {
       },
       async (span) => {
         try {
-          const acks = await Promise.all(
-            events.map((event) =>
-              this.js.publish(this.nats.subject(kind.subject(event)), JSON.stringify(event), {
-                msgID: kind.msgId(event),
-                headers: traceHeaders(),
-                timeout: PUBLISH_TIMEOUT_MS,
-              }),
+          // Refused at once while NATS is away, and when the connection drops meanwhile: a
+          // retry with the same ids is safe, whatever part of the batch the stream already has.
+          const acks = await this.nats.whileConnected(() =>
+            Promise.all(
+              events.map((event) =>
+                this.js.publish(this.nats.subject(kind.subject(event)), JSON.stringify(event), {
+                  msgID: kind.msgId(event),
+                  headers: traceHeaders(),
+                  timeout: PUBLISH_TIMEOUT_MS,
+                }),
+              ),
             ),
           );
           const duplicates = acks.filter((a) => a.duplicate).length;
           return { accepted: events.length, duplicates };
         } catch (error) {
           recordError(span, error);
+          if (error instanceof ParleyError) throw error;
           if (error instanceof natsErrors.TimeoutError) {
             throw new ParleyError('UPSTREAM_TIMEOUT', 'JetStream did not confirm the events in time; send them again');
           }

@@ -28,6 +28,9 @@ if redis.call('exists', KEYS[1]) == 0 then
 end
 return redis.call('hgetall', KEYS[1])`;
 
+/** Most counters remembered as stale; beyond, they are left to expire (USAGE_QUOTA_CACHE_SECONDS). */
+const MAX_MISSED_KEYS = 10_000;
+
 type CountingRedis = Redis & {
   usageIncrement(key: string, ...args: string[]): Promise<number>;
   usageRebuild(key: string, ttl: string, ...fields: string[]): Promise<string[]>;
@@ -37,12 +40,17 @@ type CountingRedis = Redis & {
  * Each bot's usage in its current day and month, as Redis counters: bumped by the consumer
  * after every commit, rebuilt from the daily counters in Postgres whenever Redis has lost
  * them (or they expired: they live `USAGE_QUOTA_CACHE_SECONDS`, which bounds any drift from a
- * crash between commit and bump). Redis away: answers come from Postgres.
+ * crash between commit and bump). Redis away: answers come from Postgres, and the counters
+ * that missed deltas meanwhile are dropped once it is back, so they are rebuilt.
  */
 @Injectable()
 export class QuotaCounters {
   private readonly redis: CountingRedis;
   private readonly prefix: string;
+  /** Counters whose deltas could not be added (Redis away), to drop once it answers again. */
+  private readonly missed = new Set<string>();
+  /** Deltas are being missed (logged once each way). */
+  private missing = false;
 
   constructor(
     @Inject(REDIS) redis: Redis,
@@ -78,6 +86,7 @@ export class QuotaCounters {
       }
     }
     if (perKey.size === 0) return;
+    if (this.missed.size > 0) await this.forgetMissed();
     try {
       const pipeline = this.redis.pipeline() as unknown as {
         usageIncrement(key: string, ...args: string[]): unknown;
@@ -90,14 +99,40 @@ export class QuotaCounters {
       const failed = [...perKey.keys()].filter((_, i) => results?.[i]?.[0]);
       // A counter that cannot take the increment (beyond 64 bits) is dropped and rebuilt.
       if (failed.length > 0) await this.redis.del(...failed);
+      if (this.missing) {
+        this.missing = false;
+        this.logger.info('quota counters updated in Redis again');
+      }
     } catch (error) {
-      this.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'quota counters not updated');
+      // These counters now lack the deltas: dropped once Redis answers, they are rebuilt.
+      for (const key of perKey.keys()) if (this.missed.size < MAX_MISSED_KEYS) this.missed.add(key);
+      if (!this.missing) {
+        this.missing = true;
+        this.logger.warn(
+          { err: error instanceof Error ? error.message : String(error) },
+          'quota counters not updated while Redis is away; they are rebuilt from Postgres once it is back',
+        );
+      }
+    }
+  }
+
+  /** Drops the counters that missed deltas while Redis was away (they are rebuilt on the next read). */
+  private async forgetMissed(): Promise<void> {
+    if (this.missed.size === 0) return;
+    const keys = [...this.missed];
+    try {
+      await this.redis.del(...keys);
+      for (const key of keys) this.missed.delete(key);
+    } catch {
+      // Still away: kept for the next time.
     }
   }
 
   /** Usage of the bot in the period starting at `start`: from Redis, or rebuilt there from Postgres. */
   async read(botId: string, period: BudgetPeriod, start: Date, end: Date): Promise<PeriodUsage> {
     const key = this.key(botId, period, start);
+    if (this.missed.size > 0) await this.forgetMissed();
+    if (this.missed.has(key)) return this.fromPostgres(botId, start, end);
     try {
       const cached = await this.redis.hgetall(key);
       if (cached.tokens !== undefined) return parse(cached);
