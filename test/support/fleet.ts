@@ -1,12 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  DATABASE_URL,
-  NATS_URL,
   PORT_VARS,
   ROOT,
   SERVICES,
   freePort,
+  runEnv,
   startService,
   stopService,
   waitReady,
@@ -30,15 +29,7 @@ export interface Fleet {
 
 /** Starts `count` instances of each service: all of instance 0 first (it migrates), then the others. */
 export async function startFleet(id: string, count: number, extraEnv: NodeJS.ProcessEnv = {}): Promise<Fleet> {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    DATABASE_URL,
-    NATS_URL,
-    DB_SCHEMA_PREFIX: `${id}_`,
-    NATS_SUBJECT_PREFIX: id,
-    LOG_LEVEL: 'warn',
-    ...extraEnv,
-  };
+  const env = runEnv(id, 'warn', extraEnv);
   const logDir = join(ROOT, '.parley', 'test-logs', id);
   const fleet: Fleet = {
     id,

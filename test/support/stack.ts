@@ -107,6 +107,19 @@ export function tail(file: string, lines = 30): string {
   }
 }
 
+/** The environment of a run's services: the shared servers, this run's schemas and subjects. */
+export function runEnv(id: string, logLevel: string, extraEnv: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    DATABASE_URL,
+    NATS_URL,
+    DB_SCHEMA_PREFIX: `${id}_`,
+    NATS_SUBJECT_PREFIX: id,
+    LOG_LEVEL: logLevel,
+    ...extraEnv,
+  };
+}
+
 /**
  * Starts the five services as processes with their own schemas, subjects and ports;
  * `perService` adds variables for one service only (its NATS credentials).
@@ -116,15 +129,7 @@ export async function startStack(
   extraEnv: NodeJS.ProcessEnv = {},
   perService: Partial<Record<ServiceName, NodeJS.ProcessEnv>> = {},
 ): Promise<Stack> {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    DATABASE_URL,
-    NATS_URL,
-    DB_SCHEMA_PREFIX: `${id}_`,
-    NATS_SUBJECT_PREFIX: id,
-    LOG_LEVEL: 'info',
-    ...extraEnv,
-  };
+  const env = runEnv(id, 'info', extraEnv);
   for (const name of SERVICES) env[PORT_VARS[name]] = String(await freePort());
   const logDir = join(ROOT, '.parley', 'test-logs', id);
   mkdirSync(logDir, { recursive: true });
