@@ -53,5 +53,10 @@ module.exports = {
       globalSetup: '<rootDir>/test/e2e/global-setup.ts',
       globalTeardown: '<rootDir>/test/e2e/global-teardown.ts',
     },
+    {
+      ...common,
+      displayName: 'console',
+      testMatch: ['<rootDir>/test/console/**/*.spec.ts'],
+    },
   ],
 };

@@ -102,7 +102,7 @@ function ensureDependencies() {
 
 function build() {
   const stamp = join(STATE, 'build.stamp');
-  const sources = ['libs', 'services'].map((d) => newestMtime(join(ROOT, d)));
+  const sources = ['libs', 'services', 'apps'].map((d) => newestMtime(join(ROOT, d)));
   const built = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
   if (process.env.CI !== 'true' && built > Math.max(...sources)) return;
   log('building the workspace');

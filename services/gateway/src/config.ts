@@ -27,6 +27,8 @@ export const GatewayConfigSchema = z.object({
   /** How often an open stream checks again that its caller may still read the session. */
   STREAM_RECHECK_SECONDS: z.coerce.number().int().min(1).max(30).default(30),
   CORS_ORIGINS: commaList(),
+  /** The built console (`apps/console/dist`); unset: beside the gateway in its image, else the workspace's build. */
+  CONSOLE_DIR: z.string().min(1).optional(),
   /**
    * Proxies whose `X-Forwarded-For` is believed: comma-separated addresses or CIDRs (IPv4, IPv6).
    * Unset: the header is ignored and the client is the socket's peer.

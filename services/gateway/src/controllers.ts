@@ -1,5 +1,6 @@
 import { AuthController } from './auth/auth.controller';
 import { BotsController } from './bots/bots.controller';
+import { ConsoleController } from './console/console.controller';
 import { DocsController } from './docs/docs.controller';
 import { GroupsController } from './groups/groups.controller';
 import { ConversationController } from './messages/conversation.controller';
@@ -21,4 +22,5 @@ export const GATEWAY_CONTROLLERS = [
   ConversationController,
   UsageController,
   DocsController,
+  ConsoleController,
 ];
