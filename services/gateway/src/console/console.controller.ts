@@ -59,6 +59,15 @@ function readTree(root: string, dir = root, out = new Map<string, Asset>()): Map
   return out;
 }
 
+/** The path as text; one that does not decode is no file, so it is a page (index.html). */
+function decoded(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return '';
+  }
+}
+
 /**
  * `/console` and `/console/*`: the console's built files (public; every call the console makes
  * goes through `/api/v1` with the user's token). Paths that are not files answer index.html, the
@@ -90,7 +99,7 @@ export class ConsoleController implements OnModuleInit {
 
   @Get('console/*')
   async file(@Req() request: FastifyRequest, @Res() reply: FastifyReply) {
-    const path = decodeURIComponent(request.url.split('?')[0].slice('/console/'.length));
+    const path = decoded(request.url.split('?')[0].slice('/console/'.length));
     if (this.files.has(path) && path !== 'index.html') return this.send(reply, path);
     // A missing built file is a 404; any other path is one of the console's pages.
     if (path.startsWith('assets/')) throw new ParleyError('NOT_FOUND', `no console asset ${path}`);
