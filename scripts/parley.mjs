@@ -482,8 +482,9 @@ async function start() {
   process.stdout.write(`
 Parley is running.
 
-  API    ${gateway}/api/v1
-  Docs   ${gateway}/docs   (OpenAPI: ${gateway}/openapi.json)
+  Console  ${gateway}/console   (sign in with a Parley user)
+  API      ${gateway}/api/v1
+  Docs     ${gateway}/docs   (OpenAPI: ${gateway}/openapi.json)
 
   Log in as the administrator:
     curl -s ${gateway}/api/v1/auth/login -H 'content-type: application/json' \\
