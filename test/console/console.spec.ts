@@ -309,6 +309,54 @@ describe('the console', () => {
     await shot(page, 'usage');
   });
 
+  it("shows a bot's quota against the budget set here, and its activity feed", async () => {
+    const eventId = `console-act-${Date.now().toString(36)}`;
+    const reported = await api('POST', `/api/v1/bots/${bot.id}/activity`, {
+      headers: { 'x-api-key': bot.api_key },
+      body: {
+        event_id: eventId,
+        bot_id: bot.id,
+        event_type: 'tool.call',
+        channel: 'web',
+        detail: 'looked up <b>Gion</b> hotels',
+        occurred_at: new Date().toISOString(),
+      },
+    });
+    expect(reported.status).toBe(202);
+    // Stored, and the usage above counted in this month's quota (read through the API only to know when to look).
+    await eventually(async () => {
+      const token = await alice.token();
+      const [feed, quota] = await Promise.all([
+        api('GET', `/api/v1/bots/${bot.id}/activity`, { token }),
+        api('GET', `/api/v1/bots/${bot.id}/quota`, { token }),
+      ]);
+      return feed.body.items?.some((e: { event_id: string }) => e.event_id === eventId) &&
+        quota.body.used_tokens === 660
+        ? true
+        : undefined;
+    });
+    await page.getByRole('link', { name: 'Bot usage', exact: true }).click();
+    await page.locator('select[name=usage-bot]').selectOption(bot.id);
+    await page.getByRole('heading', { name: 'Bot usage: helper-bot' }).waitFor();
+    await page.locator('[data-quota="tokens"]').filter({ hasText: '660 / no limit' }).waitFor();
+    await page.getByLabel('Period').selectOption('month');
+    await page.getByLabel('Max tokens').fill('1000');
+    await page.getByRole('button', { name: 'Save budget' }).click();
+    await page.locator('[data-quota="tokens"]').filter({ hasText: '660 / 1000' }).waitFor();
+    await page.locator('[data-quota="within"]').waitFor();
+    expect(await page.locator('meter[aria-labelledby="gauge-tokens"]').getAttribute('value')).toBe('660');
+    const row = page.locator(`tr[data-event="${eventId}"]`);
+    expect(await row.locator('.detail').textContent()).toBe('looked up <b>Gion</b> hotels');
+    await shot(page, 'bot-usage');
+    // Below what was used: flagged as exceeded.
+    await page.getByLabel('Max tokens').fill('600');
+    await page.getByRole('button', { name: 'Save budget' }).click();
+    await page.locator('[data-quota="exceeded"]').waitFor();
+    expect(await page.locator('[data-quota="tokens"]').textContent()).toBe('660 / 600');
+    const quota = await api('GET', `/api/v1/bots/${bot.id}/quota`, { token: await alice.token() });
+    expect(quota.body).toMatchObject({ period: 'month', used_tokens: 660, max_tokens: 600, exceeded: true });
+  });
+
   it('creates a bot and shows its key once', async () => {
     await page.getByRole('link', { name: 'Bots', exact: true }).click();
     await page.getByLabel('Name').fill('console-made-bot');
@@ -369,6 +417,52 @@ describe('the console', () => {
     await adminPage.locator('select[name=user_id]').selectOption({ label: bob.username });
     await adminPage.getByRole('button', { name: 'Apply filters' }).click();
     await adminPage.getByRole('link', { name: 'bob private plans' }).waitFor();
+    await adminPage.context().close();
+  });
+
+  it('lets an admin add a price, and create a role with a grant on a bot', async () => {
+    const adminPage = await newPage();
+    await signIn(adminPage, admin, adminPassword);
+    await adminPage.getByRole('link', { name: 'Prices', exact: true }).click();
+    const model = `console-model-${Date.now().toString(36)}`;
+    await adminPage.locator('input[name=price-provider]').fill('acme');
+    await adminPage.locator('input[name=price-model]').fill(model);
+    await adminPage.getByLabel('Input per million').fill('2.5');
+    await adminPage.getByLabel('Output per million').fill('10');
+    await adminPage.getByRole('button', { name: 'Save price' }).click();
+    const price = adminPage.locator(`tr[data-price="acme/${model}"]`);
+    await price.waitFor();
+    expect(Number(await price.locator('[data-field="input"]').textContent())).toBe(2.5);
+    expect(Number(await price.locator('[data-field="output"]').textContent())).toBe(10);
+    const listed = await api('GET', `/api/v1/usage/prices?model=${model}`, { token: await admin.token() });
+    expect(listed.body.items).toMatchObject([{ provider: 'acme', model, currency: 'USD' }]);
+    await shot(adminPage, 'prices');
+
+    await adminPage.getByRole('link', { name: 'Roles', exact: true }).click();
+    const roleName = `readers-${Date.now().toString(36)}`;
+    await adminPage.getByLabel('Role name').fill(roleName);
+    await adminPage.getByRole('button', { name: 'Create role' }).click();
+    await adminPage.getByRole('heading', { name: `Grants of ${roleName}` }).waitFor();
+    await adminPage.locator('select[name=grant-resource]').selectOption(bot.id);
+    await adminPage.locator('select[name=grant-permission]').selectOption('read');
+    await adminPage.getByRole('button', { name: 'Add grant' }).click();
+    await adminPage.getByRole('button', { name: 'Save grants' }).click();
+    await adminPage
+      .getByRole('status')
+      .filter({ hasText: `Grants of ${roleName} saved.` })
+      .waitFor();
+    // Read back from the server on a fresh page.
+    await adminPage.reload();
+    await adminPage.getByRole('button', { name: `Grants of ${roleName}` }).click();
+    const grant = adminPage.locator(`tr[data-grant="bot:${bot.id}"]`);
+    await grant.waitFor();
+    expect((await grant.locator('td').nth(1).textContent())?.trim()).toBe('helper-bot');
+    expect(await grant.locator('select[data-field=permission]').inputValue()).toBe('read');
+    const roles = await api('GET', '/api/v1/roles?limit=200', { token: await admin.token() });
+    const role = roles.body.items.find((r: { name: string }) => r.name === roleName);
+    const grants = await api('GET', `/api/v1/roles/${role.id}/grants`, { token: await admin.token() });
+    expect(grants.body.grants).toEqual([{ resource_type: 'bot', resource_id: bot.id, permission: 'read' }]);
+    await shot(adminPage, 'roles');
     await adminPage.context().close();
   });
 

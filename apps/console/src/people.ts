@@ -3,7 +3,7 @@ import { auth, get, type Page } from './api';
 
 /** Names for ids the user may see: bots they can read, and users (admins: all; group admins: their members). */
 export const names = reactive({
-  bots: [] as { id: string; name: string; enabled: boolean }[],
+  bots: [] as { id: string; name: string; enabled: boolean; owner_id: string }[],
   users: [] as { id: string; username: string }[],
 });
 
