@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -92,6 +93,46 @@ const shot = (page: Page, name: string) => page.screenshot({ path: join(SHOTS, `
 async function noScriptRan(page: Page): Promise<void> {
   const state = await page.evaluate('({ pwned: window.__pwned, csp: window.__csp })');
   expect(state).toEqual({ pwned: [], csp: [] });
+}
+
+/**
+ * The outer HTML of every input, select, textarea and button shown on the page to which Chromium's
+ * own accessibility tree gives no name (from a label, aria-label, aria-labelledby or text), and how
+ * many controls were looked at.
+ */
+async function unnamedControls(page: Page): Promise<{ checked: number; unnamed: string[] }> {
+  const cdp = await page.context().newCDPSession(page);
+  try {
+    await cdp.send('DOM.enable');
+    await cdp.send('Accessibility.enable');
+    const { root } = await cdp.send('DOM.getDocument', { depth: 0 });
+    const { nodeIds } = await cdp.send('DOM.querySelectorAll', {
+      nodeId: root.nodeId,
+      selector: 'input:not([type=hidden]), select, textarea, button',
+    });
+    let checked = 0;
+    const unnamed: string[] = [];
+    for (const nodeId of nodeIds) {
+      const { backendNodeId } = (await cdp.send('DOM.describeNode', { nodeId })).node;
+      const { nodes } = await cdp.send('Accessibility.getPartialAXTree', { backendNodeId, fetchRelatives: false });
+      const node = nodes.find((n) => n.backendDOMNodeId === backendNodeId);
+      if (!node || node.ignored) continue; // not shown (display: none): nobody perceives it
+      checked += 1;
+      if (!String(node.name?.value ?? '').trim()) {
+        unnamed.push((await cdp.send('DOM.getOuterHTML', { nodeId })).outerHTML.slice(0, 200));
+      }
+    }
+    return { checked, unnamed };
+  } finally {
+    await cdp.detach();
+  }
+}
+
+/** Every control on the page has an accessible name, and there are controls to look at. */
+async function everyControlNamed(page: Page): Promise<void> {
+  const { checked, unnamed } = await unnamedControls(page);
+  expect({ path: new URL(page.url()).pathname, unnamed }).toEqual({ path: new URL(page.url()).pathname, unnamed: [] });
+  expect(checked).toBeGreaterThan(0);
 }
 
 async function createSession(owner: Account, body: Record<string, unknown>) {
@@ -375,6 +416,124 @@ describe('the console', () => {
     expect(await page.content()).not.toContain(key);
   });
 
+  it('archives, reopens, exports and deletes a conversation from its page', async () => {
+    const doomed = await createSession(alice, { title: 'Packing list', bot_id: bot.id });
+    const token = await alice.token();
+    await append(token, doomed.id, { role: 'user', content: 'What should I pack?' });
+    await append(token, doomed.id, { role: 'assistant', content: 'An umbrella; 梅雨 is coming.' });
+    const status = async () => (await api('GET', `/api/v1/sessions/${doomed.id}`, { token: await alice.token() })).body;
+    await page.goto(`${base}/console/sessions/${doomed.id}`);
+    await page.locator('li.msg[data-seq="2"]').waitFor();
+    await everyControlNamed(page);
+
+    await page.getByRole('button', { name: 'Archive', exact: true }).click();
+    await page.locator('[data-field="status"]').filter({ hasText: 'archived' }).waitFor();
+    expect((await status()).status).toBe('archived');
+    await page.getByRole('button', { name: 'Unarchive' }).click();
+    await page.locator('[data-field="status"]').filter({ hasText: 'active' }).waitFor();
+    expect((await status()).status).toBe('active');
+
+    // The exports are saved as files: what was saved holds the session and its messages.
+    const save = async (button: string) => {
+      const [download] = await Promise.all([
+        page.waitForEvent('download'),
+        page.getByRole('button', { name: button }).click(),
+      ]);
+      return { name: download.suggestedFilename(), text: await readFile((await download.path())!, 'utf8') };
+    };
+    const json = await save('Export JSON');
+    expect(json.name).toBe(`session-${doomed.id}.json`);
+    const exported = JSON.parse(json.text) as { session: { id: string }; messages: { seq: number; content: string }[] };
+    expect(exported.session.id).toBe(doomed.id);
+    expect(exported.messages.map((m) => [m.seq, m.content])).toEqual([
+      [1, 'What should I pack?'],
+      [2, 'An umbrella; 梅雨 is coming.'],
+    ]);
+    const markdown = await save('Export Markdown');
+    expect(markdown.name).toBe(`session-${doomed.id}.md`);
+    expect(markdown.text).toMatch(/^# Packing list\n/);
+    expect(markdown.text).toContain('### 1. user');
+    expect(markdown.text).toContain('What should I pack?');
+    expect(markdown.text).toContain('### 2. assistant');
+    expect(markdown.text).toContain('An umbrella; 梅雨 is coming.');
+
+    // Delete asks first; keeping it deletes nothing.
+    await page.getByRole('button', { name: 'Delete', exact: true }).click();
+    await page.getByRole('button', { name: 'Keep it' }).click();
+    expect((await status()).status).toBe('active');
+    await page.getByRole('button', { name: 'Delete', exact: true }).click();
+    await page.getByRole('button', { name: 'Confirm delete' }).click();
+    await page.locator(`tr[data-session="${conversation.id}"]`).waitFor();
+    expect(new URL(page.url()).pathname).toBe('/console/sessions');
+    expect(await page.locator(`tr[data-session="${doomed.id}"]`).count()).toBe(0);
+    const gone = await api('GET', `/api/v1/sessions/${doomed.id}`, { token: await alice.token() });
+    expect(gone.status).toBe(404);
+  });
+
+  it('shows messages older than the first page after Load older messages', async () => {
+    const long = await createSession(alice, { title: 'A long chat' });
+    // The console shows the newest page the API gives (up to 50), then pages back.
+    const batch = await api('POST', `/api/v1/sessions/${long.id}/messages/batch`, {
+      token: await alice.token(),
+      body: { messages: Array.from({ length: 60 }, (_, i) => ({ role: 'user', content: `line ${i + 1}` })) },
+    });
+    expect(batch.status).toBe(201);
+    await page.goto(`${base}/console/sessions/${long.id}`);
+    await page.locator('li.msg[data-seq="60"]').waitFor();
+    const seqs = () => page.locator('li.msg').evaluateAll((ls) => ls.map((l) => Number(l.getAttribute('data-seq'))));
+    expect(await seqs()).toEqual(Array.from({ length: 50 }, (_, i) => i + 11));
+    await page.getByRole('button', { name: 'Load older messages' }).click();
+    await page.locator('li.msg[data-seq="1"]').waitFor();
+    expect(await seqs()).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    expect(await page.locator('li.msg[data-seq="1"] .content').textContent()).toBe('line 1');
+    // Nothing older is left: the control is gone.
+    expect(await page.getByRole('button', { name: 'Load older messages' }).count()).toBe(0);
+  });
+
+  it('finds a Chinese substring through the search page', async () => {
+    const trip = await createSession(alice, { title: 'Kyoto diary' });
+    await append(await alice.token(), trip.id, { role: 'user', content: '我们的京都之旅从伏见稻荷开始' });
+    await page.getByRole('link', { name: 'Search', exact: true }).click();
+    await page.getByRole('heading', { name: 'Search messages' }).waitFor();
+    await everyControlNamed(page);
+    await page.getByLabel('Words (English or Chinese)').fill('都之旅从伏');
+    // The message service learns of the new session shortly after: search again until it does.
+    const hit = page.locator('li.msg', { hasText: '我们的京都之旅从伏见稻荷开始' });
+    await eventually(async () => {
+      await page.getByRole('button', { name: 'Search', exact: true }).click();
+      await page.waitForTimeout(300);
+      return (await hit.count()) === 1 ? true : undefined;
+    });
+    await hit.getByRole('link').click();
+    await page.locator('li.msg[data-seq="1"]').waitFor();
+    expect(new URL(page.url()).pathname).toBe(`/console/sessions/${trip.id}`);
+    expect(await page.locator('.session-title').textContent()).toBe('Kyoto diary');
+  });
+
+  it('revokes a bot key from the Bots page, after which the API refuses that key', async () => {
+    const made = await api('POST', `/api/v1/bots/${bot.id}/keys`, { token: await alice.token(), body: {} });
+    expect(made.status).toBe(201);
+    const { prefix, api_key: key } = made.body as { prefix: string; api_key: string };
+    expect((await api('GET', '/api/v1/me', { headers: { 'x-api-key': key } })).status).toBe(200);
+    await page.getByRole('link', { name: 'Bots', exact: true }).click();
+    await page.locator(`tr[data-bot="${bot.id}"]`).getByRole('button', { name: 'Keys' }).click();
+    const keys = page.getByRole('region', { name: 'Keys' });
+    const row = keys.getByRole('row').filter({ has: page.getByText(prefix, { exact: true }) });
+    await row.waitFor();
+    expect(await row.getByRole('cell', { name: 'active', exact: true }).count()).toBe(1);
+    await everyControlNamed(page);
+    await row.getByRole('button', { name: 'Revoke' }).click();
+    await row.getByRole('cell', { name: 'revoked', exact: true }).waitFor();
+    expect(await row.getByRole('button', { name: 'Revoke' }).count()).toBe(0);
+    // Refused within a second (API.md); the bot's other key still works.
+    const refused = await eventually(async () => {
+      const r = await api('GET', '/api/v1/me', { headers: { 'x-api-key': key } });
+      return r.status === 401 ? r : undefined;
+    }, 2_500);
+    expect(refused.status).toBe(401);
+    expect((await api('GET', '/api/v1/me', { headers: { 'x-api-key': bot.api_key } })).status).toBe(200);
+  });
+
   it("shows a plain user no admin pages and none of another user's sessions", async () => {
     const hidden = await createSession(bob, { title: 'bob private plans' });
     await page.getByRole('link', { name: 'Sessions', exact: true }).click();
@@ -464,6 +623,48 @@ describe('the console', () => {
     expect(grants.body.grants).toEqual([{ resource_type: 'bot', resource_id: bot.id, permission: 'read' }]);
     await shot(adminPage, 'roles');
     await adminPage.context().close();
+  });
+
+  it('signs in with the keyboard alone, and names every control on each page', async () => {
+    const kb = await newPage();
+    await kb.goto(`${base}/console/`);
+    await kb.getByLabel('Username').waitFor();
+    // The check finds a control without a name (it is not vacuous), then none on the sign-in page.
+    await kb.evaluate(
+      `document.querySelector('form').append(Object.assign(document.createElement('input'), { id: 'probe' }))`,
+    );
+    expect((await unnamedControls(kb)).unnamed).toEqual(['<input id="probe">']);
+    await kb.evaluate(`document.getElementById('probe').remove()`);
+    await everyControlNamed(kb);
+    const focused = () =>
+      kb.evaluate(`document.activeElement?.getAttribute('name') ?? document.activeElement?.tagName`);
+    await kb.keyboard.press('Tab');
+    expect(await focused()).toBe('username');
+    await kb.keyboard.type(admin.username);
+    await kb.keyboard.press('Tab');
+    expect(await focused()).toBe('password');
+    await kb.keyboard.type(adminPassword);
+    await kb.keyboard.press('Enter');
+    await kb.getByRole('navigation', { name: 'Main' }).waitFor();
+    await everyControlNamed(kb);
+    const visits: [string, () => Promise<unknown>][] = [
+      ['/sessions', () => kb.getByRole('button', { name: 'Apply filters' }).waitFor()],
+      [`/sessions/${conversation.id}`, () => kb.locator('li.msg[data-seq="3"]').waitFor()],
+      ['/usage', () => kb.getByRole('button', { name: 'Show' }).waitFor()],
+      [`/usage/bots/${bot.id}`, () => kb.getByRole('heading', { name: 'Bot usage: helper-bot' }).waitFor()],
+      ['/bots', () => kb.getByRole('button', { name: 'Create bot' }).waitFor()],
+      ['/users', () => kb.getByRole('cell', { name: bob.username, exact: true }).waitFor()],
+      ['/groups', () => kb.getByRole('button', { name: 'Create group' }).waitFor()],
+      ['/roles', () => kb.getByRole('button', { name: 'Create role' }).waitFor()],
+      ['/prices', () => kb.getByRole('button', { name: 'Save price' }).waitFor()],
+      ['/search', () => kb.getByRole('button', { name: 'Search', exact: true }).waitFor()],
+    ];
+    for (const [path, loaded] of visits) {
+      await kb.goto(`${base}/console${path}`);
+      await loaded();
+      await everyControlNamed(kb);
+    }
+    await kb.context().close();
   });
 
   it('renders hostile content as text and runs none of it', async () => {
