@@ -232,16 +232,18 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
       for (const { msg } of batch) this.nak(msg);
       return;
     }
+    let acked = 0;
     for (let i = 0; i < batch.length; i++) {
       const { msg, item } = batch[i];
       const verdict = verdicts[i] ?? { ok: false, code: 'POISON', reason: 'the handler gave no verdict' };
       if (verdict.ok) {
         this.ack(msg);
-        this.metrics.eventsProcessed.inc({ consumer: this.durable, outcome: 'ok' });
+        acked += 1;
       } else {
         await this.deadLetter(msg, item.meta.subject, verdict.code, verdict.reason, item.raw);
       }
     }
+    if (acked > 0) this.metrics.eventsProcessed.inc({ consumer: this.durable, outcome: 'ok' }, acked);
   }
 
   /**

@@ -19,7 +19,7 @@ import type { Metrics } from '../observability/metrics';
 import { untilAnswered } from './jetstream';
 import type { Nats } from './nats';
 import { contextFromHeaders, recordError } from './trace';
-import { decodeJson, header, nestsDeeperThan, safeHeaders } from './wire';
+import { header, nestsDeeperThan, parseJsonBytes, safeHeaders } from './wire';
 
 export interface PullConsumerSpec {
   /** Stream name without the deployment prefix. */
@@ -73,7 +73,7 @@ export function decode<S extends z.ZodType>(msg: JsMsg, schema: S): Decoded<S> {
   let raw: unknown;
   try {
     if (msg.data.length === 0) throw new Error('empty');
-    raw = decodeJson(msg.data);
+    raw = parseJsonBytes(msg.data);
   } catch {
     return { ok: false, raw: msg.string(), code: 'NOT_JSON', reason: 'payload is not JSON' };
   }

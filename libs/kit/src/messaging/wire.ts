@@ -120,10 +120,15 @@ export function decodeJson(data: Uint8Array): unknown {
     throw new ParleyError('BAD_REQUEST', `payload nests deeper than ${MAX_WIRE_JSON_DEPTH} levels`);
   }
   try {
-    return JSON.parse(decoder.decode(data)) as unknown;
+    return parseJsonBytes(data);
   } catch {
     throw new ParleyError('BAD_REQUEST', 'payload is not JSON (UTF-8)');
   }
+}
+
+/** JSON.parse of UTF-8 bytes; throws on invalid UTF-8 or JSON. The caller has bounded the nesting. */
+export function parseJsonBytes(data: Uint8Array): unknown {
+  return JSON.parse(decoder.decode(data)) as unknown;
 }
 
 /**

@@ -14,12 +14,29 @@ export interface PeriodUsage {
   costUnits: Map<string, bigint>;
 }
 
-/** HINCRBY every field pair on a key, only if the key exists (a missing key is rebuilt from Postgres). */
+/**
+ * For each key that exists, HINCRBY its field pairs (a missing key is rebuilt from Postgres).
+ * ARGV holds, per key in order, its number of pairs and then the pairs. Answers the keys an
+ * increment failed on (beyond 64 bits), to be dropped and rebuilt.
+ */
 const INCREMENT_IF_PRESENT = `
-if redis.call('exists', KEYS[1]) == 1 then
-  for i = 1, #ARGV, 2 do redis.call('hincrby', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local failed = {}
+local at = 1
+for k = 1, #KEYS do
+  local count = tonumber(ARGV[at])
+  local first = at + 1
+  at = first + 2 * count
+  if redis.call('exists', KEYS[k]) == 1 then
+    for i = first, at - 1, 2 do
+      local answer = redis.pcall('hincrby', KEYS[k], ARGV[i], ARGV[i + 1])
+      if type(answer) == 'table' and answer.err then
+        failed[#failed + 1] = KEYS[k]
+        break
+      end
+    end
+  end
 end
-return 0`;
+return failed`;
 /** Sets the fields and TTL if the key is absent; answers the key's fields either way. */
 const SET_IF_ABSENT = `
 if redis.call('exists', KEYS[1]) == 0 then
@@ -32,7 +49,7 @@ return redis.call('hgetall', KEYS[1])`;
 const MAX_MISSED_KEYS = 10_000;
 
 type CountingRedis = Redis & {
-  usageIncrement(key: string, ...args: string[]): Promise<number>;
+  usageIncrement(keyCount: number, ...keysThenArgs: string[]): Promise<string[]>;
   usageRebuild(key: string, ttl: string, ...fields: string[]): Promise<string[]>;
 };
 
@@ -59,7 +76,7 @@ export class QuotaCounters {
     @Inject(KIT_OPTIONS) options: KitOptions,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {
-    redis.defineCommand('usageIncrement', { numberOfKeys: 1, lua: INCREMENT_IF_PRESENT });
+    redis.defineCommand('usageIncrement', { lua: INCREMENT_IF_PRESENT });
     redis.defineCommand('usageRebuild', { numberOfKeys: 1, lua: SET_IF_ABSENT });
     this.redis = redis as CountingRedis;
     this.prefix = options.config.NATS_SUBJECT_PREFIX;
@@ -88,15 +105,14 @@ export class QuotaCounters {
     if (perKey.size === 0) return;
     if (this.missed.size > 0) await this.forgetMissed();
     try {
-      const pipeline = this.redis.pipeline() as unknown as {
-        usageIncrement(key: string, ...args: string[]): unknown;
-        exec(): Promise<[Error | null, unknown][] | null>;
-      };
-      for (const [key, fields] of perKey) {
-        pipeline.usageIncrement(key, ...[...fields].flatMap(([f, v]) => [f, v.toString()]));
+      // One script for every counter of the batch: a single command, not one per key.
+      const keys = [...perKey.keys()];
+      const args: string[] = [];
+      for (const fields of perKey.values()) {
+        args.push(String(fields.size));
+        for (const [field, by] of fields) args.push(field, by.toString());
       }
-      const results = await pipeline.exec();
-      const failed = [...perKey.keys()].filter((_, i) => results?.[i]?.[0]);
+      const failed = await this.redis.usageIncrement(keys.length, ...keys, ...args);
       // A counter that cannot take the increment (beyond 64 bits) is dropped and rebuilt.
       if (failed.length > 0) await this.redis.del(...failed);
       if (this.missing) {

@@ -41,7 +41,9 @@ export class UsageIngest {
     const events = new Map<string, UsageEvent[]>();
     for (const item of accepted) {
       const id = recordKey(key(item.event));
-      events.set(id, [...(events.get(id) ?? []), item.event]);
+      const list = events.get(id);
+      if (list) list.push(item.event);
+      else events.set(id, [item.event]);
     }
     const prices = await this.ledger.book(this.orm.em.fork());
     const result = await this.orm.em.fork().transactional(async (tx) => {
@@ -50,7 +52,7 @@ export class UsageIngest {
       const made = new Map(
         [...events].map(([id, list]) => {
           const folded = fold(undefined, list, now);
-          return [id, { ...folded, state: priced(folded.state as RecordState, prices.book) }];
+          return [id, { outcomes: folded.outcomes, state: priced(folded.state as RecordState, prices.book) }];
         }),
       );
       const { inserted, existing } = await this.ledger.claim(

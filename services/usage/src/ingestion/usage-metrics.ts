@@ -37,7 +37,8 @@ export class UsageMetrics {
 
   committed(kind: IngestKind, storedAt: number[], outcomes: Map<string, number>): void {
     const now = Date.now();
-    for (const at of storedAt) this.delay.observe({ kind }, Math.max(0, now - at) / 1000);
+    const delay = this.delay.labels({ kind });
+    for (const at of storedAt) delay.observe(Math.max(0, now - at) / 1000);
     for (const [outcome, n] of outcomes) if (n > 0) this.events.inc({ kind, outcome }, n);
   }
 }

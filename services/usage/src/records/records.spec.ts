@@ -1,6 +1,7 @@
 import type { UsageEvent } from '@parley/contracts';
 import { applyEvent, type RecordState } from './record-state';
-import { RollupDeltas, floorHour, utcDay } from './rollup';
+import fc from 'fast-check';
+import { RollupDeltas, floorHour, isoText, utcDay } from './rollup';
 import { localTimestamp, offsetMinutes } from './zones';
 
 const now = new Date('2026-11-24T12:00:00Z');
@@ -139,5 +140,24 @@ describe('time zones', () => {
     expect(localTimestamp(new Date('2026-11-24T10:00:00Z'), 'Asia/Shanghai')).toBe('2026-11-24T18:00:00+08:00');
     expect(localTimestamp(new Date('2026-11-24T10:00:00Z'), 'UTC')).toBe('2026-11-24T10:00:00Z');
     expect(localTimestamp(new Date('2026-11-24T04:30:00Z'), 'Asia/Kolkata')).toBe('2026-11-24T10:00:00+05:30');
+  });
+});
+
+describe(isoText.name, () => {
+  it('writes what toISOString writes, for every instant of years 0001 to 9999', () => {
+    for (const text of [
+      '0001-01-01T00:00:00.000Z',
+      '1969-12-31T23:59:59.999Z',
+      '1970-01-01T00:00:00.000Z',
+      '9999-12-31T23:59:59.999Z',
+    ]) {
+      expect(isoText(new Date(text))).toBe(text);
+    }
+    const min = Date.parse('0001-01-01T00:00:00.000Z');
+    const max = Date.parse('9999-12-31T23:59:59.999Z');
+    fc.assert(
+      fc.property(fc.integer({ min, max }), (ms) => isoText(new Date(ms)) === new Date(ms).toISOString()),
+      { numRuns: 20_000 },
+    );
   });
 });

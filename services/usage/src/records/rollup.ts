@@ -8,6 +8,33 @@ export const floorHour = (t: Date) => new Date(Math.floor(t.getTime() / HOUR_MS)
 export const utcDay = (t: Date) => new Date(Math.floor(t.getTime() / DAY_MS) * DAY_MS).toISOString().slice(0, 10);
 export const utcMonth = (t: Date) => t.toISOString().slice(0, 7);
 
+/** `YYYY-MM-DDT` by UTC day number (a batch's records share a few days). */
+const dayPrefixes = new Map<number, string>();
+const pad2 = (n: number) => (n < 10 ? `0${n}` : `${n}`);
+const pad3 = (n: number) => (n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${n}`);
+
+/**
+ * The same text as `toISOString`, in about half its time: the date part is formatted once per
+ * day, the time of day by arithmetic. For the instants a record may hold (years 0001–9999).
+ */
+export function isoText(t: Date): string {
+  const ms = t.getTime();
+  const day = Math.floor(ms / DAY_MS);
+  let prefix = dayPrefixes.get(day);
+  if (prefix === undefined) {
+    prefix = new Date(day * DAY_MS).toISOString().slice(0, 11);
+    if (dayPrefixes.size >= 4096) dayPrefixes.clear();
+    dayPrefixes.set(day, prefix);
+  }
+  let rest = ms - day * DAY_MS;
+  const hours = Math.floor(rest / HOUR_MS);
+  rest -= hours * HOUR_MS;
+  const minutes = Math.floor(rest / 60_000);
+  rest -= minutes * 60_000;
+  const seconds = Math.floor(rest / 1000);
+  return `${prefix}${pad2(hours)}:${pad2(minutes)}:${pad2(seconds)}.${pad3(rest - seconds * 1000)}Z`;
+}
+
 export interface HourlyKey {
   hour: Date;
   botId: string;
@@ -57,7 +84,7 @@ export class RollupDeltas {
     const model = r.model ?? '';
     const channel = r.channel ?? '';
     const currency = r.currency ?? '';
-    const hourlyId = [hourMs, r.botId, provider, model, channel, r.status, currency].join('\u0000');
+    const hourlyId = `${hourMs}\u0000${r.botId}\u0000${provider}\u0000${model}\u0000${channel}\u0000${r.status}\u0000${currency}`;
     const cost = r.cost ? toUnits(r.cost) : 0n;
     const h = this.hourly.get(hourlyId) ?? {
       hour: new Date(hourMs),
@@ -88,7 +115,7 @@ export class RollupDeltas {
       day = utcDay(new Date(hourMs));
       this.days.set(hourMs, day);
     }
-    const dailyId = [r.botId, day, currency].join('\u0000');
+    const dailyId = `${r.botId}\u0000${day}\u0000${currency}`;
     const d = this.daily.get(dailyId) ?? {
       botId: r.botId,
       day,
