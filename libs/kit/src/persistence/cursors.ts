@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { defineEntity, p, type MikroORM } from '@mikro-orm/postgresql';
 import { Migration } from '@mikro-orm/migrations';
 import { ParleyError, type Principal } from '@parley/contracts';
@@ -140,6 +140,20 @@ export class CursorKeyring {
 }
 
 /**
+ * A key as a KeyObject, made once per secret: an HMAC from a raw Buffer imports the key
+ * again every time (about 8 µs against 1.6 µs, most of a cursor's cost).
+ */
+const hmacKeys = new WeakMap<Buffer, KeyObject>();
+function hmacKeyOf(secret: Buffer): KeyObject {
+  let key = hmacKeys.get(secret);
+  if (!key) {
+    key = createSecretKey(secret);
+    hmacKeys.set(secret, key);
+  }
+  return key;
+}
+
+/**
  * Seals a list position into an opaque cursor: `<key id>.<values>.<mac>`, the MAC covering
  * the values and what the cursor is bound to (the list, its filters, its order, the caller),
  * so an edited cursor, or one used on another list, filter or caller, is refused.
@@ -175,7 +189,7 @@ export class CursorCodec {
   }
 
   private mac(secret: Buffer, id: string, body: string, binding: unknown): Buffer {
-    return createHmac('sha256', secret)
+    return createHmac('sha256', hmacKeyOf(secret))
       .update(`${id}.${body}.${canonicalJson(binding)}`)
       .digest()
       .subarray(0, MAC_BYTES);
