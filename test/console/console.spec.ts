@@ -306,6 +306,24 @@ describe('the console', () => {
     await page.getByRole('button', { name: 'Clear' }).click();
     await page.locator(`tr[data-session="${beta.id}"]`).waitFor();
     expect((await shown()).sort()).toEqual([alpha.id, beta.id, conversation.id].sort());
+
+    // Clear pressed while a filtered page is still on its way: that older answer, arriving
+    // last, must not replace the cleared list.
+    let staleAnswered = false;
+    const filtered = '**/api/v1/sessions?*feedback=like*';
+    await page.route(filtered, async (route) => {
+      const response = await route.fetch();
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await route.fulfill({ response });
+      staleAnswered = true;
+    });
+    await page.locator('select[name=feedback]').selectOption('like');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await page.getByRole('button', { name: 'Clear' }).click();
+    await eventually(async () => (staleAnswered ? true : undefined));
+    await page.unroute(filtered);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await shown()).sort()).toEqual([alpha.id, beta.id, conversation.id].sort());
     await shot(page, 'sessions');
   });
 
@@ -338,6 +356,8 @@ describe('the console', () => {
     await page.locator('select[name=split]').selectOption('model');
     await page.getByRole('button', { name: 'Show' }).click();
     const total = (name: string) => page.locator(`[data-total="${name}"]`).textContent();
+    // The page shows a summary as it opens (split by bot): wait for the one asked for.
+    await page.locator('[data-testid="usage-rows"]').filter({ hasText: 'gpt-4o-mini' }).waitFor();
     await page.locator('[data-total="requests"]').filter({ hasText: '3' }).waitFor();
     expect((await total('requests'))?.trim()).toBe('3');
     expect((await total('input_tokens'))?.trim()).toBe('600');

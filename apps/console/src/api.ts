@@ -106,6 +106,16 @@ export function signedOut(notice = ''): void {
   auth.notice = notice;
 }
 
+/**
+ * For a view whose loads can overlap (it loads as it opens and again when its filters change):
+ * `begin()` numbers a load and `latest(n)` tells whether it is still the newest, so an answer
+ * that arrives after a newer load's is dropped instead of replacing it.
+ */
+export function loadCounter() {
+  let newest = 0;
+  return { begin: () => ++newest, latest: (n: number) => n === newest };
+}
+
 type Query = Record<string, string | number | undefined | null | false>;
 
 export function withQuery(path: string, query: Query = {}): string {
