@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -57,6 +57,8 @@ export interface RunningService {
   port: number;
   process: ChildProcess;
   log: string;
+  /** Where this process's lines begin in `log` (a restarted service appends to the same file). */
+  logStart: number;
 }
 
 export interface Stack {
@@ -67,6 +69,7 @@ export interface Stack {
 
 export function startService(name: ServiceName, env: NodeJS.ProcessEnv, logDir: string): RunningService {
   const log = join(logDir, `${name}.log`);
+  const logStart = existsSync(log) ? statSync(log).size : 0;
   const out = createWriteStream(log, { flags: 'a' });
   // PARLEY_PROFILE=<service> writes that service's CPU profile under .parley/profiles (benchmarks).
   const extra = (process.env.PARLEY_PROFILE ?? '').split(',').includes(name)
@@ -79,9 +82,60 @@ export function startService(name: ServiceName, env: NodeJS.ProcessEnv, logDir: 
   });
   child.stdout?.pipe(out);
   child.stderr?.pipe(out);
-  return { name, port: Number(env[PORT_VARS[name]]), process: child, log };
+  return { name, port: Number(env[PORT_VARS[name]]), process: child, log, logStart };
 }
 
+/** What this process has written to its log so far. */
+function ownLog(service: RunningService): string {
+  try {
+    return readFileSync(service.log).subarray(service.logStart).toString('utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** The inodes of the sockets listening on `port` (any address), from /proc/net/tcp and tcp6. */
+function listeningInodes(port: number): Set<string> {
+  const inodes = new Set<string>();
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      // local_address is `hex ip:hex port`; st 0A is LISTEN; the inode is the tenth field.
+      if (fields.length < 10 || fields[3] !== '0A') continue;
+      const local = fields[1];
+      if (parseInt(local.slice(local.lastIndexOf(':') + 1), 16) === port) inodes.add(fields[9]);
+    }
+  }
+  return inodes;
+}
+
+/** Whether the process itself listens on its port (not some other process that took it). */
+function listensItself(service: RunningService): boolean {
+  const pid = service.process.pid;
+  const inodes = listeningInodes(service.port);
+  if (!pid || inodes.size === 0) return false;
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      const socket = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (socket && inodes.has(socket[1])) return true;
+    }
+  } catch {
+    // the process ended, or a descriptor closed while being read
+  }
+  return false;
+}
+
+/**
+ * Waits until the service answers /readyz with 200 on a port it listens on itself: suites run
+ * side by side, and a port handed out by `freePort` can be taken meanwhile by another suite's
+ * service, whose /readyz would then answer for this one.
+ */
 export async function waitReady(service: RunningService, timeoutMs = 90_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -89,8 +143,10 @@ export async function waitReady(service: RunningService, timeoutMs = 90_000): Pr
       throw new Error(`${service.name} exited with ${service.process.exitCode}:\n${tail(service.log)}`);
     }
     try {
-      const res = await fetch(`http://127.0.0.1:${service.port}/readyz`);
-      if (res.status === 200) return;
+      if (listensItself(service)) {
+        const res = await fetch(`http://127.0.0.1:${service.port}/readyz`);
+        if (res.status === 200) return;
+      }
     } catch {
       // not listening yet
     }
@@ -134,9 +190,32 @@ export async function startStack(
   const logDir = join(ROOT, '.parley', 'test-logs', id);
   mkdirSync(logDir, { recursive: true });
   const services = new Map<ServiceName, RunningService>();
-  for (const name of SERVICES) services.set(name, startService(name, { ...env, ...perService[name] }, logDir));
+  /** Ports given anew to services whose first port was taken (they win over `perService`). */
+  const moved: Partial<Record<ServiceName, string>> = {};
+  const start = (name: ServiceName) =>
+    startService(
+      name,
+      { ...env, ...perService[name], ...(moved[name] ? { [PORT_VARS[name]]: moved[name] } : {}) },
+      logDir,
+    );
+  for (const name of SERVICES) services.set(name, start(name));
+  // A port taken between `freePort` and the service's listen (another suite, an outgoing
+  // connection) stops that service with EADDRINUSE: it starts again on another port.
+  const ready = async (name: ServiceName) => {
+    for (let attempt = 1; ; attempt++) {
+      const service = services.get(name) as RunningService;
+      try {
+        await waitReady(service);
+        return;
+      } catch (error) {
+        if (attempt >= 3 || !ownLog(service).includes('EADDRINUSE')) throw error;
+        moved[name] = env[PORT_VARS[name]] = String(await freePort());
+        services.set(name, start(name));
+      }
+    }
+  };
   try {
-    await Promise.all([...services.values()].map((s) => waitReady(s)));
+    await Promise.all(SERVICES.map((name) => ready(name)));
   } catch (error) {
     await stopStack({ id, env, services });
     throw error;
