@@ -1,4 +1,4 @@
-import { reactive } from 'vue';
+import { reactive, ref } from 'vue';
 
 /**
  * The console's only way to the server: the public REST API under /api/v1, with the signed-in
@@ -104,6 +104,26 @@ export function signedOut(notice = ''): void {
   forget();
   auth.me = null;
   auth.notice = notice;
+}
+
+/**
+ * A view's error line and the way its actions report into it: `attempt` clears the line, runs
+ * the action and, if it throws, shows what went wrong (as `errorText` words it). It answers
+ * whether the action succeeded.
+ */
+export function errorLine() {
+  const error = ref('');
+  async function attempt(action: () => Promise<unknown>): Promise<boolean> {
+    error.value = '';
+    try {
+      await action();
+      return true;
+    } catch (e) {
+      error.value = errorText(e);
+      return false;
+    }
+  }
+  return { error, attempt };
 }
 
 /**
