@@ -23,7 +23,15 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import { DATABASE_URL, ROOT, cleanupRun, runId, startStack, stopStack, type Stack } from '../test/support/stack';
 import { startOtlpReceiver } from '../test/support/otlp-receiver';
-import { countPerRequest, cpuPerRequest, cpuSnapshot, rssMiB, writeSyscalls, type ProcGroup } from './proc';
+import {
+  countPerRequest,
+  cpuPerRequest,
+  cpuSnapshot,
+  rssMiB,
+  v8WorkerTicks,
+  writeSyscalls,
+  type ProcGroup,
+} from './proc';
 import type { RrPlan, RrResult } from './rr-load';
 import { machine } from './stats';
 
@@ -207,6 +215,10 @@ async function manySessions(ctx: ManyContext): Promise<void> {
   const ports = Object.fromEntries([...stack.services].map(([name, svc]) => [name, svc.port]));
   const peak: Record<string, number> = {};
 
+  /** The groups that are Node processes of their own (the services, the baseline). */
+  const nodeGroups = (groups: Record<string, ProcGroup>) =>
+    Object.fromEntries(Object.entries(groups).filter(([, group]) => 'pids' in group));
+
   /** One measured run: CPU snapshots around it, RSS sampled every 250 ms while it runs. */
   const measured = async (plan: RrPlan, groups: Record<string, ProcGroup>, sampleRss: boolean) => {
     const sampler = sampleRss
@@ -217,9 +229,11 @@ async function manySessions(ctx: ManyContext): Promise<void> {
     const from = Date.now() - ctx.started;
     const before = cpuSnapshot(groups);
     const writesBefore = cpuSnapshot(groups, writeSyscalls);
+    const workersBefore = cpuSnapshot(nodeGroups(groups), v8WorkerTicks);
     const result = await rrLoad(plan);
     const after = cpuSnapshot(groups);
     const writesAfter = cpuSnapshot(groups, writeSyscalls);
+    const workersAfter = cpuSnapshot(nodeGroups(groups), v8WorkerTicks);
     const to = Date.now() - ctx.started;
     clearInterval(sampler);
     const { cpu_us: loadCpu, ...rest } = result;
@@ -230,6 +244,8 @@ async function manySessions(ctx: ManyContext): Promise<void> {
         load_generator: Math.round(loadCpu / Math.max(1, result.completed)),
       },
       write_syscalls_per_request: countPerRequest(writesBefore, writesAfter, result.completed),
+      // Part of cpu_us_per_request: the Node processes' V8 worker threads (mostly the heap's).
+      v8_worker_cpu_us_per_request: cpuPerRequest(workersBefore, workersAfter, result.completed),
       window_ms: [from, to],
     };
   };

@@ -20,6 +20,30 @@ export function cpuTicks(pid: number): number | undefined {
   }
 }
 
+/**
+ * utime+stime of a process's V8 worker threads (comm `V8Worker`) in ticks: V8's concurrent
+ * marking and sweeping, parallel scavenging and background compilation. Already counted in
+ * `cpuTicks`; read apart to see what the heap costs besides the main thread.
+ */
+export function v8WorkerTicks(pid: number): number | undefined {
+  try {
+    let sum = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        if (readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() !== 'V8Worker') continue;
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        sum += Number(fields[11]) + Number(fields[12]);
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+    return sum;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Write system calls (write, writev: socket writes included) a process made so far, from /proc/<pid>/io. */
 export function writeSyscalls(pid: number): number | undefined {
   try {
