@@ -89,7 +89,8 @@ export async function startHttpService(
      * next (V8's `--heap-growing-percent`; by default it may grow to several times it). For a
      * process whose live heap stays small under load while it promotes much short-lived data:
      * the gateway's old space grew by ~7 MB/s under the append load, nearly all garbage, to
-     * 240 MB resident before V8 collected it; with 50 % it peaks at ~165 MB for the same CPU.
+     * 240 MB resident before V8 collected it; with 100 % it peaks at ~185 MB. Too little room
+     * costs CPU instead: a full collection marks the whole live heap (docs/configuration.md).
      */
     heapGrowthPercent?: number;
     configure?: (app: NestFastifyApplication) => void | Promise<void>;
