@@ -13,7 +13,9 @@
  * here (`OTEL_TRACES_SAMPLER`/`_ARG`, `OTEL_BSP_*`, span limits, `OTEL_PROPAGATORS`,
  * `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SDK_DISABLED`, `OTEL_LOG_LEVEL`); export is OTLP over
  * HTTP (JSON), to `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`.
+ * With neither an endpoint nor a sampler, spans are only ids (`startIdsOnly`).
  */
+import { subscribe } from 'node:diagnostics_channel';
 import { setSourceMapsSupport } from 'node:module';
 import { basename } from 'node:path';
 import { context, diag, propagation, trace, DiagConsoleLogger, type TextMapPropagator } from '@opentelemetry/api';
@@ -55,6 +57,8 @@ import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { FastifyOtelInstrumentation } from '@fastify/otel';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type * as Exporter from '@opentelemetry/exporter-trace-otlp-http';
+import type { FastifyInstance } from 'fastify';
+import { IdOnlyTracerProvider, withRequestSpan } from './id-only-tracer';
 
 // Stack traces name the TypeScript sources of the services and libs. Only theirs: source maps of
 // packages under node_modules are not read (`--enable-source-maps` reads and keeps every
@@ -130,10 +134,34 @@ function spanProcessor(): SpanProcessor {
 
 let provider: TracerProvider | undefined;
 
+/**
+ * No endpoint and no sampler asked for: no span is ever recorded, so spans are only ids
+ * (`IdOnlyTracerProvider`) and a request's context comes from one Fastify hook instead of
+ * `@fastify/otel`. Trace ids still arrive from `traceparent`, travel over NATS and reach the
+ * logs; the SDK's spans, sampled out and dropped, cost the gateway ~10 % of its CPU per request
+ * under load (docs/benchmarks.md).
+ */
+function startIdsOnly(): void {
+  const ids = new IdOnlyTracerProvider();
+  const tracer = ids.getTracer();
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  const propagator = propagatorFromEnv();
+  if (propagator) propagation.setGlobalPropagator(propagator);
+  trace.setGlobalTracerProvider(ids);
+  subscribe('fastify.initialization', (message) => {
+    const { fastify } = message as { fastify: FastifyInstance };
+    fastify.addHook('onRequest', (request, _reply, done) => withRequestSpan(tracer, request.headers, done));
+  });
+}
+
 function start(): void {
   const logLevel = getStringFromEnv('OTEL_LOG_LEVEL');
   if (logLevel) diag.setLogger(new DiagConsoleLogger(), { logLevel: diagLogLevelFromString(logLevel) });
   if (getBooleanFromEnv('OTEL_SDK_DISABLED')) return;
+  if (!endpoint && getStringFromEnv('OTEL_TRACES_SAMPLER') === undefined) {
+    startIdsOnly();
+    return;
+  }
 
   registerInstrumentations({
     instrumentations: [
