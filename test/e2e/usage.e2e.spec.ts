@@ -6,6 +6,12 @@ import { adminLogin, api, editedCursor, eventually, expectCursorsRefused, newUse
 
 const prefix = () => process.env.E2E_NATS_PREFIX ?? '';
 const iso = (ms: number) => new Date(ms).toISOString();
+/**
+ * How long a test waits for what it reported to be counted. The e2e stack is shared: another
+ * suite's flood of poison events (nats-fuzz) can sit ahead of these in the usage stream, each
+ * dead-lettered in turn, and under CI's load that took longer than the usual 15 s.
+ */
+const INGESTED_WITHIN_MS = 40_000;
 let nc: NatsConnection;
 
 /** Messages the USAGE stream holds: what HTTP ingestion has published. */
@@ -67,7 +73,7 @@ describe('usage and activity (e2e)', () => {
       return r.body.items?.length === 2 && r.body.items.every((i: { status: string }) => i.status === 'completed')
         ? r.body
         : undefined;
-    });
+    }, INGESTED_WITHIN_MS);
     expect(records.items.map((r: { request_id: string }) => r.request_id).sort()).toEqual(['h-1', 'h-2']);
     expect(records.items.find((r: { request_id: string }) => r.request_id === 'h-2')).toMatchObject({
       total_tokens: 140,
@@ -128,7 +134,7 @@ describe('usage and activity (e2e)', () => {
     await eventually(async () => {
       const r = await api('GET', `/api/v1/usage/summary?bot_id=${bot.id}`, { token: owner.token });
       return r.body.items?.[0]?.requests === 2 ? true : undefined;
-    });
+    }, INGESTED_WITHIN_MS);
     const grouped = await api(
       'GET',
       `/api/v1/usage/summary?bot_id=${bot.id}&group_by=model,status,day&tz=Asia/Shanghai`,
@@ -214,7 +220,7 @@ describe('usage and activity (e2e)', () => {
     const withUsage = await eventually(async () => {
       const r = await api('GET', `/api/v1/sessions/${session.id}?include=usage`, { token: owner.token });
       return r.body.usage?.requests === 1 ? r.body : undefined;
-    });
+    }, INGESTED_WITHIN_MS);
     expect(withUsage.usage).toMatchObject({ requests: 1, input_tokens: 100, output_tokens: 20, total_tokens: 120 });
     const bySession = await api('GET', `/api/v1/usage/records?session_id=${session.id}`, { token: owner.token });
     expect(bySession.body.items.map((r: { request_id: string }) => r.request_id)).toEqual(['s-1']);
@@ -260,14 +266,15 @@ describe('usage and activity (e2e)', () => {
       max_cost: '0.01',
       currency: 'USD',
     });
-    await api('POST', '/api/v1/usage/events', {
+    const reported = await api('POST', '/api/v1/usage/events', {
       headers: asBot(metered.api_key),
       body: event(metered.id, 'p-1', { provider: 'acme', model: 'e2e-model', input_tokens: 1000, output_tokens: 1000 }),
     });
+    expect(reported.status).toBe(202);
     const quota = await eventually(async () => {
       const q = await api('GET', `/api/v1/bots/${metered.id}/quota`, { headers: asBot(metered.api_key) });
       return q.body.used_tokens === 2000 ? q.body : undefined;
-    });
+    }, INGESTED_WITHIN_MS);
     expect(quota).toMatchObject({
       period: 'day',
       used_tokens: 2000,
@@ -308,7 +315,7 @@ describe('usage and activity (e2e)', () => {
     const listed = await eventually(async () => {
       const r = await api('GET', `/api/v1/bots/${bot.id}/activity`, { headers: asBot(bot.api_key) });
       return r.body.items?.length === 2 ? r.body : undefined;
-    });
+    }, INGESTED_WITHIN_MS);
     expect(listed.items.map((a: { event_id: string }) => a.event_id)).toEqual(['a-2', 'a-1']);
     const alerts = await api('GET', `/api/v1/bots/${bot.id}/activity?event_type=alert`, { token: owner.token });
     expect(alerts.body.items).toEqual([expect.objectContaining({ event_id: 'a-2', detail: 'disk 91%' })]);
@@ -354,7 +361,7 @@ describe('usage and activity (e2e)', () => {
         api('GET', activities, { token: owner.token }),
       ]);
       return r.body.items?.length === 3 && a.body.items?.length === 3 ? true : undefined;
-    });
+    }, INGESTED_WITHIN_MS);
     const walk = async (path: string, token: string) => {
       const items: Record<string, string>[] = [];
       let cursor: string | null = null;
@@ -436,7 +443,7 @@ describe('usage and activity (e2e)', () => {
     await eventually(async () => {
       const r = await api('GET', `/api/v1/bots/${reporter.id}/activity`, { token: owner.token });
       return r.body.items?.length === 1 ? true : undefined;
-    });
+    }, INGESTED_WITHIN_MS);
     await client.close();
     expect(nc.isClosed()).toBe(false);
   });
