@@ -144,9 +144,6 @@ let provider: TracerProvider | undefined;
 function startIdsOnly(): void {
   const ids = new IdOnlyTracerProvider();
   const tracer = ids.getTracer();
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  const propagator = propagatorFromEnv();
-  if (propagator) propagation.setGlobalPropagator(propagator);
   trace.setGlobalTracerProvider(ids);
   subscribe('fastify.initialization', (message) => {
     const { fastify } = message as { fastify: FastifyInstance };
@@ -158,6 +155,9 @@ function start(): void {
   const logLevel = getStringFromEnv('OTEL_LOG_LEVEL');
   if (logLevel) diag.setLogger(new DiagConsoleLogger(), { logLevel: diagLogLevelFromString(logLevel) });
   if (getBooleanFromEnv('OTEL_SDK_DISABLED')) return;
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  const propagator = propagatorFromEnv();
+  if (propagator) propagation.setGlobalPropagator(propagator);
   if (!endpoint && getStringFromEnv('OTEL_TRACES_SAMPLER') === undefined) {
     startIdsOnly();
     return;
@@ -180,9 +180,6 @@ function start(): void {
       }),
     ],
   });
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  const propagator = propagatorFromEnv();
-  if (propagator) propagation.setGlobalPropagator(propagator);
 
   const resource = defaultResource()
     .merge(
