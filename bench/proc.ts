@@ -11,13 +11,18 @@ export const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf
 /** utime+stime of a process in ticks, or undefined when it is gone. */
 export function cpuTicks(pid: number): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
+    return ticksIn(`/proc/${pid}/stat`);
   } catch {
     return undefined;
   }
+}
+
+/** utime+stime from a `stat` file of /proc (a process's or one of its threads'). */
+function ticksIn(statFile: string): number {
+  const stat = readFileSync(statFile, 'utf8');
+  // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
 }
 
 /**
@@ -31,9 +36,7 @@ export function v8WorkerTicks(pid: number): number | undefined {
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
       try {
         if (readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() !== 'V8Worker') continue;
-        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        sum += Number(fields[11]) + Number(fields[12]);
+        sum += ticksIn(`/proc/${pid}/task/${tid}/stat`);
       } catch {
         // the thread ended meanwhile
       }
