@@ -53,6 +53,24 @@ describe('publishing from several callbacks of one event-loop turn', () => {
     expect(await received).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`));
   });
 
+  it('goes out when the connection is closed right after, without a flush', async () => {
+    const sub = nc.subscribe(`${subject}.closing`, { max: 2 });
+    await nc.flush();
+    const publisher = await connect({ servers: NATS_URL, name: 'kit-writes-closing' });
+    publisher.publish(`${subject}.closing`, 'same turn');
+    await publisher.close();
+    const other = await connect({ servers: NATS_URL, name: 'kit-writes-closing' });
+    other.publish(`${subject}.closing`, 'after a promise');
+    await Promise.resolve();
+    await other.close();
+    // A message lost on close never comes: give up waiting after a generous while.
+    const bodies: string[] = [];
+    const gaveUp = setTimeout(() => sub.unsubscribe(), 10_000);
+    for await (const msg of sub) bodies.push(msg.string());
+    clearTimeout(gaveUp);
+    expect(bodies).toEqual(['same turn', 'after a promise']);
+  });
+
   it('still goes out at once when one callback publishes alone', async () => {
     const sub = nc.subscribe(`${subject}.alone`, { max: 1 });
     await nc.flush();
