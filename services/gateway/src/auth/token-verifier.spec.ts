@@ -4,7 +4,7 @@ import type { RpcClient } from '@parley/kit';
 import { TokenVerifier } from './token-verifier';
 
 /** The access service's two answers, counted: the keys and a user's state. */
-async function fixture() {
+async function fixture(stateAnswer?: () => Promise<{ id: string; enabled: boolean; is_admin: boolean } | null>) {
   const { publicKey, privateKey } = await generateKeyPair('EdDSA', { extractable: true });
   const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'EdDSA' };
   const calls = { jwks: 0, state: 0 };
@@ -15,7 +15,7 @@ async function fixture() {
         return Promise.resolve({ keys: [jwk] });
       }
       calls.state++;
-      return Promise.resolve({ id: 'u', enabled: true, is_admin: false });
+      return stateAnswer ? stateAnswer() : Promise.resolve({ id: 'u', enabled: true, is_admin: false });
     },
   } as unknown as RpcClient;
   const sign = (expiresInSeconds: number) =>
@@ -55,5 +55,104 @@ describe(TokenVerifier.name, () => {
     const [header, payload, signature] = token.split('.') as [string, string, string];
     const edited = `${header}.${payload}.${signature.slice(0, -2)}${signature.endsWith('AA') ? 'BB' : 'AA'}`;
     expect(await codeOf(verifier.verify(edited))).toBe('UNAUTHENTICATED: the access token is not valid');
+  });
+
+  describe("a user's state", () => {
+    /** Answers the access service has not given yet, in the order they were asked for. */
+    function pendingAnswers() {
+      const waiting: Array<(state: { id: string; enabled: boolean; is_admin: boolean } | Error) => void> = [];
+      const ask = () =>
+        new Promise<{ id: string; enabled: boolean; is_admin: boolean }>((resolve, reject) => {
+          waiting.push((state) => (state instanceof Error ? reject(state) : resolve(state)));
+        });
+      /** Gives the oldest question its answer, once it has been asked (the signature check comes first). */
+      const answer = async (enabled: boolean | Error) => {
+        for (let turn = 0; waiting.length === 0; turn += 1) {
+          if (turn > 1_000) throw new Error('nothing was asked');
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        waiting.shift()?.(enabled instanceof Error ? enabled : { id: 'u', enabled, is_admin: false });
+        // Whatever that answer sets off has run by the time the next request comes.
+        await new Promise((resolve) => setImmediate(resolve));
+      };
+      return { ask, answer, waiting };
+    }
+    const settles = async (promise: Promise<unknown>) => {
+      let settled = false;
+      void promise.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      for (let turn = 0; turn < 50; turn += 1) await new Promise((resolve) => setImmediate(resolve));
+      return settled;
+    };
+    const clock = (now: number) =>
+      jest.useFakeTimers({ now, doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+
+    it('is asked for again after half a second while the answer in hand serves, and replaced when the new one comes', async () => {
+      const access = pendingAnswers();
+      const { verifier, sign, calls } = await fixture(access.ask);
+      const token = await sign(60);
+      const start = Date.now();
+      clock(start);
+      const first = verifier.verify(token);
+      await access.answer(true);
+      expect(await codeOf(first)).toBe('ok');
+      jest.setSystemTime(start + 400);
+      expect(await codeOf(verifier.verify(token))).toBe('ok');
+      expect(calls.state).toBe(1);
+      // Past half a second: asked again, and the request does not wait for that answer.
+      jest.setSystemTime(start + 600);
+      expect(await codeOf(verifier.verify(token))).toBe('ok');
+      expect(await codeOf(verifier.verify(token))).toBe('ok');
+      expect(calls.state).toBe(2);
+      // The user was disabled meanwhile: from that answer on, the token is refused.
+      await access.answer(false);
+      expect(await codeOf(verifier.verify(token))).toBe('UNAUTHENTICATED: the user is disabled or no longer exists');
+    });
+
+    it('is never used more than a second after it was asked for, even when the next answer is late', async () => {
+      const access = pendingAnswers();
+      const { verifier, sign } = await fixture(access.ask);
+      const token = await sign(60);
+      const start = Date.now();
+      clock(start);
+      const first = verifier.verify(token);
+      await access.answer(true);
+      await first;
+      jest.setSystemTime(start + 600);
+      expect(await codeOf(verifier.verify(token))).toBe('ok');
+      expect(access.waiting).toHaveLength(1);
+      // A second after the first answer was asked for, a request waits for the next one.
+      jest.setSystemTime(start + 1000);
+      const late = verifier.verify(token);
+      expect(await settles(late)).toBe(false);
+      await access.answer(false);
+      expect(await codeOf(late)).toBe('UNAUTHENTICATED: the user is disabled or no longer exists');
+    });
+
+    it('serves the answer in hand when asking ahead fails, then asks again once it is too old', async () => {
+      const access = pendingAnswers();
+      const { verifier, sign, calls } = await fixture(access.ask);
+      const token = await sign(60);
+      const start = Date.now();
+      clock(start);
+      const first = verifier.verify(token);
+      await access.answer(true);
+      await first;
+      jest.setSystemTime(start + 600);
+      expect(await codeOf(verifier.verify(token))).toBe('ok');
+      await access.answer(new Error('access is away'));
+      jest.setSystemTime(start + 900);
+      expect(await codeOf(verifier.verify(token))).toBe('ok');
+      expect(calls.state).toBe(3);
+      jest.setSystemTime(start + 1100);
+      const again = verifier.verify(token);
+      expect(await settles(again)).toBe(false);
+      // Only the answer asked for at 900 ms, still on its way, is young enough now.
+      expect(calls.state).toBe(3);
+      await access.answer(true);
+      expect(await codeOf(again)).toBe('ok');
+    });
   });
 });

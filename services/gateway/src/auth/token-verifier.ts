@@ -3,9 +3,24 @@ import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet 
 import { AccessRpc, ParleyError, type UserPrincipal } from '@parley/contracts';
 import { RpcClient } from '@parley/kit';
 
+/** A user's state is used for at most this long after it was asked for. */
 const STATE_TTL_MS = 1000;
+/** Past this age it is asked for again in the background, while the answer in hand is used. */
+const STATE_REFRESH_MS = 500;
 /** Tokens whose signature was checked, kept until they expire: a signature holds for a token's life. */
 const VERIFIED_TOKENS = 10_000;
+
+interface UserState {
+  enabled: boolean;
+  is_admin: boolean;
+}
+
+/** A user's state as last asked for, and the next answer when one is on its way. */
+interface KnownState {
+  answer: Promise<UserState | null>;
+  askedAt: number;
+  next?: { answer: Promise<UserState | null>; askedAt: number };
+}
 
 /**
  * Verifies access tokens with the access service's public keys (fetched once, refetched
@@ -15,10 +30,7 @@ const VERIFIED_TOKENS = 10_000;
 @Injectable()
 export class TokenVerifier {
   private keys: Promise<ReturnType<typeof createLocalJWKSet>> | undefined;
-  private readonly states = new Map<
-    string,
-    { state: Promise<{ enabled: boolean; is_admin: boolean } | null>; until: number }
-  >();
+  private readonly states = new Map<string, KnownState>();
   /** Oldest first (insertion order), so the first entry is the one to drop when full. */
   private readonly verified = new Map<string, { sub: string; exp?: number }>();
 
@@ -91,19 +103,52 @@ export class TokenVerifier {
     }
   }
 
-  /** One lookup per user per second, shared by every request that arrives meanwhile. */
-  private state(userId: string): Promise<{ enabled: boolean; is_admin: boolean } | null> {
-    const cached = this.states.get(userId);
-    if (cached && cached.until > Date.now()) return cached.state;
-    const state = this.rpc.call(AccessRpc.principalState, { user_id: userId }).then(
-      (s) => (s ? { enabled: s.enabled, is_admin: s.is_admin } : null),
-      (error: unknown) => {
-        this.states.delete(userId);
-        throw error;
+  /**
+   * A user's state, asked for at most once per half second and used for at most a second
+   * after it was asked for, so disabling a user takes effect within a second. The next answer
+   * is asked for while the one in hand is still good: a request waits for the access service
+   * only when a user had none for a second, not every second for every user.
+   */
+  private state(userId: string): Promise<UserState | null> {
+    const now = Date.now();
+    const known = this.states.get(userId);
+    if (known && now - known.askedAt < STATE_TTL_MS) {
+      if (!known.next && now - known.askedAt >= STATE_REFRESH_MS) this.askAhead(userId, known);
+      return known.answer;
+    }
+    // The answer in hand is too old; one asked for since is not, though it may still be on its way.
+    if (known?.next && now - known.next.askedAt < STATE_TTL_MS) return known.next.answer;
+    return this.ask(userId);
+  }
+
+  private ask(userId: string): Promise<UserState | null> {
+    const answer = this.lookUp(userId).catch((error: unknown) => {
+      if (this.states.get(userId)?.answer === answer) this.states.delete(userId);
+      throw error;
+    });
+    if (this.states.size > 50_000) this.states.clear();
+    this.states.set(userId, { answer, askedAt: Date.now() });
+    return answer;
+  }
+
+  /** Asks again for a state still in use; the answer takes its place when it comes. */
+  private askAhead(userId: string, known: KnownState): void {
+    const next = { answer: this.lookUp(userId), askedAt: Date.now() };
+    known.next = next;
+    next.answer.then(
+      () => {
+        if (this.states.get(userId) === known) this.states.set(userId, next);
+      },
+      () => {
+        // The answer in hand stays until it is too old; then a request asks again.
+        if (known.next === next) known.next = undefined;
       },
     );
-    if (this.states.size > 50_000) this.states.clear();
-    this.states.set(userId, { state, until: Date.now() + STATE_TTL_MS });
-    return state;
+  }
+
+  private lookUp(userId: string): Promise<UserState | null> {
+    return this.rpc
+      .call(AccessRpc.principalState, { user_id: userId })
+      .then((s) => (s ? { enabled: s.enabled, is_admin: s.is_admin } : null));
   }
 }
