@@ -86,68 +86,61 @@ describe(TokenVerifier.name, () => {
       for (let turn = 0; turn < 50; turn += 1) await new Promise((resolve) => setImmediate(resolve));
       return settled;
     };
-    const clock = (now: number) =>
-      jest.useFakeTimers({ now, doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
-
-    it('is asked for again after half a second while the answer in hand serves, and replaced when the new one comes', async () => {
+    /**
+     * A verifier whose first request for a token has been answered (enabled) at `start`, with
+     * the clock stopped there; `at(ms)` moves it to `start + ms`.
+     */
+    async function answeredOnce() {
       const access = pendingAnswers();
       const { verifier, sign, calls } = await fixture(access.ask);
       const token = await sign(60);
       const start = Date.now();
-      clock(start);
+      jest.useFakeTimers({ now: start, doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
       const first = verifier.verify(token);
       await access.answer(true);
       expect(await codeOf(first)).toBe('ok');
-      jest.setSystemTime(start + 400);
-      expect(await codeOf(verifier.verify(token))).toBe('ok');
+      const at = (ms: number) => jest.setSystemTime(start + ms);
+      return { access, calls, at, verify: () => verifier.verify(token) };
+    }
+
+    it('is asked for again after half a second while the answer in hand serves, and replaced when the new one comes', async () => {
+      const { access, calls, at, verify } = await answeredOnce();
+      at(400);
+      expect(await codeOf(verify())).toBe('ok');
       expect(calls.state).toBe(1);
       // Past half a second: asked again, and the request does not wait for that answer.
-      jest.setSystemTime(start + 600);
-      expect(await codeOf(verifier.verify(token))).toBe('ok');
-      expect(await codeOf(verifier.verify(token))).toBe('ok');
+      at(600);
+      expect(await codeOf(verify())).toBe('ok');
+      expect(await codeOf(verify())).toBe('ok');
       expect(calls.state).toBe(2);
       // The user was disabled meanwhile: from that answer on, the token is refused.
       await access.answer(false);
-      expect(await codeOf(verifier.verify(token))).toBe('UNAUTHENTICATED: the user is disabled or no longer exists');
+      expect(await codeOf(verify())).toBe('UNAUTHENTICATED: the user is disabled or no longer exists');
     });
 
     it('is never used more than a second after it was asked for, even when the next answer is late', async () => {
-      const access = pendingAnswers();
-      const { verifier, sign } = await fixture(access.ask);
-      const token = await sign(60);
-      const start = Date.now();
-      clock(start);
-      const first = verifier.verify(token);
-      await access.answer(true);
-      await first;
-      jest.setSystemTime(start + 600);
-      expect(await codeOf(verifier.verify(token))).toBe('ok');
+      const { access, at, verify } = await answeredOnce();
+      at(600);
+      expect(await codeOf(verify())).toBe('ok');
       expect(access.waiting).toHaveLength(1);
       // A second after the first answer was asked for, a request waits for the next one.
-      jest.setSystemTime(start + 1000);
-      const late = verifier.verify(token);
+      at(1000);
+      const late = verify();
       expect(await settles(late)).toBe(false);
       await access.answer(false);
       expect(await codeOf(late)).toBe('UNAUTHENTICATED: the user is disabled or no longer exists');
     });
 
     it('serves the answer in hand when asking ahead fails, then asks again once it is too old', async () => {
-      const access = pendingAnswers();
-      const { verifier, sign, calls } = await fixture(access.ask);
-      const token = await sign(60);
-      const start = Date.now();
-      clock(start);
-      const first = verifier.verify(token);
-      await access.answer(true);
-      await first;
-      jest.setSystemTime(start + 600);
-      expect(await codeOf(verifier.verify(token))).toBe('ok');
+      const { access, calls, at, verify } = await answeredOnce();
+      at(600);
+      expect(await codeOf(verify())).toBe('ok');
       await access.answer(new Error('access is away'));
-      jest.setSystemTime(start + 900);
-      expect(await codeOf(verifier.verify(token))).toBe('ok');
+      at(900);
+      expect(await codeOf(verify())).toBe('ok');
       expect(calls.state).toBe(3);
-      jest.setSystemTime(start + 1100);
-      const again = verifier.verify(token);
+      at(1100);
+      const again = verify();
       expect(await settles(again)).toBe(false);
       // Only the answer asked for at 900 ms, still on its way, is young enough now.
       expect(calls.state).toBe(3);
