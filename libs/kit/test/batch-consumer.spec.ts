@@ -147,3 +147,73 @@ describe(BatchConsumer.name, () => {
     expect(text).toMatch(/consumer="kit-batch",outcome="paused"[^}]*\} 3/);
   });
 });
+
+describe(`${BatchConsumer.name} with a key`, () => {
+  const Keyed = z.object({ k: z.string(), n: z.number().int() });
+  const keyedId = runId('kbk');
+  let nats: Nats;
+  let consumer: BatchConsumer<typeof Keyed>;
+  const handled = new Map<string, number[]>();
+  const inFlight = new Set<string>();
+  const overlaps: string[] = [];
+
+  beforeAll(async () => {
+    nats = await Nats.connect({ url: NATS_URL, prefix: keyedId, name: 'kit-batch-key-test', logger });
+    await ensureStream(nats, {
+      name: 'KEYED',
+      subjects: ['kit.keyed'],
+      maxAgeMs: 3_600_000,
+      duplicateWindowMs: 60_000,
+    });
+    await ensureStream(nats, { name: 'DLQ', subjects: ['dlq.kit'], maxAgeMs: 3_600_000, duplicateWindowMs: 60_000 });
+    consumer = new BatchConsumer(
+      nats,
+      {
+        stream: 'KEYED',
+        durable: 'kit-keyed',
+        filterSubject: 'kit.keyed',
+        deadLetterSubject: 'dlq.kit',
+        schema: Keyed,
+        maxBatch: 4,
+        concurrency: 4,
+        key: (event) => event.k,
+      },
+      async (items) => {
+        const keys = new Set(items.map((i) => i.event.k));
+        for (const k of keys) {
+          if (inFlight.has(k)) overlaps.push(k);
+          inFlight.add(k);
+        }
+        // Batches finish out of the order they started in.
+        await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 15)));
+        for (const { event } of items) handled.set(event.k, [...(handled.get(event.k) ?? []), event.n]);
+        for (const k of keys) inFlight.delete(k);
+        return items.map((): BatchVerdict => ({ ok: true }));
+      },
+      logger,
+      new Metrics('kit-batch-key-test'),
+    );
+    await consumer.start();
+  });
+
+  afterAll(async () => {
+    await consumer.stop();
+    await nats.close();
+    await cleanupRun(keyedId);
+  });
+
+  it('hands the events of one key over in the order they arrived, one batch at a time, across workers', async () => {
+    const js = jetstream(nats.connection);
+    const publishes: Promise<unknown>[] = [];
+    // Five keys, interleaved, so every batch holds a few and the four workers contend for them.
+    for (let n = 0; n < 300; n++)
+      publishes.push(js.publish(nats.subject('kit.keyed'), JSON.stringify({ k: `k${n % 5}`, n })));
+    await Promise.all(publishes);
+    await eventually(() => ([...handled.values()].flat().length === 300 ? true : undefined));
+    expect(overlaps).toEqual([]);
+    for (let k = 0; k < 5; k++) {
+      const expected = Array.from({ length: 60 }, (_, i) => i * 5 + k);
+      expect([`k${k}`, handled.get(`k${k}`)]).toEqual([`k${k}`, expected]);
+    }
+  });
+});

@@ -119,6 +119,34 @@ describe(UsageIngest.name, () => {
     expect(started.n).toBe(1);
   });
 
+  it("keeps each request's first report first while batches are written two at a time", async () => {
+    const bot = await fx.bot('pairs');
+    const t1 = Date.now() - 60 * 60 * 1000;
+    const base = { bot_id: bot, provider: 'acme', model: 'm-pairs' };
+    // Each request's end names a later start than its first report: the first report must win
+    // even when the two land in batches written concurrently.
+    const events: UsageEventInput[] = [];
+    for (let i = 0; i < 150; i++) {
+      events.push({ ...base, request_id: `p-${i}`, status: 'started', input_tokens: 1, started_at: iso(t1) });
+      events.push({
+        ...base,
+        request_id: `p-${i}`,
+        status: 'completed',
+        input_tokens: 1,
+        output_tokens: 1,
+        started_at: iso(t1 + 5000),
+      });
+    }
+    await Promise.all(events.map((event) => fx.publish(event)));
+    const rows = await eventually(async () => {
+      const r = await recordsOf(bot);
+      return r.length === 150 && r.every((x) => x.status === 'completed') ? r : undefined;
+    });
+    const moved = rows.filter((r) => new Date(r.started_at).toISOString() !== iso(t1)).map((r) => r.request_id);
+    expect(moved).toEqual([]);
+    await expectDerivedTablesConsistent(bot);
+  });
+
   it('answers no summary row for a status a request has moved away from', async () => {
     const bot = await fx.bot('moved');
     // 90 minutes back: inside a whole hour of the range, so the summary reads it from the rollup.

@@ -3,7 +3,7 @@ import { ROOT_CONTEXT, SpanKind, trace, type Link } from '@opentelemetry/api';
 import type { z } from 'zod';
 import type { Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
-import { PullConsumer, decode, deliveryMeta, type DeliveryMeta, type PullConsumerSpec } from './consumer';
+import { PullConsumer, decode, deliveryMeta, type Decoded, type DeliveryMeta, type PullConsumerSpec } from './consumer';
 import { isConflictError, isInfrastructureError, isInputError } from './failures';
 import type { Nats } from './nats';
 import { contextFromHeaders, recordError } from './trace';
@@ -33,6 +33,12 @@ export interface BatchConsumerSpec<S extends z.ZodType> extends PullConsumerSpec
   backoffMs?: number[];
   /** Checks a schema cannot make (the subject, the clock): a refusal is dead-lettered at once. */
   check?: (event: z.output<S>, meta: DeliveryMeta) => { code: string; reason: string } | undefined;
+  /**
+   * Events of one key are handled in the order they arrived: while a batch holding some is
+   * being handled, later ones of the key wait in the buffer instead of going to another
+   * worker, whose batch could commit first. (Across instances there is no such order.)
+   */
+  key?: (event: z.output<S>) => string;
 }
 
 const tracer = trace.getTracer('@parley/kit/batch-consumer');
@@ -53,9 +59,13 @@ const PAUSE_MS = [500, 1000, 2000, 5000, 10_000, 30_000];
  * while it is still being handled.
  */
 export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
-  private readonly buffer: JsMsg[] = [];
-  /** Idle workers waiting for deliveries. */
+  private buffer: JsMsg[] = [];
+  /** Idle workers waiting for deliveries, or for a key to be released. */
   private waiting: (() => void)[] = [];
+  /** Keys of the events in batches being handled. */
+  private readonly held = new Set<string>();
+  /** Each delivery decoded once: to find its key when taken, and to hand it over. */
+  private readonly decodedMsgs = new WeakMap<JsMsg, Decoded<S>>();
 
   constructor(
     nats: Nats,
@@ -89,15 +99,77 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
         const at = msg.info.deliveryCount > 1 ? this.buffer.findIndex((m) => m.seq === msg.seq) : -1;
         if (at >= 0) this.buffer[at] = msg;
         else this.buffer.push(msg);
-        const idle = this.waiting;
-        this.waiting = [];
-        for (const wake of idle) wake();
+        this.wakeAll();
       },
     };
   }
 
+  private wakeAll(): void {
+    const idle = this.waiting;
+    this.waiting = [];
+    for (const wake of idle) wake();
+  }
+
+  private decoded(msg: JsMsg): Decoded<S> {
+    let decoded = this.decodedMsgs.get(msg);
+    if (!decoded) {
+      decoded = decode(msg, this.spec.schema);
+      this.decodedMsgs.set(msg, decoded);
+    }
+    return decoded;
+  }
+
+  private keyOf(msg: JsMsg): string | undefined {
+    const decoded = this.decoded(msg);
+    if (!decoded.ok || !this.spec.key) return undefined;
+    try {
+      return this.spec.key(decoded.event);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Up to `maxBatch` buffered deliveries in arrival order, passing over those of a key another
+   * batch holds; the keys it takes are held until `release`.
+   */
+  private take(): { msgs: JsMsg[]; keys: string[] } {
+    if (!this.spec.key) return { msgs: this.buffer.splice(0, this.maxBatch), keys: [] };
+    const msgs: JsMsg[] = [];
+    const left: JsMsg[] = [];
+    const mine = new Set<string>();
+    for (const msg of this.buffer) {
+      if (msgs.length >= this.maxBatch) {
+        left.push(msg);
+        continue;
+      }
+      const key = this.keyOf(msg);
+      if (key !== undefined && this.held.has(key) && !mine.has(key)) {
+        left.push(msg);
+        continue;
+      }
+      msgs.push(msg);
+      if (key !== undefined && !mine.has(key)) {
+        mine.add(key);
+        this.held.add(key);
+      }
+    }
+    this.buffer = left;
+    return { msgs, keys: [...mine] };
+  }
+
+  private release(keys: string[]): void {
+    for (const key of keys) this.held.delete(key);
+    if (keys.length > 0) this.wakeAll();
+  }
+
   protected async drain(messages: ConsumerMessages): Promise<void> {
-    const closed = messages.closed().then(() => 'closed' as const);
+    let closed = false;
+    const onClosed = () => {
+      closed = true;
+      this.wakeAll();
+    };
+    void messages.closed().then(onClosed, onClosed);
     // What waits in the buffer while every worker is busy (or held) must not be redelivered either.
     const keepAlive = setInterval(
       () => {
@@ -107,13 +179,18 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
     );
     const worker = async () => {
       for (;;) {
-        if (this.buffer.length === 0) {
-          const arrived = new Promise<'arrived'>((resolve) => this.waiting.push(() => resolve('arrived')));
-          const woke = await Promise.race([arrived, closed]);
-          if (woke === 'closed' && this.buffer.length === 0) return;
-          if (this.buffer.length === 0) continue;
+        const { msgs, keys } = this.take();
+        if (msgs.length > 0) {
+          try {
+            await this.process(msgs);
+          } finally {
+            this.release(keys);
+          }
+          continue;
         }
-        await this.process(this.buffer.splice(0, this.maxBatch));
+        if (closed && this.buffer.length === 0) return;
+        // Woken by a delivery, a released key, or the end of the subscription.
+        await new Promise<void>((resolve) => this.waiting.push(resolve));
       }
     };
     try {
@@ -174,7 +251,7 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
           for (const msg of msgs) {
             const meta = deliveryMeta(msg, this.nats.unprefixed(msg.subject));
             if (meta.deliveryCount > 1) this.metrics.redeliveries.inc({ consumer: this.durable });
-            const decoded = decode(msg, this.spec.schema);
+            const decoded = this.decoded(msg);
             if (!decoded.ok) {
               await this.deadLetter(msg, meta.subject, decoded.code, decoded.reason, decoded.raw);
               continue;

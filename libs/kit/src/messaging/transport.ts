@@ -95,12 +95,15 @@ export const DomainEventHandler = (event: DomainEventContract, options: { durabl
  * one verdict per event. Run-time tuning (batch size, concurrency) comes from the transport's
  * options under the consumer's durable name.
  */
-export const StreamBatchHandler = (
+export const StreamBatchHandler = <S extends z.ZodType>(
   subject: string,
-  spec: Omit<BatchConsumerSpec<z.ZodType>, 'filterSubject'>,
+  spec: Omit<BatchConsumerSpec<S>, 'filterSubject'>,
 ): MethodDecorator =>
   applyDecorators(
-    EventPattern<string>(subject, { consumer: { kind: 'batch', ...spec } } satisfies HandlerExtras),
+    EventPattern<string>(subject, {
+      // Stored untyped: the consumer hands `key` and `check` only what `schema` produced.
+      consumer: { kind: 'batch', ...(spec as unknown as Omit<BatchConsumerSpec<z.ZodType>, 'filterSubject'>) },
+    } satisfies HandlerExtras),
     UseFilters(PassErrorsThrough),
   );
 

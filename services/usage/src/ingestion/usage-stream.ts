@@ -92,6 +92,8 @@ export class UsageStreamHandlers implements OnApplicationBootstrap {
     durable: Durables.usageRecords,
     deadLetterSubject: DLQ_USAGE,
     schema: UsageEventSchema,
+    // A request's reports are written in the order they arrived: its `started_at` comes from the first.
+    key: (event) => `${event.bot_id}:${event.request_id}`,
   })
   records(items: BatchItem<UsageEvent>[]): Promise<BatchVerdict[]> {
     return screened(items, this.checkUsage, (accepted) => this.usage.ingest(accepted));
