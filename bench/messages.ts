@@ -200,6 +200,24 @@ async function manySessions(ctx: ManyContext): Promise<void> {
     metadata: { client: 'bench', locale: 'en-GB', trace_id: randomBytes(8).toString('hex') },
   });
 
+  if (!MANY_OPS.has('append')) {
+    // Listing alone: give every session (both sides) the 50 messages an append round would have.
+    for (const [i, target] of parleyTargets('').entries()) {
+      const res = await fetch(`${target.url}/batch`, {
+        method: 'POST',
+        headers: { ...target.headers, 'content-type': 'application/json' },
+        body: JSON.stringify({ messages: Array.from({ length: 60 }, () => JSON.parse(body) as unknown) }),
+      });
+      if (res.status !== 201) throw new Error(`seeding session ${i}: ${res.status} ${await res.text()}`);
+    }
+    for (const target of baselineTargets('')) {
+      for (let n = 0; n < 60; n++) {
+        const res = await fetch(target.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        if (res.status >= 300) throw new Error(`seeding the baseline: ${res.status}`);
+      }
+    }
+  }
+
   const parleyGroups: Record<string, ProcGroup> = {
     ...Object.fromEntries(services.map((name) => [name, { pids: [pid(name)] }])),
     postgres: { comm: 'postgres' },
