@@ -379,4 +379,63 @@ describe('large messages (e2e)', () => {
       expect((await api('GET', `/api/v1/sessions/${session.id}/messages`, { token })).body.items).toEqual([]);
     });
   });
+
+  describe('a page as PostgreSQL renders it', () => {
+    it('answers every character and value of a message as it was stored, both ways and by cursor', async () => {
+      const session = await newSession('Rendered');
+      const tricky = [
+        'quotes " and \\ backslashes \\"',
+        'lines\nand\ttabs\r\n, a bell \u0007, an escape \u001b and \u007f',
+        'line and paragraph separators \u2028 \u2029, é, 漢字, 😀 and \ud83d\udc4d',
+        '</script><!-- & ?x=1&y=2 -->',
+      ];
+      const metadata = {
+        nested: { deep: [1, -2.5, 0.1, 1e-7, 2 ** 53, 1e21, true, false, null, 'é"\\'] },
+        empty: {},
+        list: [],
+        'key with "quotes"': 'v',
+      };
+      const sent = [];
+      for (const [i, content] of tricky.entries()) {
+        const body = { role: i % 2 ? 'assistant' : 'user', content, tokens: i, metadata, client_message_id: `r-${i}` };
+        const res = await append(session.id, body);
+        expect(res.status).toBe(201);
+        sent.push(res.body);
+      }
+      const asc = await api('GET', `/api/v1/sessions/${session.id}/messages`, { token });
+      expect(asc.body).toEqual({ items: sent, next_cursor: null });
+      const desc = await api('GET', `/api/v1/sessions/${session.id}/messages?order=desc`, { token });
+      expect(desc.body).toEqual({ items: [...sent].reverse(), next_cursor: null });
+      expect((await walk(`/api/v1/sessions/${session.id}/messages?limit=1`)).items).toEqual(sent);
+      expect((await walk(`/api/v1/sessions/${session.id}/messages?order=desc&limit=3`)).items).toEqual(
+        [...sent].reverse(),
+      );
+    });
+
+    it('answers a page whose numbers PostgreSQL would spell out past the budget, compactly', async () => {
+      const session = await newSession('Spelled out');
+      // About 9,000 numbers of 1e300 in 64 KiB of JSON: jsonb renders each as 301 digits, so
+      // the page as PostgreSQL renders it would weigh 2.7 MB.
+      const big = (n: number) => ({ n: Array.from({ length: n }, () => 1e300) });
+      let count = 1;
+      while (bytesOf(big(count * 2)) <= 64 * KiB) count *= 2;
+      while (bytesOf(big(count + 500)) <= 64 * KiB) count += 500;
+      const metadata = big(count);
+      expect(bytesOf(metadata)).toBeGreaterThan(56 * KiB);
+      const sent = [];
+      for (let i = 0; i < 3; i++) {
+        const res = await append(session.id, { role: 'user', content: `spelled ${i}`, metadata });
+        expect(res.status).toBe(201);
+        sent.push(res.body);
+      }
+      const res = await api('GET', `/api/v1/sessions/${session.id}/messages?limit=2`, { token });
+      expect(res.status).toBe(200);
+      expect(bytesOf(res.body)).toBeLessThan(256 * KiB);
+      expect(res.body.items).toEqual(sent.slice(0, 2));
+      expect(res.body.next_cursor).toEqual(expect.any(String));
+      expect((await walk(`/api/v1/sessions/${session.id}/messages?order=desc&limit=2`)).items).toEqual(
+        [...sent].reverse(),
+      );
+    });
+  });
 });

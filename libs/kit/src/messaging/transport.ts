@@ -40,7 +40,7 @@ import { DOMAIN_STREAM_SPEC, ensureStream } from './jetstream';
 import { isInfrastructureError, isStatementTimeout, unreachable } from './failures';
 import type { Nats } from './nats';
 import { contextFromHeaders, recordError, traceHeaders } from './trace';
-import { decodeJson, encodeJson, replyPayload, respond, safeHeaders } from './wire';
+import { decodeJson, encodeJson, encodeReply, replyPayload, respond, safeHeaders } from './wire';
 
 const tracer = trace.getTracer('@parley/kit/transport');
 
@@ -226,7 +226,7 @@ export class ParleyTransport extends Server implements CustomTransportStrategy {
           const request = parseRequest(contract, decodeJson(msg.data));
           if (!request.success) throw validationError(request.error);
           const result = await this.invoke(handler, request.data, new NatsContext([subject, undefined]));
-          respond(this.nats, msg, encodeJson(result));
+          respond(this.nats, msg, encodeReply(result));
         } catch (error) {
           const problem = toParleyError(error);
           outcome = problem.code;

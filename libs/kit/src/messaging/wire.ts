@@ -45,6 +45,20 @@ export function encodeJson(value: unknown): Uint8Array {
 }
 
 /**
+ * A handler's answer that is JSON text already (a page PostgreSQL rendered, say): the transport
+ * sends it as it is instead of encoding an object. The handler vouches that it is valid JSON of
+ * the contract's response; callers that check (`RpcClient.call`) still parse and check it.
+ */
+export class JsonText {
+  constructor(readonly text: string) {}
+}
+
+/** A handler's answer as the bytes of its reply. */
+export function encodeReply(value: unknown): Uint8Array {
+  return value instanceof JsonText ? encoder.encode(value.text) : encodeJson(value);
+}
+
+/**
  * Answers a request. A reply larger than the server's max payload is cut into chunks: the
  * first goes back at once with `Parley-Chunks: n` and `Parley-Continue: <subject>`, where
  * the caller asks for chunks 1 … n−1 by index. So no answer is ever lost to the payload limit.

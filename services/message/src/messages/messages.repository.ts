@@ -373,6 +373,67 @@ export class MessagesRepository {
   }
 
   /**
+   * The same page as `seqPage`, rendered by PostgreSQL: `items` is the JSON array text of the
+   * messages that fit, in the wire form (viewOf's fields, in its order), so the service sends
+   * it on without reading every row into objects and encoding them again. The fit is decided
+   * by `size_bytes` as in `seqPage`; `items` is null when the rendered page is over the budget
+   * (jsonb renders numbers in full, 1e300 as 301 digits, and a space after `:` and `,`), and
+   * such a page is read with `seqPage` instead. `count` is 0 for no row, which with `byCopy`
+   * may also mean that the copy cannot decide.
+   */
+  async seqPageJson(
+    sessionId: string,
+    order: 'asc' | 'desc',
+    range: { afterSeq?: number; candidates: number; take: number },
+    byCopy?: [boolean, string | null, string | null],
+  ): Promise<{ items: string | null; count: number; more: boolean; lastSeq: number | null }> {
+    const direction = order === 'asc' ? 'asc' : 'desc';
+    const params: unknown[] = [MESSAGE_PAGE_BYTES, range.take, MESSAGE_PAGE_BYTES, sessionId];
+    let after = '';
+    if (range.afterSeq !== undefined) {
+      after = `and seq ${direction === 'asc' ? '>' : '<'} ?`;
+      params.push(range.afterSeq);
+    }
+    if (byCopy) {
+      after += ` and exists (select 1 from session_scopes where session_id = ? and ${READABLE} and ${RIGHT_BY_COPY})`;
+      params.push(sessionId, ...byCopy);
+    }
+    params.push(range.candidates);
+    // `offset 0` keeps the inner query whole, so each fitting row is rendered once.
+    const [row] = await runPrepared<{ items: string | null; n: number; rest: number; last_seq: string | null }>(
+      this.orm,
+      `select case when coalesce(sum(octet_length(p.j)), 0) <= ?::int
+                   then coalesce('[' || string_agg(p.j, ',' order by p.seq ${direction}) || ']', '[]') end as items,
+              count(p.j)::int as n,
+              count(*) filter (where p.j is null)::int as rest,
+              ${direction === 'asc' ? 'max' : 'min'}(p.seq) filter (where p.j is not null) as last_seq
+       from (
+         select m.seq, case when m.fits then row_to_json(v)::text end as j
+         from (
+           select c.*, (row_number() over w <= ?::int and (row_number() over w = 1 or sum(c.size_bytes) over w <= ?::int)) as fits
+           from (
+             select * from messages where session_id = ? ${after}
+             order by seq ${direction} limit ?
+           ) c
+           window w as (order by c.seq ${direction} rows unbounded preceding)
+         ) m
+         cross join lateral (
+           select m.id, m.session_id, m.seq, m.role, m.content, m.tokens, m.metadata, m.media, m.feedback, m.copied,
+                  m.sensitive_status, m.client_message_id, ${ISO_CREATED_AT}
+         ) v
+         offset 0
+       ) p`,
+      params,
+    );
+    return {
+      items: row?.items ?? null,
+      count: row?.n ?? 0,
+      more: (row?.rest ?? 0) > 0,
+      lastSeq: typeof row?.last_seq === 'string' || typeof row?.last_seq === 'number' ? Number(row.last_seq) : null,
+    };
+  }
+
+  /**
    * Messages matching `q` in the sessions `scope` may read, after a position of SEARCH_HITS:
    * up to `take` while they fit in MESSAGE_PAGE_BYTES, and always one. English words match by
    * full-text search; any substring (Chinese has no spaces) by trigram `ILIKE`.

@@ -20,7 +20,7 @@ import {
   type ReadScope,
   type SessionAccessSchema,
 } from '@parley/contracts';
-import { LOGGER, Nats, RpcClient, encodeJson, payloadBudget, traceHeaders, type Logger } from '@parley/kit';
+import { JsonText, LOGGER, Nats, RpcClient, encodeJson, payloadBudget, traceHeaders, type Logger } from '@parley/kit';
 import { Keyset, OutboxRelay, coalesceInOutbox } from '@parley/kit/database';
 import { MessageEntity, type Message, type SessionScope } from './message.entity';
 import { sizeOf } from './message-size';
@@ -264,7 +264,12 @@ export class MessagesService implements OnApplicationBootstrap, OnApplicationShu
     return messages;
   }
 
-  async list(actor: Principal, sessionId: string, order: 'asc' | 'desc', page: PageRequest): Promise<MessagePage> {
+  async list(
+    actor: Principal,
+    sessionId: string,
+    order: 'asc' | 'desc',
+    page: PageRequest,
+  ): Promise<MessagePage | JsonText> {
     const list = messagesBySeq(order);
     const bind = { actor, filters: { session_id: sessionId, order } };
     if (page.kind === 'offset') {
@@ -288,24 +293,30 @@ export class MessagesService implements OnApplicationBootstrap, OnApplicationShu
         ...(more && last ? { next_cursor: this.keyset.cursorAt(list, bind, [last.seq]) } : {}),
       };
     }
-    return this.keyset.fitted(
-      list,
-      page,
-      bind,
-      async ({ after, take }) => {
-        const range = { afterSeq: after === undefined ? undefined : Number(after[0]), candidates: take + 1, take };
-        // The page and the read right by the copy in one statement; no row may also mean that
-        // the copy cannot decide, which the usual check then settles.
-        if (this.copyTrusted) {
-          const page = await this.messages.seqPage(sessionId, order, range, copyRight(actor, 'read'));
-          if (page.items.length > 0) return { rows: page.items, more: page.more };
-        }
-        await this.mayRead(actor, sessionId);
-        const { items, more } = await this.messages.seqPage(sessionId, order, range);
-        return { rows: items, more };
-      },
-      { view: (m) => m, key: (m) => [m.seq] },
-    );
+    const after = this.keyset.after(list, page.cursor, bind);
+    const range = {
+      afterSeq: after === undefined ? undefined : Number(after[0]),
+      candidates: page.limit + 1,
+      take: page.limit,
+    };
+    // The page and the read right by the copy in one statement; no row may also mean that the
+    // copy cannot decide, which the usual check then settles.
+    let rendered =
+      this.copyTrusted && (await this.messages.seqPageJson(sessionId, order, range, copyRight(actor, 'read')));
+    if (!rendered || rendered.count === 0) {
+      await this.mayRead(actor, sessionId);
+      rendered = await this.messages.seqPageJson(sessionId, order, range);
+    }
+    const cursor = (more: boolean, seq: number | null | undefined) =>
+      more && typeof seq === 'number' ? this.keyset.cursorAt(list, bind, [seq]) : null;
+    if (rendered.items !== null) {
+      // Sent as PostgreSQL rendered it: the common case builds no row objects and encodes nothing.
+      const next = cursor(rendered.more, rendered.lastSeq);
+      return new JsonText(`{"items":${rendered.items},"next_cursor":${JSON.stringify(next)}}`);
+    }
+    // Over the budget as rendered: the same rows as objects, encoded compactly.
+    const { items, more } = await this.messages.seqPage(sessionId, order, range);
+    return { items, next_cursor: cursor(more, items.at(-1)?.seq) };
   }
 
   /** Messages after a seq, ascending, as many as fit (see seqPage); `more` when others follow. */
