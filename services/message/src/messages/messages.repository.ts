@@ -152,6 +152,50 @@ const escapeLike = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
  * The message service's SQL: messages and each session's scope row (who may read it, its
  * counters and last seq). Methods that take an EntityManager run in the caller's transaction.
  */
+/** Where a page of a session's messages starts and how much it may hold. */
+interface PageRange {
+  afterSeq?: number;
+  offset?: number;
+  candidates: number;
+  take: number;
+}
+
+/**
+ * The candidates of a page (the next rows by seq after the position), each knowing in one pass
+ * whether it fits: its place within `take` and the running byte total within the page's budget.
+ * With `byCopy`, the read right by the copy in the same statement: no row also when it does not
+ * hold.
+ */
+function fittingCandidates(
+  sessionId: string,
+  order: 'asc' | 'desc',
+  range: PageRange,
+  byCopy?: [boolean, string | null, string | null],
+): { sql: string; params: unknown[]; direction: 'asc' | 'desc' } {
+  const direction = order === 'asc' ? 'asc' : 'desc';
+  const params: unknown[] = [range.take, MESSAGE_PAGE_BYTES, sessionId];
+  let after = '';
+  if (range.afterSeq !== undefined) {
+    after = `and seq ${direction === 'asc' ? '>' : '<'} ?`;
+    params.push(range.afterSeq);
+  }
+  if (byCopy) {
+    after += ` and exists (select 1 from session_scopes where session_id = ? and ${READABLE} and ${RIGHT_BY_COPY})`;
+    params.push(sessionId, ...byCopy);
+  }
+  params.push(range.offset ?? 0, range.candidates);
+  return {
+    sql: `select c.*, (row_number() over w <= ?::int and (row_number() over w = 1 or sum(c.size_bytes) over w <= ?::int)) as fits
+          from (
+            select * from messages where session_id = ? ${after}
+            order by seq ${direction} offset ? limit ?
+          ) c
+          window w as (order by c.seq ${direction} rows unbounded preceding)`,
+    params,
+    direction,
+  };
+}
+
 @Injectable()
 export class MessagesRepository {
   constructor(@Inject(MikroORM) private readonly orm: MikroORM) {}
@@ -331,25 +375,11 @@ export class MessagesRepository {
   async seqPage(
     sessionId: string,
     order: 'asc' | 'desc',
-    range: { afterSeq?: number; offset?: number; candidates: number; take: number },
+    range: PageRange,
     byCopy?: [boolean, string | null, string | null],
   ): Promise<{ items: MessageView[]; more: boolean }> {
-    const direction = order === 'asc' ? 'asc' : 'desc';
-    const params: unknown[] = [range.take, MESSAGE_PAGE_BYTES, sessionId];
-    let after = '';
-    if (range.afterSeq !== undefined) {
-      after = `and seq ${direction === 'asc' ? '>' : '<'} ?`;
-      params.push(range.afterSeq);
-    }
-    if (byCopy) {
-      // The read right by the copy, in the same statement: no row also when it does not hold.
-      after += ` and exists (select 1 from session_scopes where session_id = ? and ${READABLE} and ${RIGHT_BY_COPY})`;
-      params.push(sessionId, ...byCopy);
-    }
-    params.push(range.offset ?? 0, range.candidates);
-    // One pass over the candidates (the next rows by seq): each learns whether it fits (its
-    // place within `take` and the running byte total within the page's budget). The large
-    // columns are read only for the rows that fit; the others come back as their seq alone.
+    const candidates = fittingCandidates(sessionId, order, range, byCopy);
+    // The large columns are read only for the rows that fit; the others come back as their seq alone.
     const rows = await runPrepared(
       this.orm,
       `select fits, m.id, m.session_id, m.seq, m.role, m.tokens, m.feedback, m.copied, m.sensitive_status,
@@ -357,16 +387,9 @@ export class MessagesRepository {
               case when fits then m.content end as content,
               case when fits then m.metadata end as metadata,
               case when fits then m.media end as media
-       from (
-         select c.*, (row_number() over w <= ?::int and (row_number() over w = 1 or sum(c.size_bytes) over w <= ?::int)) as fits
-         from (
-           select * from messages where session_id = ? ${after}
-           order by seq ${direction} offset ? limit ?
-         ) c
-         window w as (order by c.seq ${direction} rows unbounded preceding)
-       ) m
-       order by m.seq ${direction}`,
-      params,
+       from (${candidates.sql}) m
+       order by m.seq ${candidates.direction}`,
+      candidates.params,
     );
     const fitting = rows.filter((row) => row.fits === true);
     return { items: fitting.map(viewOf), more: fitting.length < rows.length };
@@ -384,23 +407,12 @@ export class MessagesRepository {
   async seqPageJson(
     sessionId: string,
     order: 'asc' | 'desc',
-    range: { afterSeq?: number; candidates: number; take: number },
+    range: PageRange,
     byCopy?: [boolean, string | null, string | null],
   ): Promise<{ items: string | null; count: number; more: boolean; lastSeq: number | null }> {
-    const direction = order === 'asc' ? 'asc' : 'desc';
-    const params: unknown[] = [MESSAGE_PAGE_BYTES, range.take, MESSAGE_PAGE_BYTES, sessionId];
-    let after = '';
-    if (range.afterSeq !== undefined) {
-      after = `and seq ${direction === 'asc' ? '>' : '<'} ?`;
-      params.push(range.afterSeq);
-    }
-    if (byCopy) {
-      after += ` and exists (select 1 from session_scopes where session_id = ? and ${READABLE} and ${RIGHT_BY_COPY})`;
-      params.push(sessionId, ...byCopy);
-    }
-    params.push(range.candidates);
+    const { sql, params, direction } = fittingCandidates(sessionId, order, range, byCopy);
     // `offset 0` keeps the inner query whole, so each fitting row is rendered once.
-    const [row] = await runPrepared<{ items: string | null; n: number; rest: number; last_seq: string | null }>(
+    const [row] = await runPrepared<{ items: string | null; n: number; rest: number; last_seq: number | null }>(
       this.orm,
       `select case when coalesce(sum(octet_length(p.j)), 0) <= ?::int
                    then coalesce('[' || string_agg(p.j, ',' order by p.seq ${direction}) || ']', '[]') end as items,
@@ -409,27 +421,20 @@ export class MessagesRepository {
               ${direction === 'asc' ? 'max' : 'min'}(p.seq) filter (where p.j is not null) as last_seq
        from (
          select m.seq, case when m.fits then row_to_json(v)::text end as j
-         from (
-           select c.*, (row_number() over w <= ?::int and (row_number() over w = 1 or sum(c.size_bytes) over w <= ?::int)) as fits
-           from (
-             select * from messages where session_id = ? ${after}
-             order by seq ${direction} limit ?
-           ) c
-           window w as (order by c.seq ${direction} rows unbounded preceding)
-         ) m
+         from (${sql}) m
          cross join lateral (
            select m.id, m.session_id, m.seq, m.role, m.content, m.tokens, m.metadata, m.media, m.feedback, m.copied,
                   m.sensitive_status, m.client_message_id, ${ISO_CREATED_AT}
          ) v
          offset 0
        ) p`,
-      params,
+      [MESSAGE_PAGE_BYTES, ...params],
     );
     return {
       items: row?.items ?? null,
       count: row?.n ?? 0,
       more: (row?.rest ?? 0) > 0,
-      lastSeq: typeof row?.last_seq === 'string' || typeof row?.last_seq === 'number' ? Number(row.last_seq) : null,
+      lastSeq: typeof row?.last_seq === 'number' ? row.last_seq : null,
     };
   }
 
