@@ -36,7 +36,8 @@ export interface BatchConsumerSpec<S extends z.ZodType> extends PullConsumerSpec
   /**
    * Events of one key are handled in the order they arrived: while a batch holding some is
    * being handled, later ones of the key wait in the buffer instead of going to another
-   * worker, whose batch could commit first. (Across instances there is no such order.)
+   * worker, whose batch could commit first. (Across instances there is no such order; and an
+   * event that fails on its own and waits for its redelivery does not hold its key meanwhile.)
    */
   key?: (event: z.output<S>) => string;
 }
@@ -263,11 +264,22 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
             }
             items.push({ msg, item: { event: decoded.event, raw: decoded.raw, meta } });
           }
-          // Events delivered several times already may be what sank earlier batches: alone, they sink nothing.
-          const suspects = items.filter((i) => i.item.meta.deliveryCount > 2);
-          const rest = items.filter((i) => i.item.meta.deliveryCount <= 2);
+          // Events delivered several times already may be what sank earlier batches: alone, they
+          // sink nothing. The later events of a suspect's key follow it one by one, in order.
+          const suspectKeys = new Set<string>();
+          const alone: typeof items = [];
+          const rest: typeof items = [];
+          for (const one of items) {
+            const key = this.keyOf(one.msg);
+            if (one.item.meta.deliveryCount > 2 || (key !== undefined && suspectKeys.has(key))) {
+              alone.push(one);
+              if (key !== undefined) suspectKeys.add(key);
+            } else {
+              rest.push(one);
+            }
+          }
           if (rest.length > 0) await this.settle(rest);
-          for (const one of suspects) await this.settle([one]);
+          for (const one of alone) await this.settle([one]);
         } catch (error) {
           recordError(span, error);
           throw error;
