@@ -301,9 +301,10 @@ export class MessagesService implements OnApplicationBootstrap, OnApplicationShu
     };
     // The page and the read right by the copy in one statement; no row may also mean that the
     // copy cannot decide, which the usual check then settles.
-    let rendered =
-      this.copyTrusted && (await this.messages.seqPageJson(sessionId, order, range, copyRight(actor, 'read')));
-    if (!rendered || rendered.count === 0) {
+    const readByCopy = copyRight(actor, 'read');
+    let rendered = this.copyTrusted ? await this.messages.seqPageJson(sessionId, order, range, readByCopy) : undefined;
+    const viaCopy = rendered !== undefined && rendered.count > 0;
+    if (!rendered || !viaCopy) {
       await this.mayRead(actor, sessionId);
       rendered = await this.messages.seqPageJson(sessionId, order, range);
     }
@@ -314,9 +315,14 @@ export class MessagesService implements OnApplicationBootstrap, OnApplicationShu
       const next = cursor(rendered.more, rendered.lastSeq);
       return new JsonText(`{"items":${rendered.items},"next_cursor":${JSON.stringify(next)}}`);
     }
-    // Over the budget as rendered: the same rows as objects, encoded compactly.
-    const { items, more } = await this.messages.seqPage(sessionId, order, range);
-    return { items, next_cursor: cursor(more, items.at(-1)?.seq) };
+    // Over the budget as rendered: the same rows as objects, encoded compactly, under the same
+    // check as the rendered page (a fence or a change of scope since then counts).
+    let rows = await this.messages.seqPage(sessionId, order, range, viaCopy ? readByCopy : undefined);
+    if (viaCopy && rows.items.length === 0) {
+      await this.mayRead(actor, sessionId);
+      rows = await this.messages.seqPage(sessionId, order, range);
+    }
+    return { items: rows.items, next_cursor: cursor(rows.more, rows.items.at(-1)?.seq) };
   }
 
   /** Messages after a seq, ascending, as many as fit (see seqPage); `more` when others follow. */
