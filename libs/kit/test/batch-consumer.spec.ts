@@ -217,3 +217,68 @@ describe(`${BatchConsumer.name} with a key`, () => {
     }
   });
 });
+
+describe(`${BatchConsumer.name} when a dead letter cannot be written`, () => {
+  const Item = z.object({ n: z.number().int() });
+  const brokenId = runId('kbd');
+  let nats: Nats;
+  let consumer: BatchConsumer<typeof Item>;
+  const handled = new Map<number, number>();
+  let inFlight = 0;
+  let mostInFlight = 0;
+
+  beforeAll(async () => {
+    nats = await Nats.connect({ url: NATS_URL, prefix: brokenId, name: 'kit-batch-broken-test', logger });
+    await ensureStream(nats, {
+      name: 'BROKEN',
+      subjects: ['kit.broken'],
+      maxAgeMs: 3_600_000,
+      duplicateWindowMs: 60_000,
+    });
+    // No stream takes `dlq.nowhere`: every dead letter fails to publish.
+    consumer = new BatchConsumer(
+      nats,
+      {
+        stream: 'BROKEN',
+        durable: 'kit-broken',
+        filterSubject: 'kit.broken',
+        deadLetterSubject: 'dlq.nowhere',
+        schema: Item,
+        maxBatch: 1,
+        concurrency: 2,
+        ackWaitMs: 1000,
+      },
+      async (items) => {
+        inFlight += 1;
+        mostInFlight = Math.max(mostInFlight, inFlight);
+        await new Promise((r) => setTimeout(r, 25));
+        for (const { event } of items) handled.set(event.n, (handled.get(event.n) ?? 0) + 1);
+        inFlight -= 1;
+        return items.map((): BatchVerdict => ({ ok: true }));
+      },
+      logger,
+      new Metrics('kit-batch-broken-test'),
+    );
+    await consumer.start();
+  });
+
+  afterAll(async () => {
+    await consumer.stop();
+    await nats.close();
+    await cleanupRun(brokenId);
+  });
+
+  it('keeps its workers (and no more) going, and keeps the event it could not dead-letter', async () => {
+    const js = jetstream(nats.connection);
+    await js.publish(nats.subject('kit.broken'), '{not json');
+    for (let n = 0; n < 200; n++) await js.publish(nats.subject('kit.broken'), JSON.stringify({ n }));
+    await eventually(() => (handled.size === 200 ? true : undefined), 30_000);
+    expect([...handled.values()].every((times) => times === 1)).toBe(true);
+    expect(mostInFlight).toBeLessThanOrEqual(2);
+    // The poison is neither acked nor lost: it waits for a dead-letter stream to take it.
+    const info = await jetstreamManager(nats.connection).then((jsm) =>
+      jsm.consumers.info(nats.stream('BROKEN'), 'kit-broken'),
+    );
+    expect(info.num_ack_pending + info.num_pending).toBeGreaterThanOrEqual(1);
+  });
+});

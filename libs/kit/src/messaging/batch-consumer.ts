@@ -45,6 +45,8 @@ export interface BatchConsumerSpec<S extends z.ZodType> extends PullConsumerSpec
 const tracer = trace.getTracer('@parley/kit/batch-consumer');
 const CONFLICT_RETRIES = 5;
 const PAUSE_MS = [500, 1000, 2000, 5000, 10_000, 30_000];
+/** Delay before a batch that could not be settled is delivered again. */
+const UNSETTLED_RETRY_MS = 1000;
 
 /**
  * A durable pull consumer that hands events to its handler in batches (as many as have
@@ -184,6 +186,14 @@ export class BatchConsumer<S extends z.ZodType> extends PullConsumer {
         if (msgs.length > 0) {
           try {
             await this.process(msgs);
+          } catch (error) {
+            // What could not be settled (a dead letter NATS would not take, say) comes back
+            // later; the worker goes on with the rest.
+            this.logger.warn(
+              { err: error, consumer: this.durable, size: msgs.length },
+              'batch not settled; redelivering',
+            );
+            for (const msg of msgs) if (!this.settled.has(msg)) this.nak(msg, UNSETTLED_RETRY_MS);
           } finally {
             this.release(keys);
           }

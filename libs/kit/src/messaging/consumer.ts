@@ -180,6 +180,8 @@ export abstract class PullConsumer {
         await this.drain(this.messages);
       } catch (error) {
         if (this.stopped) break;
+        // The failed loop's subscription must not keep pulling beside the next one.
+        await this.messages?.close().catch(() => undefined);
         this.logger.warn({ err: error, durable: this.pull.durable }, 'consumer loop failed; restarting');
         await new Promise((resolve) => setTimeout(resolve, 1000));
       }
