@@ -1,8 +1,8 @@
 /**
  * The OpenTelemetry SDK's tracing, for a process that records spans (an OTLP endpoint, or a
  * sampler asked for). Loaded by `telemetry.ts` only then: in the default id-only mode the SDK,
- * its resource detectors and the instrumentations stay unloaded (about 2.4 MB of heap and more
- * of compiled code in every process).
+ * its resource detectors and the instrumentations stay unloaded (about 1 MB less resident in
+ * each process, docs/benchmarks.md).
  */
 import { diag, trace } from '@opentelemetry/api';
 import { getNumberFromEnv, getStringFromEnv } from '@opentelemetry/core';

@@ -299,15 +299,12 @@ export class MessagesService implements OnApplicationBootstrap, OnApplicationShu
       candidates: page.limit + 1,
       take: page.limit,
     };
-    // The page and the read right by the copy in one statement; no row may also mean that the
-    // copy cannot decide, which the usual check then settles.
-    const readByCopy = copyRight(actor, 'read');
-    let rendered = this.copyTrusted ? await this.messages.seqPageJson(sessionId, order, range, readByCopy) : undefined;
-    const viaCopy = rendered !== undefined && rendered.count > 0;
-    if (!rendered || !viaCopy) {
-      await this.mayRead(actor, sessionId);
-      rendered = await this.messages.seqPageJson(sessionId, order, range);
-    }
+    const rendered = await this.readChecked(
+      actor,
+      sessionId,
+      (byCopy) => this.messages.seqPageJson(sessionId, order, range, byCopy),
+      (found) => found.count > 0,
+    );
     const cursor = (more: boolean, seq: number | null | undefined) =>
       more && typeof seq === 'number' ? this.keyset.cursorAt(list, bind, [seq]) : null;
     if (rendered.items !== null) {
@@ -315,14 +312,33 @@ export class MessagesService implements OnApplicationBootstrap, OnApplicationShu
       const next = cursor(rendered.more, rendered.lastSeq);
       return new JsonText(`{"items":${rendered.items},"next_cursor":${JSON.stringify(next)}}`);
     }
-    // Over the budget as rendered: the same rows as objects, encoded compactly, under the same
-    // check as the rendered page (a fence or a change of scope since then counts).
-    let rows = await this.messages.seqPage(sessionId, order, range, viaCopy ? readByCopy : undefined);
-    if (viaCopy && rows.items.length === 0) {
-      await this.mayRead(actor, sessionId);
-      rows = await this.messages.seqPage(sessionId, order, range);
+    // Over the budget as rendered: the same rows as objects, encoded compactly.
+    const { items, more } = await this.readChecked(
+      actor,
+      sessionId,
+      (byCopy) => this.messages.seqPage(sessionId, order, range, byCopy),
+      (found) => found.items.length > 0,
+    );
+    return { items, next_cursor: cursor(more, items.at(-1)?.seq) };
+  }
+
+  /**
+   * A read of a session's rows under the read right: by the copy in the same statement when the
+   * copy is trusted (nothing `found` may also mean that it cannot decide), otherwise, or then,
+   * after the usual check.
+   */
+  private async readChecked<T>(
+    actor: Principal,
+    sessionId: string,
+    read: (byCopy?: ReturnType<typeof copyRight>) => Promise<T>,
+    found: (result: T) => boolean,
+  ): Promise<T> {
+    if (this.copyTrusted) {
+      const byCopy = await read(copyRight(actor, 'read'));
+      if (found(byCopy)) return byCopy;
     }
-    return { items: rows.items, next_cursor: cursor(rows.more, rows.items.at(-1)?.seq) };
+    await this.mayRead(actor, sessionId);
+    return read();
   }
 
   /** Messages after a seq, ascending, as many as fit (see seqPage); `more` when others follow. */
