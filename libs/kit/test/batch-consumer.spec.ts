@@ -1,7 +1,16 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { z } from 'zod';
 import type { DeadLetter } from '@parley/contracts';
-import { BatchConsumer, Metrics, Nats, createLogger, ensureStream, type BatchVerdict } from '../src';
+import {
+  BatchConsumer,
+  Metrics,
+  Nats,
+  createLogger,
+  ensureStream,
+  type BatchConsumerSpec,
+  type BatchItem,
+  type BatchVerdict,
+} from '../src';
 import { NATS_URL, cleanupRun, runId } from '../../../test/support/stack';
 
 const logger = createLogger('kit-batch-test', 'silent');
@@ -148,36 +157,52 @@ describe(BatchConsumer.name, () => {
   });
 });
 
+/**
+ * A batch consumer on a stream of its own (`<name>` taking `<subject>`, durable `<name>`), in a run
+ * of its own; `stop` undoes it all. Dead letters go to `dlq.kit`, which a `DLQ` stream takes,
+ * unless `deadLetterSubject` names a subject no stream takes.
+ */
+async function ownConsumer<S extends z.ZodType>(
+  name: string,
+  subject: string,
+  spec: Omit<BatchConsumerSpec<S>, 'stream' | 'durable' | 'filterSubject' | 'deadLetterSubject'> & {
+    deadLetterSubject?: string;
+  },
+  handler: (items: BatchItem<z.output<S>>[]) => Promise<BatchVerdict[]>,
+) {
+  const run = runId('kbx');
+  const nats = await Nats.connect({ url: NATS_URL, prefix: run, name: `kit-${name}-test`, logger });
+  await ensureStream(nats, { name, subjects: [subject], maxAgeMs: 3_600_000, duplicateWindowMs: 60_000 });
+  await ensureStream(nats, { name: 'DLQ', subjects: ['dlq.kit'], maxAgeMs: 3_600_000, duplicateWindowMs: 60_000 });
+  const consumer = new BatchConsumer(
+    nats,
+    { deadLetterSubject: 'dlq.kit', ...spec, stream: name, durable: name, filterSubject: subject },
+    handler,
+    logger,
+    new Metrics(`kit-${name}-test`),
+  );
+  await consumer.start();
+  const stop = async () => {
+    await consumer.stop();
+    await nats.close();
+    await cleanupRun(run);
+  };
+  return { nats, stop };
+}
+
 describe(`${BatchConsumer.name} with a key`, () => {
   const Keyed = z.object({ k: z.string(), n: z.number().int() });
-  const keyedId = runId('kbk');
   let nats: Nats;
-  let consumer: BatchConsumer<typeof Keyed>;
+  let stop: () => Promise<void>;
   const handled = new Map<string, number[]>();
   const inFlight = new Set<string>();
   const overlaps: string[] = [];
 
   beforeAll(async () => {
-    nats = await Nats.connect({ url: NATS_URL, prefix: keyedId, name: 'kit-batch-key-test', logger });
-    await ensureStream(nats, {
-      name: 'KEYED',
-      subjects: ['kit.keyed'],
-      maxAgeMs: 3_600_000,
-      duplicateWindowMs: 60_000,
-    });
-    await ensureStream(nats, { name: 'DLQ', subjects: ['dlq.kit'], maxAgeMs: 3_600_000, duplicateWindowMs: 60_000 });
-    consumer = new BatchConsumer(
-      nats,
-      {
-        stream: 'KEYED',
-        durable: 'kit-keyed',
-        filterSubject: 'kit.keyed',
-        deadLetterSubject: 'dlq.kit',
-        schema: Keyed,
-        maxBatch: 4,
-        concurrency: 4,
-        key: (event) => event.k,
-      },
+    ({ nats, stop } = await ownConsumer(
+      'KEYED',
+      'kit.keyed',
+      { schema: Keyed, maxBatch: 4, concurrency: 4, key: (event) => event.k },
       async (items) => {
         const keys = new Set(items.map((i) => i.event.k));
         for (const k of keys) {
@@ -190,17 +215,10 @@ describe(`${BatchConsumer.name} with a key`, () => {
         for (const k of keys) inFlight.delete(k);
         return items.map((): BatchVerdict => ({ ok: true }));
       },
-      logger,
-      new Metrics('kit-batch-key-test'),
-    );
-    await consumer.start();
+    ));
   });
 
-  afterAll(async () => {
-    await consumer.stop();
-    await nats.close();
-    await cleanupRun(keyedId);
-  });
+  afterAll(() => stop());
 
   it('hands the events of one key over in the order they arrived, one batch at a time, across workers', async () => {
     const js = jetstream(nats.connection);
@@ -220,34 +238,18 @@ describe(`${BatchConsumer.name} with a key`, () => {
 
 describe(`${BatchConsumer.name} when a dead letter cannot be written`, () => {
   const Item = z.object({ n: z.number().int() });
-  const brokenId = runId('kbd');
   let nats: Nats;
-  let consumer: BatchConsumer<typeof Item>;
+  let stop: () => Promise<void>;
   const handled = new Map<number, number>();
   let inFlight = 0;
   let mostInFlight = 0;
 
   beforeAll(async () => {
-    nats = await Nats.connect({ url: NATS_URL, prefix: brokenId, name: 'kit-batch-broken-test', logger });
-    await ensureStream(nats, {
-      name: 'BROKEN',
-      subjects: ['kit.broken'],
-      maxAgeMs: 3_600_000,
-      duplicateWindowMs: 60_000,
-    });
     // No stream takes `dlq.nowhere`: every dead letter fails to publish.
-    consumer = new BatchConsumer(
-      nats,
-      {
-        stream: 'BROKEN',
-        durable: 'kit-broken',
-        filterSubject: 'kit.broken',
-        deadLetterSubject: 'dlq.nowhere',
-        schema: Item,
-        maxBatch: 1,
-        concurrency: 2,
-        ackWaitMs: 1000,
-      },
+    ({ nats, stop } = await ownConsumer(
+      'BROKEN',
+      'kit.broken',
+      { schema: Item, deadLetterSubject: 'dlq.nowhere', maxBatch: 1, concurrency: 2, ackWaitMs: 1000 },
       async (items) => {
         inFlight += 1;
         mostInFlight = Math.max(mostInFlight, inFlight);
@@ -256,17 +258,10 @@ describe(`${BatchConsumer.name} when a dead letter cannot be written`, () => {
         inFlight -= 1;
         return items.map((): BatchVerdict => ({ ok: true }));
       },
-      logger,
-      new Metrics('kit-batch-broken-test'),
-    );
-    await consumer.start();
+    ));
   });
 
-  afterAll(async () => {
-    await consumer.stop();
-    await nats.close();
-    await cleanupRun(brokenId);
-  });
+  afterAll(() => stop());
 
   it('keeps its workers (and no more) going, and keeps the event it could not dead-letter', async () => {
     const js = jetstream(nats.connection);
@@ -277,7 +272,7 @@ describe(`${BatchConsumer.name} when a dead letter cannot be written`, () => {
     expect(mostInFlight).toBeLessThanOrEqual(2);
     // The poison is neither acked nor lost: it waits for a dead-letter stream to take it.
     const info = await jetstreamManager(nats.connection).then((jsm) =>
-      jsm.consumers.info(nats.stream('BROKEN'), 'kit-broken'),
+      jsm.consumers.info(nats.stream('BROKEN'), 'BROKEN'),
     );
     expect(info.num_ack_pending + info.num_pending).toBeGreaterThanOrEqual(1);
   });
