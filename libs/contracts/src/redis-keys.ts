@@ -25,7 +25,10 @@ export const RedisKeys = {
   /** The live streams (or exports) one principal holds open: a sorted set of lease ids scored by expiry (ms). */
   gatewayLeases: (prefix: string, kind: string, principalType: string, principalId: string) =>
     `${head(prefix)}:gateway:leases:${kind}:${principalType}:${principalId}`,
-  /** A bot's usage counters for one budget period (a hash: tokens, cost per currency). */
+  /**
+   * A bot's usage counters for one budget period: a hash of each day's totals per currency with
+   * their revisions. (Named apart from the counters of before, which held running sums.)
+   */
   usageQuota: (prefix: string, botId: string, period: string, periodKey: string) =>
-    `${head(prefix)}:usage:quota:${botId}:${period}:${periodKey}`,
+    `${head(prefix)}:usage:totals:${botId}:${period}:${periodKey}`,
 } as const;

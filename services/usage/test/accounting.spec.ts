@@ -3,6 +3,7 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import { QuotaCheckRpc, type UsageEventInput, type UsageGroupKey, type UsageSummaryItem } from '@parley/contracts';
 import { REDIS } from '@parley/kit';
 import type { Redis } from 'ioredis';
+import { BudgetsRepository } from '../src/budgets/budgets.repository';
 import { BudgetsService } from '../src/budgets/budgets.service';
 import { QuotaCounters } from '../src/budgets/quota-counters';
 import { periodOf } from '../src/budgets/periods';
@@ -450,9 +451,93 @@ describe(BudgetsService.name, () => {
     await redis.del(key);
     expect(await budgets.quota(bot)).toMatchObject({ used_tokens: 1200, exceeded: true });
     expect(Number(await redis.ttl(key))).toBeGreaterThan(0);
-    // A counter that has drifted is only trusted until it expires; the increment path keeps it exact meanwhile.
+    // A rebuilt counter takes the totals of later commits.
     await fx.publish(tokensEvent(bot, 'b4', 1));
     expect(await used(1201)).toMatchObject({ exceeded: true });
+  });
+
+  it('keeps the quota exact while reads rebuild its counters beside ingestion', async () => {
+    // A read that misses Redis rebuilds the counters from Postgres while batches commit and
+    // bump them. A bump lost between the read and the rebuild, or counted twice, would leave
+    // the quota off until the counters expire. Several bots' counters are rebuilt over and over
+    // while their reports are ingested; after its last rebuild only the commits change each.
+    const budgets = fx.app.get(BudgetsService);
+    const counters = fx.app.get(QuotaCounters);
+    const redis = fx.app.get<Redis>(REDIS);
+    const bots = await Promise.all(Array.from({ length: 20 }, (_, i) => fx.bot(`budget-race-${i}`)));
+    for (const bot of bots) await budgets.put(fx.admin, bot, { period: 'day', max_tokens: 1_000_000, currency: 'USD' });
+    const day = periodOf('day', new Date());
+    const month = periodOf('month', new Date());
+    const read = (bot: string) =>
+      Promise.all([counters.read(bot, 'day', day.start, day.end), counters.read(bot, 'month', month.start, month.end)]);
+    // Slow answers widen the windows a loaded machine opens: Postgres' sums reach the rebuild
+    // late, and a commit's bump follows the commit late.
+    const pause = () => new Promise((r) => setTimeout(r, 2 + Math.random() * 15));
+    const repository = fx.app.get(BudgetsRepository);
+    const sums = repository.dailyTotals.bind(repository);
+    const bump = counters.record.bind(counters);
+    const slowSums = jest.spyOn(repository, 'dailyTotals').mockImplementation(async (...args) => {
+      const rows = await sums(...args);
+      await pause();
+      return rows;
+    });
+    const slowBump = jest.spyOn(counters, 'record').mockImplementation(async (...args) => {
+      await pause();
+      return bump(...args);
+    });
+    // Each bot's counters are rebuilt until a round of its own, while its reports still flow.
+    let round = 0;
+    let rebuilds = 0;
+    const readers = bots.map(async (bot, i) => {
+      const last = 3 + (i % 8);
+      while (round <= last) {
+        await redis.del(counters.key(bot, 'day', day.start), counters.key(bot, 'month', month.start));
+        await read(bot);
+        rebuilds += 1;
+      }
+    });
+    const total = new Map(bots.map((b) => [b, 0]));
+    for (let i = 0; i < 12; i++) {
+      // Each request is reported started and then completed: the second report moves its
+      // tokens by a delta of either sign, so a bump lost or doubled shows in the sum.
+      const reports = bots.flatMap((bot) => {
+        const done = i % 3 === 0 ? 3 : 20 + i;
+        total.set(bot, (total.get(bot) ?? 0) + done);
+        return [
+          tokensEvent(bot, `race-${i}`, 10 + (i % 7), { status: 'started' }),
+          tokensEvent(bot, `race-${i}`, done, { status: 'completed' }),
+        ];
+      });
+      round = i;
+      if (i > 0) await new Promise((r) => setTimeout(r, 50));
+      await Promise.all(reports.map((r) => fx.publish(r)));
+    }
+    round = Infinity;
+    await Promise.all(readers);
+    expect(rebuilds).toBeGreaterThan(bots.length * 10);
+    const committed = async () => {
+      const rows = await fx.sql<{ bot_id: string; t: string }>(
+        'select bot_id, sum(total_tokens)::text as t from usage_daily where bot_id = any(?::uuid[]) group by bot_id',
+        [`{${bots.join(',')}}`],
+      );
+      return rows.length === bots.length && rows.every((r) => Number(r.t) === total.get(r.bot_id)) ? true : undefined;
+    };
+    await eventually(committed, 30_000);
+    slowSums.mockRestore();
+    slowBump.mockRestore();
+    // The last bumps follow the last commits at once; then every counter agrees with Postgres.
+    const off = async () => {
+      const wrong: string[] = [];
+      for (const bot of bots) {
+        const [d, m] = await read(bot);
+        if (d.tokens !== total.get(bot) || m.tokens !== total.get(bot)) {
+          wrong.push(`${bot}: day ${d.tokens}, month ${m.tokens}, committed ${total.get(bot)}`);
+        }
+      }
+      return wrong;
+    };
+    const wrong = await eventually(async () => ((await off()).length === 0 ? [] : undefined), 5000).catch(off);
+    expect(wrong).toEqual([]);
   });
 
   it('counts cost in the budget currency, reached at exactly the maximum', async () => {

@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import type { BudgetPeriod } from '@parley/contracts';
 import { BudgetEntity, type Budget } from './budget.entity';
+import type { DailyTotal } from '../records/rollup';
 import { dayOf } from './periods';
 
 /** A budget beside what its bot used in the budget's current period. */
@@ -68,12 +69,16 @@ export class BudgetsRepository {
     return fresh.length > 0;
   }
 
-  /** A bot's tokens and cost per currency over the UTC days in [start, end). */
-  dailyUsage(botId: string, start: Date, end: Date): Promise<{ currency: string; tokens: string; cost: string }[]> {
-    return this.orm.em.fork().execute<{ currency: string; tokens: string; cost: string }[]>(
-      `select currency, sum(total_tokens)::text as tokens, trim_scale(sum(cost))::text as cost
-       from usage_daily where bot_id = ? and day >= ?::date and day < ?::date group by currency`,
-      [botId, dayOf(start), dayOf(end)],
-    );
+  /** A bot's daily totals (each with its row's revision) over the UTC days in [start, end). */
+  async dailyTotals(botId: string, start: Date, end: Date): Promise<DailyTotal[]> {
+    const rows = await this.orm.em
+      .fork()
+      .execute<{ day: string; currency: string; revision: string; tokens: string; cost: string }[]>(
+        `select to_char(day, 'YYYY-MM-DD') as day, currency, revision::text as revision,
+              total_tokens::text as tokens, cost::text as cost
+       from usage_daily where bot_id = ? and day >= ?::date and day < ?::date`,
+        [botId, dayOf(start), dayOf(end)],
+      );
+    return rows.map((r) => ({ botId, ...r }));
   }
 }

@@ -4,7 +4,7 @@ import { RedisKeys, type BudgetPeriod } from '@parley/contracts';
 import { KIT_OPTIONS, LOGGER, REDIS, type KitOptions, type Logger } from '@parley/kit';
 import { USAGE_CONFIG, type UsageConfig } from '../config';
 import { toUnits } from '../prices/decimal';
-import type { DailyDelta } from '../records/rollup';
+import type { DailyTotal } from '../records/rollup';
 import { BudgetsRepository } from './budgets.repository';
 import { dayOf } from './periods';
 
@@ -15,58 +15,60 @@ export interface PeriodUsage {
 }
 
 /**
- * For each key that exists, HINCRBY its field pairs (a missing key is rebuilt from Postgres).
- * ARGV holds, per key in order, its number of pairs and then the pairs. Answers the keys an
- * increment failed on (beyond 64 bits), to be dropped and rebuilt.
+ * Merges daily totals into counters. KEYS are counters; ARGV[1] is the TTL a counter gets when
+ * this creates it, ARGV[2] is '1' when the totals are all of the counters' period (a rebuild
+ * from Postgres: the counters are then complete). Then, per key in order, its number of rows
+ * and, per row, its field (`day|currency`) and value (`revision tokens cost`). A row replaces
+ * the field only if its revision is newer, so totals may arrive in any order. A rebuild answers
+ * its (single) counter's fields.
  */
-const INCREMENT_IF_PRESENT = `
-local failed = {}
-local at = 1
+const MERGE = `
+local complete = ARGV[2] == '1'
+local at = 3
 for k = 1, #KEYS do
+  local key = KEYS[k]
+  local fresh = redis.call('exists', key) == 0
   local count = tonumber(ARGV[at])
-  local first = at + 1
-  at = first + 2 * count
-  if redis.call('exists', KEYS[k]) == 1 then
-    for i = first, at - 1, 2 do
-      local answer = redis.pcall('hincrby', KEYS[k], ARGV[i], ARGV[i + 1])
-      if type(answer) == 'table' and answer.err then
-        failed[#failed + 1] = KEYS[k]
-        break
-      end
+  at = at + 1
+  for i = 1, count do
+    local field, value = ARGV[at], ARGV[at + 1]
+    at = at + 2
+    local held = redis.call('hget', key, field)
+    if not held or tonumber(string.match(held, '^%d+')) < tonumber(string.match(value, '^%d+')) then
+      redis.call('hset', key, field, value)
     end
   end
+  if complete then redis.call('hset', key, 'complete', '1') end
+  if fresh then redis.call('expire', key, ARGV[1]) end
 end
-return failed`;
-/** Sets the fields and TTL if the key is absent; answers the key's fields either way. */
-const SET_IF_ABSENT = `
-if redis.call('exists', KEYS[1]) == 0 then
-  redis.call('hset', KEYS[1], unpack(ARGV, 2))
-  redis.call('expire', KEYS[1], ARGV[1])
-end
-return redis.call('hgetall', KEYS[1])`;
+if complete then return redis.call('hgetall', KEYS[1]) end
+return {}`;
 
 /** Most counters remembered as stale; beyond, they are left to expire (USAGE_QUOTA_CACHE_SECONDS). */
 const MAX_MISSED_KEYS = 10_000;
 
 type CountingRedis = Redis & {
-  usageIncrement(keyCount: number, ...keysThenArgs: string[]): Promise<string[]>;
-  usageRebuild(key: string, ttl: string, ...fields: string[]): Promise<string[]>;
+  usageTotals(keyCount: number, ...keysThenArgs: string[]): Promise<string[]>;
 };
 
 /**
- * Each bot's usage in its current day and month, as Redis counters: bumped by the consumer
- * after every commit, rebuilt from the daily counters in Postgres whenever Redis has lost
- * them (or they expired: they live `USAGE_QUOTA_CACHE_SECONDS`, which bounds any drift from a
- * crash between commit and bump). Redis away: answers come from Postgres, and the counters
- * that missed deltas meanwhile are dropped once it is back, so they are rebuilt.
+ * Each bot's usage in its current day and month, as Redis counters: a hash per bot and period
+ * holding each day's totals per currency with the revision of the `usage_daily` row they
+ * came from. After every commit the consumer hands over the totals its write left; a read
+ * that finds the counters incomplete (lost, expired, or so far holding only such totals)
+ * merges in every total of the period from Postgres. Newer revisions win either way, so a
+ * commit racing a rebuild is neither lost nor counted twice. The counters live
+ * `USAGE_QUOTA_CACHE_SECONDS`, which bounds any drift from a crash between commit and update
+ * (until then, the row's next write corrects it). Redis away: answers come from Postgres, and
+ * the counters that missed totals meanwhile are dropped once it is back, so they are rebuilt.
  */
 @Injectable()
 export class QuotaCounters {
   private readonly redis: CountingRedis;
   private readonly prefix: string;
-  /** Counters whose deltas could not be added (Redis away), to drop once it answers again. */
+  /** Counters that missed totals (Redis away), to drop once it answers again. */
   private readonly missed = new Set<string>();
-  /** Deltas are being missed (logged once each way). */
+  /** Totals are being missed (logged once each way). */
   private missing = false;
 
   constructor(
@@ -76,8 +78,7 @@ export class QuotaCounters {
     @Inject(KIT_OPTIONS) options: KitOptions,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {
-    redis.defineCommand('usageIncrement', { lua: INCREMENT_IF_PRESENT });
-    redis.defineCommand('usageRebuild', { numberOfKeys: 1, lua: SET_IF_ABSENT });
+    redis.defineCommand('usageTotals', { lua: MERGE });
     this.redis = redis as CountingRedis;
     this.prefix = options.config.NATS_SUBJECT_PREFIX;
   }
@@ -86,20 +87,15 @@ export class QuotaCounters {
     return RedisKeys.usageQuota(this.prefix, botId, period, period === 'day' ? dayOf(start) : dayOf(start).slice(0, 7));
   }
 
-  /** Adds committed deltas to the counters that exist. */
-  async add(deltas: DailyDelta[]): Promise<void> {
-    const perKey = new Map<string, Map<string, bigint>>();
-    const bump = (key: string, field: string, by: bigint) => {
-      if (by === 0n) return;
-      const fields = perKey.get(key) ?? new Map<string, bigint>();
-      fields.set(field, (fields.get(field) ?? 0n) + by);
-      perKey.set(key, fields);
-    };
-    for (const d of deltas) {
-      const day = new Date(`${d.day}T00:00:00Z`);
-      for (const key of [this.key(d.botId, 'day', day), this.key(d.botId, 'month', day)]) {
-        bump(key, 'tokens', BigInt(d.totalTokens));
-        if (d.currency) bump(key, `cost:${d.currency}`, d.costUnits);
+  /** Merges the totals a commit left into the bot's day and month counters. */
+  async record(totals: DailyTotal[]): Promise<void> {
+    const perKey = new Map<string, string[]>();
+    for (const t of totals) {
+      const day = new Date(`${t.day}T00:00:00Z`);
+      for (const key of [this.key(t.botId, 'day', day), this.key(t.botId, 'month', day)]) {
+        const rows = perKey.get(key) ?? [];
+        rows.push(...row(t));
+        perKey.set(key, rows);
       }
     }
     if (perKey.size === 0) return;
@@ -107,20 +103,15 @@ export class QuotaCounters {
     try {
       // One script for every counter of the batch: a single command, not one per key.
       const keys = [...perKey.keys()];
-      const args: string[] = [];
-      for (const fields of perKey.values()) {
-        args.push(String(fields.size));
-        for (const [field, by] of fields) args.push(field, by.toString());
-      }
-      const failed = await this.redis.usageIncrement(keys.length, ...keys, ...args);
-      // A counter that cannot take the increment (beyond 64 bits) is dropped and rebuilt.
-      if (failed.length > 0) await this.redis.del(...failed);
+      const args = [String(this.config.USAGE_QUOTA_CACHE_SECONDS), '0'];
+      for (const rows of perKey.values()) args.push(String(rows.length / 2), ...rows);
+      await this.redis.usageTotals(keys.length, ...keys, ...args);
       if (this.missing) {
         this.missing = false;
         this.logger.info('quota counters updated in Redis again');
       }
     } catch (error) {
-      // These counters now lack the deltas: dropped once Redis answers, they are rebuilt.
+      // These counters now lack the totals: dropped once Redis answers, they are rebuilt.
       for (const key of perKey.keys()) if (this.missed.size < MAX_MISSED_KEYS) this.missed.add(key);
       if (!this.missing) {
         this.missing = true;
@@ -132,7 +123,7 @@ export class QuotaCounters {
     }
   }
 
-  /** Drops the counters that missed deltas while Redis was away (they are rebuilt on the next read). */
+  /** Drops the counters that missed totals while Redis was away (they are rebuilt on the next read). */
   private async forgetMissed(): Promise<void> {
     if (this.missed.size === 0) return;
     const keys = [...this.missed];
@@ -148,44 +139,53 @@ export class QuotaCounters {
   async read(botId: string, period: BudgetPeriod, start: Date, end: Date): Promise<PeriodUsage> {
     const key = this.key(botId, period, start);
     if (this.missed.size > 0) await this.forgetMissed();
-    if (this.missed.has(key)) return this.fromPostgres(botId, start, end);
+    if (this.missed.has(key)) return sum(await this.budgets.dailyTotals(botId, start, end));
     try {
       const cached = await this.redis.hgetall(key);
-      if (cached.tokens !== undefined) return parse(cached);
+      if (cached.complete !== undefined) return parse(cached);
     } catch {
-      return this.fromPostgres(botId, start, end);
+      return sum(await this.budgets.dailyTotals(botId, start, end));
     }
-    const usage = await this.fromPostgres(botId, start, end);
-    const fields = [
-      'tokens',
-      String(usage.tokens),
-      ...[...usage.costUnits].flatMap(([c, u]) => [`cost:${c}`, u.toString()]),
-    ];
+    const totals = await this.budgets.dailyTotals(botId, start, end);
+    const rows = totals.flatMap(row);
     try {
-      const stored = await this.redis.usageRebuild(key, String(this.config.USAGE_QUOTA_CACHE_SECONDS), ...fields);
-      const record: Record<string, string> = {};
-      for (let i = 0; i + 1 < stored.length; i += 2) record[stored[i]] = stored[i + 1];
-      return parse(record);
+      const stored = await this.redis.usageTotals(
+        1,
+        key,
+        String(this.config.USAGE_QUOTA_CACHE_SECONDS),
+        '1',
+        String(rows.length / 2),
+        ...rows,
+      );
+      const fields: Record<string, string> = {};
+      for (let i = 0; i + 1 < stored.length; i += 2) fields[stored[i]] = stored[i + 1];
+      return parse(fields);
     } catch {
-      return usage;
+      return sum(totals);
     }
-  }
-
-  private async fromPostgres(botId: string, start: Date, end: Date): Promise<PeriodUsage> {
-    const rows = await this.budgets.dailyUsage(botId, start, end);
-    const usage: PeriodUsage = { tokens: 0, costUnits: new Map() };
-    for (const row of rows) {
-      usage.tokens += Number(row.tokens);
-      if (row.currency) usage.costUnits.set(row.currency, toUnits(row.cost));
-    }
-    return usage;
   }
 }
 
+/** A total as the counters hold it: field `day|currency`, value `revision tokens cost-units`. */
+function row(t: DailyTotal): [string, string] {
+  return [`${t.day}|${t.currency}`, `${t.revision} ${t.tokens} ${toUnits(t.cost)}`];
+}
+
+function sum(totals: DailyTotal[]): PeriodUsage {
+  return parse(Object.fromEntries(totals.map(row)));
+}
+
+/** The period's usage from a counter's fields (`complete` and fields of another shape are passed over). */
 function parse(fields: Record<string, string>): PeriodUsage {
-  const usage: PeriodUsage = { tokens: Number(fields.tokens ?? 0), costUnits: new Map() };
+  let tokens = 0n;
+  const costUnits = new Map<string, bigint>();
   for (const [field, value] of Object.entries(fields)) {
-    if (field.startsWith('cost:')) usage.costUnits.set(field.slice(5), BigInt(value));
+    const bar = field.indexOf('|');
+    const parts = value.split(' ');
+    if (bar < 0 || parts.length !== 3) continue;
+    const currency = field.slice(bar + 1);
+    tokens += BigInt(parts[1]);
+    if (currency) costUnits.set(currency, (costUnits.get(currency) ?? 0n) + BigInt(parts[2]));
   }
-  return usage;
+  return { tokens: Number(tokens), costUnits };
 }

@@ -73,9 +73,9 @@ export class UsageIngest {
         for (const outcome of each) outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
         if (state && state !== before) changes.push({ before, after: priced(state, prices.book) });
       }
-      const { deltas, budgeted } = await this.ledger.write(tx, changes, prices);
+      const { daily, budgeted } = await this.ledger.write(tx, changes, prices);
       const announced = budgeted.length > 0 ? await this.budgets.check(tx, budgeted, now) : 0;
-      return { outcomes, daily: deltas.dailyRows(), announced };
+      return { outcomes, daily, announced };
     });
 
     this.metrics.committed(
@@ -87,8 +87,8 @@ export class UsageIngest {
       this.metrics.budgetsExceeded.inc(result.announced);
       this.outbox.kick();
     }
-    // The counters are a cache of what just committed: bumped beside the next batch, not before it.
-    void this.counters.add(result.daily);
+    // The counters are a cache of what just committed: updated beside the next batch, not before it.
+    void this.counters.record(result.daily);
     return verdicts;
   }
 }

@@ -5,7 +5,7 @@ import { OutboxRelay, allowLongStatements } from '@parley/kit/database';
 import { BudgetWatch } from '../budgets/budget-watch';
 import { QuotaCounters } from '../budgets/quota-counters';
 import { priced, samePricing } from '../records/record-state';
-import type { DailyDelta } from '../records/rollup';
+import type { DailyTotal } from '../records/rollup';
 import { UsageLedger } from '../records/usage-ledger';
 import { UsageRecordsRepository } from '../records/usage-records.repository';
 import { PricesRepository } from './prices.repository';
@@ -80,7 +80,7 @@ export class Repricer implements OnApplicationBootstrap, OnModuleDestroy {
       const changes = states
         .map((before) => ({ before, after: { ...priced(before, prices.book), updatedAt: now } }))
         .filter((c) => !samePricing(c.before, c.after));
-      const { deltas, budgeted } = await this.ledger.write(tx, changes, prices);
+      const { daily, budgeted } = await this.ledger.write(tx, changes, prices);
       const announced = budgeted.length > 0 ? await this.budgets.check(tx, budgeted, now) : 0;
       const last = states.at(-1);
       if (states.length < CHUNK || !last) {
@@ -88,7 +88,7 @@ export class Repricer implements OnApplicationBootstrap, OnModuleDestroy {
       } else {
         await this.priceTable.advanceRepriceJob(tx, job.id, last);
       }
-      return { daily: deltas.dailyRows(), announced, repriced: changes.length };
+      return { daily, announced, repriced: changes.length };
     });
     if (!done) return false;
     await this.afterCommit(done.daily, done.announced);
@@ -96,9 +96,9 @@ export class Repricer implements OnApplicationBootstrap, OnModuleDestroy {
     return true;
   }
 
-  private async afterCommit(daily: DailyDelta[], announced: number): Promise<void> {
+  private async afterCommit(daily: DailyTotal[], announced: number): Promise<void> {
     if (announced > 0) this.outbox.kick();
-    await this.counters.add(daily);
+    await this.counters.record(daily);
   }
 
   async onModuleDestroy(): Promise<void> {

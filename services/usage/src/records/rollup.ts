@@ -52,6 +52,19 @@ export interface HourlyDelta extends HourlyKey {
   costUnits: bigint;
   unpricedRequests: number;
 }
+/**
+ * A bot's usage in one UTC day and currency as a write left its `usage_daily` row: the row's
+ * `revision` orders the totals of its successive writes.
+ */
+export interface DailyTotal {
+  botId: string;
+  day: string;
+  currency: string;
+  revision: string;
+  tokens: string;
+  /** A decimal. */
+  cost: string;
+}
 export interface DailyDelta {
   botId: string;
   day: string;

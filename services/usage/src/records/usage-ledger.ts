@@ -3,7 +3,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { PriceBook } from '../prices/price-book';
 import { PricesRepository } from '../prices/prices.repository';
 import type { RecordState } from './record-state';
-import { RollupDeltas } from './rollup';
+import { RollupDeltas, type DailyTotal } from './rollup';
 import { UsageRecordsRepository } from './usage-records.repository';
 
 export interface RecordChange {
@@ -82,14 +82,15 @@ export class UsageLedger {
 
   /**
    * Writes the changes (records in `created` are already inserted by `claim`) with their
-   * rollup deltas; returns the deltas and the changed bots that have a budget. Throws
+   * rollup deltas; returns the changed bots that have a budget and the daily totals the
+   * deltas left (for the quota counters). Throws
    * RaceLost, after refreshing the prices, if they changed since `book` was read.
    */
   async write(
     tx: EntityManager,
     changes: RecordChange[],
     prices: PricedBook,
-  ): Promise<{ deltas: RollupDeltas; budgeted: string[] }> {
+  ): Promise<{ budgeted: string[]; daily: DailyTotal[] }> {
     const deltas = new RollupDeltas();
     for (const c of changes) deltas.add(c.before, c.after);
     const updates = changes.filter((c) => c.before).map((c) => c.after);
@@ -102,7 +103,7 @@ export class UsageLedger {
     if (result.changed !== updates.length) {
       throw new Error(`expected to change ${updates.length} usage records, changed ${result.changed}`);
     }
-    return { deltas, budgeted: result.budgeted };
+    return { budgeted: result.budgeted, daily: result.daily };
   }
 }
 

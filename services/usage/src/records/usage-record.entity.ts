@@ -83,6 +83,8 @@ export const UsageDailyEntity = defineEntity({
     requests: p.bigint('number').default(0),
     totalTokens: p.bigint('number').default(0),
     cost: p.decimal('string').columnType('numeric').default(0),
+    /** Bumped by every write: orders the totals the quota counters are given. */
+    revision: p.bigint('string').default(0),
   },
 });
 export type UsageDaily = InferEntity<typeof UsageDailyEntity>;

@@ -8,7 +8,7 @@ import { Locks } from '../locks';
 import { fromUnits } from '../prices/decimal';
 import { PRICES_STAMP_SQL } from '../prices/prices.repository';
 import type { RecordState } from './record-state';
-import { isoText, type RollupDeltas } from './rollup';
+import { isoText, type DailyTotal, type RollupDeltas } from './rollup';
 
 /** Records newest first: by `started_at`, then bot and request id. */
 export const RECORDS_NEWEST_FIRST: KeysetList = {
@@ -155,17 +155,19 @@ with changed as (
     unpriced_requests = usage_hourly.unpriced_requests + excluded.unpriced_requests
   returning 1
 ), daily as (
-  insert into usage_daily (bot_id, day, currency, requests, total_tokens, cost)
-  select * from jsonb_to_recordset($3::jsonb) as d(bot_id uuid, day date, currency text, requests bigint,
+  insert into usage_daily (bot_id, day, currency, requests, total_tokens, cost, revision)
+  select d.*, 1 from jsonb_to_recordset($3::jsonb) as d(bot_id uuid, day date, currency text, requests bigint,
     total_tokens bigint, cost numeric)
   on conflict (bot_id, day, currency) do update set
     requests = usage_daily.requests + excluded.requests,
     total_tokens = usage_daily.total_tokens + excluded.total_tokens,
-    cost = usage_daily.cost + excluded.cost
-  returning 1
+    cost = usage_daily.cost + excluded.cost,
+    revision = usage_daily.revision + 1
+  returning bot_id, day, currency, total_tokens, cost, revision
 )
 select (select count(*) from changed)::int as changed, (select count(*) from hourly)::int as hourly,
-       (select count(*) from daily)::int as daily,
+       coalesce((select json_agg(json_build_array(bot_id, day, currency, revision::text, total_tokens::text,
+         cost::text)) from daily), '[]'::json) as daily,
        array(select bot_id::text from usage_budgets
              where bot_id = any($4::uuid[]) and (max_tokens is not null or max_cost is not null)) as budgeted,
        ${PRICES_STAMP_SQL} as stamp`;
@@ -258,14 +260,15 @@ export class UsageRecordsRepository {
 
   /**
    * Updates `updates` (records that exist) and adds the rollup deltas; answers how many records
-   * changed, which of `bots` have a budget, and the price table's stamp.
+   * changed, which of `bots` have a budget, the price table's stamp, and the daily totals the
+   * deltas left.
    */
   async write(
     tx: EntityManager,
     updates: RecordState[],
     deltas: RollupDeltas,
     bots: string[],
-  ): Promise<{ changed: number; budgeted: string[]; stamp: string }> {
+  ): Promise<{ changed: number; budgeted: string[]; stamp: string; daily: DailyTotal[] }> {
     const hourly = deltas.hourlyRows().map(({ costUnits, hour, ...d }) => ({
       hour: hour.toISOString(),
       bot_id: d.botId,
@@ -289,13 +292,23 @@ export class UsageRecordsRepository {
       total_tokens: d.totalTokens,
       cost: fromUnits(d.costUnits),
     }));
-    const [result] = await this.run<{ changed: number; budgeted: string[]; stamp: string }>(tx, WRITE_SQL, [
-      recordsJson(updates),
-      JSON.stringify(hourly),
-      JSON.stringify(daily),
-      `{${bots.join(',')}}`,
-    ]);
-    return result;
+    const [result] = await this.run<{
+      changed: number;
+      budgeted: string[];
+      stamp: string;
+      daily: [string, string, string, string, string, string][];
+    }>(tx, WRITE_SQL, [recordsJson(updates), JSON.stringify(hourly), JSON.stringify(daily), `{${bots.join(',')}}`]);
+    return {
+      ...result,
+      daily: result.daily.map(([botId, day, currency, revision, tokens, cost]) => ({
+        botId,
+        day,
+        currency,
+        revision,
+        tokens,
+        cost,
+      })),
+    };
   }
 
   /**
