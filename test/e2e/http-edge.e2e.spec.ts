@@ -115,6 +115,21 @@ describe('the HTTP edge (e2e)', () => {
     }
   });
 
+  it('lets a client finish sending a body it refuses, so the client reads the 413 rather than a reset', async () => {
+    // The gateway answers from the declared length, before the body arrives. Were the connection
+    // closed at once, a client still sending would meet a reset (fetch: EPIPE): about one in two
+    // at 5 MB. Up to 16 MiB the body is read and dropped instead.
+    const body = new TextEncoder().encode(JSON.stringify({ title: 'x'.repeat(5_000_000) }));
+    const outcomes: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      const res = await send('POST', '/api/v1/sessions', body, { token, contentType: JSON_TYPE }).catch(
+        (error: Error & { cause?: { code?: string } }) => ({ status: 0, error: error.cause?.code ?? error.message }),
+      );
+      outcomes.push('error' in res ? `failed: ${res.error}` : `${res.status} ${res.body?.code}`);
+    }
+    expect(outcomes.filter((o) => o !== '413 PAYLOAD_TOO_LARGE')).toEqual([]);
+  });
+
   it('wants a JSON object: a bare string, number, boolean or array names the body', async () => {
     for (const body of ['"title"', '42', 'true', '[{"title":"x"}]', '[]']) {
       const res = await send('POST', '/api/v1/sessions', body, { token, contentType: JSON_TYPE });

@@ -40,8 +40,28 @@ export async function sendProblem(
     void reply.header('www-authenticate', 'Bearer');
   }
   if (problem.retryAfter !== undefined) void reply.header('retry-after', String(problem.retryAfter));
+  if (problem.code === 'PAYLOAD_TOO_LARGE') lingerForRefusedBody(request, reply);
   await reply
     .status(problem.status)
     .header('content-type', 'application/problem+json')
     .send(toProblem(problem, request.url.split('?')[0]));
+}
+
+/** Most bytes of a refused body read and dropped so that its sender gets the 413. */
+export const LINGERING_BODY_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Fastify refuses a body over the limit from its declared length, before reading it, and closes
+ * the connection after its answer. A client still sending the body then meets a reset instead
+ * of the 413 (Node's fetch: `EPIPE`), the more often the larger the body. As a web server's
+ * lingering close does, a body declared at most LINGERING_BODY_BYTES long is read and dropped
+ * instead (Node does so for an unread request once its answer is sent), on a connection kept
+ * open: the client finishes sending and reads its 413. A larger or unannounced one still closes.
+ */
+function lingerForRefusedBody(request: FastifyRequest, reply: FastifyReply): void {
+  if (reply.getHeader('connection') !== 'close') return;
+  const declared = Number(request.headers['content-length']);
+  if (Number.isSafeInteger(declared) && declared <= LINGERING_BODY_BYTES && !request.raw.readableDidRead) {
+    reply.removeHeader('connection');
+  }
 }
