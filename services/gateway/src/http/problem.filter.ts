@@ -61,7 +61,9 @@ export const LINGERING_BODY_BYTES = 16 * 1024 * 1024;
 function lingerForRefusedBody(request: FastifyRequest, reply: FastifyReply): void {
   if (reply.getHeader('connection') !== 'close') return;
   const declared = Number(request.headers['content-length']);
-  if (Number.isSafeInteger(declared) && declared <= LINGERING_BODY_BYTES && !request.raw.readableDidRead) {
+  // Node drains an answered request only if nothing consumes it (not flowing, not paused by a
+  // reader): otherwise the connection would wait on a body no one reads.
+  if (Number.isSafeInteger(declared) && declared <= LINGERING_BODY_BYTES && request.raw.readableFlowing === null) {
     reply.removeHeader('connection');
   }
 }

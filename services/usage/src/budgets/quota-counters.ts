@@ -90,13 +90,19 @@ export class QuotaCounters {
   /** Merges the totals a commit left into the bot's day and month counters. */
   async record(totals: DailyTotal[]): Promise<void> {
     const perKey = new Map<string, string[]>();
-    for (const t of totals) {
-      const day = new Date(`${t.day}T00:00:00Z`);
-      for (const key of [this.key(t.botId, 'day', day), this.key(t.botId, 'month', day)]) {
-        const rows = perKey.get(key) ?? [];
-        rows.push(...row(t));
-        perKey.set(key, rows);
+    try {
+      for (const t of totals) {
+        const day = new Date(`${t.day}T00:00:00Z`);
+        for (const key of [this.key(t.botId, 'day', day), this.key(t.botId, 'month', day)]) {
+          const rows = perKey.get(key) ?? [];
+          rows.push(...row(t));
+          perKey.set(key, rows);
+        }
       }
+    } catch (error) {
+      // Totals it cannot read (never from Postgres' own text): the counters catch up on the rows' next writes.
+      this.logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'quota totals not understood');
+      return;
     }
     if (perKey.size === 0) return;
     if (this.missed.size > 0) await this.forgetMissed();
